@@ -1,0 +1,1 @@
+"""payment-window: enforces payment windows on Stripe Checkout sessions."""

@@ -1,0 +1,91 @@
+"""Domain errors: plain exceptions that one handler maps to the HTTP error shape."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base for every rule the domain refuses to break."""
+
+    code = "domain_error"
+
+
+class SessionNotFound(DomainError):
+    code = "session_not_found"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"no payment session {session_id}")
+        self.session_id = session_id
+
+
+class WindowNotOpen(DomainError):
+    code = "window_not_open"
+
+    def __init__(self, session_id: str, status: str) -> None:
+        super().__init__(f"payment window {session_id} is {status}, not open")
+        self.status = status
+
+
+class InvalidTransition(DomainError):
+    code = "invalid_transition"
+
+    def __init__(self, from_status: str, to_status: str) -> None:
+        super().__init__(f"a session cannot go from {from_status} to {to_status}")
+
+
+class ExtensionExceedsPolicy(DomainError):
+    code = "extension_exceeds_policy"
+
+    def __init__(self, requested: int, still_allowed: int) -> None:
+        super().__init__(
+            f"extending by {requested} minutes exceeds the maker's policy; "
+            f"{still_allowed} minutes are still allowed"
+        )
+        self.requested = requested
+        self.still_allowed = still_allowed
+
+
+class OverrideNotAllowed(DomainError):
+    code = "forbidden"
+
+
+class VersionConflict(DomainError):
+    """Someone changed the session since it was read."""
+
+    code = "version_conflict"
+
+    def __init__(self, session_id: str, expected: int) -> None:
+        super().__init__(f"session {session_id} changed since version {expected}")
+        self.expected = expected
+
+
+class PreconditionFailed(DomainError):
+    """The caller's If-Match version is stale."""
+
+    code = "precondition_failed"
+
+
+class InvalidWindow(DomainError):
+    code = "invalid_window"
+
+
+class PaymentProviderUnavailable(DomainError):
+    """Stripe could not be reached or kept failing; nothing was changed."""
+
+    code = "payment_provider_unavailable"
+
+
+class CheckoutNotOpen(DomainError):
+    """Stripe refused to expire a Checkout Session because it is no longer open."""
+
+    code = "checkout_not_open"
+
+    def __init__(self, checkout_session_id: str, status: str) -> None:
+        super().__init__(f"checkout session {checkout_session_id} is {status}")
+        self.checkout_session_id = checkout_session_id
+        self.status = status
+
+
+class InvalidWebhook(DomainError):
+    """A webhook whose signature, timestamp or body cannot be trusted."""
+
+    code = "invalid_webhook"

@@ -1,0 +1,26 @@
+"""The maker's extension policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class OnExpiry(StrEnum):
+    """What the auction does when a window closes unpaid."""
+
+    RELIST = "relist"
+    NOTIFY_MAKER = "notify_maker"
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionPolicy:
+    """How far a maker's windows may be extended, and by whom."""
+
+    max_extension_minutes: int
+    makers_may_override: bool
+    on_expiry: OnExpiry
+
+    def minutes_still_allowed(self, already_extended: int) -> int:
+        """Minutes of extension left over a session's whole life (never negative)."""
+        return max(0, self.max_extension_minutes - already_extended)

@@ -1,0 +1,149 @@
+"""The interfaces the use cases need; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from payment_window.domain.events import AuditEntry, OutboxMessage
+from payment_window.domain.policy import ExtensionPolicy
+from payment_window.domain.session import PaymentSession, Status
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SessionRepository(Protocol):
+    async def get(self, session_id: str) -> PaymentSession | None: ...
+
+    async def get_by_checkout_session(self, checkout_session_id: str) -> PaymentSession | None: ...
+
+    async def add(self, session: PaymentSession) -> None: ...
+
+    async def update(self, session: PaymentSession) -> None:
+        """Save a changed session; raises VersionConflict unless the stored one is one version older."""
+        ...
+
+
+class PolicyRepository(Protocol):
+    async def get(self, maker_id: str) -> ExtensionPolicy | None: ...
+
+    async def put(self, maker_id: str, policy: ExtensionPolicy, now: datetime) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: rolled back on exit unless `commit` was called."""
+
+    sessions: SessionRepository
+    policies: PolicyRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def record(self, audit: AuditEntry, messages: Sequence[OutboxMessage] = ()) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSnapshot:
+    """What the status read needs, as the index holds it."""
+
+    session_id: str
+    auction_id: str
+    maker_id: str
+    buyer_id: str
+    status: Status
+    expires_at: datetime
+    version: int
+    reason: str | None
+    checkout_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A due window taken by one expiry worker until its lease ends."""
+
+    session_id: str
+    due_at: datetime
+
+
+class WindowIndex(Protocol):
+    """Deadlines of open windows, claimable by many workers; rebuildable from the store."""
+
+    async def now(self) -> datetime:
+        """The index's own clock: every worker compares deadlines against this one."""
+        ...
+
+    async def put(self, session: PaymentSession) -> None:
+        """Record the session's current state; open sessions are scheduled at their deadline."""
+        ...
+
+    async def snapshot(self, session_id: str) -> WindowSnapshot | None: ...
+
+    async def claim_due(self, limit: int, lease_seconds: float) -> list[Claim]: ...
+
+    async def release(self, session_id: str) -> None:
+        """Done with a claim: the session left the schedule or was re-put."""
+        ...
+
+    async def retry_at(self, session_id: str, due_at: datetime) -> None:
+        """Give a claim back, to be due again at `due_at`."""
+        ...
+
+    async def next_due(self) -> datetime | None: ...
+
+    async def pending_count(self) -> int: ...
+
+    async def scheduled_ids(self) -> set[str]: ...
+
+    async def forget(self, session_id: str) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutSession:
+    """Stripe's view of a Checkout Session."""
+
+    id: str
+    url: str | None
+    status: str  # open | complete | expired
+    payment_status: str  # paid | unpaid | no_payment_required
+    expires_at: datetime
+
+
+class CheckoutGateway(Protocol):
+    async def create(
+        self, session: PaymentSession, expires_at: datetime, idempotency_key: str
+    ) -> CheckoutSession: ...
+
+    async def retrieve(self, checkout_session_id: str) -> CheckoutSession: ...
+
+    async def expire(self, checkout_session_id: str, idempotency_key: str) -> CheckoutSession:
+        """Expire an open session; raises CheckoutNotOpen carrying Stripe's status otherwise."""
+        ...
+
+    def parse_webhook(self, payload: bytes, signature: str | None) -> dict[str, Any]: ...
+
+
+class Metrics(Protocol):
+    def increment(self, name: str, value: int = 1, tags: Sequence[str] = ()) -> None: ...
+
+    def gauge(self, name: str, value: float, tags: Sequence[str] = ()) -> None: ...
+
+    def distribution(self, name: str, value: float, tags: Sequence[str] = ()) -> None: ...

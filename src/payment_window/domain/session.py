@@ -1,0 +1,169 @@
+"""The payment session, its statuses and the only transitions it may make."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from payment_window.domain import window
+from payment_window.domain.errors import (
+    ExtensionExceedsPolicy,
+    InvalidTransition,
+    InvalidWindow,
+    WindowNotOpen,
+)
+from payment_window.domain.policy import ExtensionPolicy
+
+
+class Status(StrEnum):
+    OPEN = "open"
+    AWAITING_PAYMENT_CONFIRMATION = "awaiting_payment_confirmation"
+    PAID = "paid"
+    EXPIRED = "expired"
+
+
+class CloseReason(StrEnum):
+    """Why a session left `open` without being paid."""
+
+    WINDOW_ELAPSED = "window_elapsed"
+    ADMIN_TERMINATED = "admin_terminated"
+    MAKER_TERMINATED = "maker_terminated"
+    STRIPE_EXPIRED = "stripe_expired"
+    PAYMENT_FAILED = "payment_failed"
+
+
+ALLOWED_TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    Status.OPEN: frozenset(
+        {Status.PAID, Status.EXPIRED, Status.AWAITING_PAYMENT_CONFIRMATION}
+    ),
+    Status.AWAITING_PAYMENT_CONFIRMATION: frozenset({Status.PAID, Status.EXPIRED}),
+    Status.PAID: frozenset(),
+    Status.EXPIRED: frozenset(),
+}
+FINAL_STATUSES = frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if not targets)
+MAX_EXTENSION_MINUTES_PER_REQUEST = 7 * 24 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSession:
+    """A buyer's window to pay for an auction they won. Immutable: changes return a new one."""
+
+    id: str
+    auction_id: str
+    maker_id: str
+    buyer_id: str
+    amount: int
+    currency: str
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    status: Status = Status.OPEN
+    reason: str | None = None
+    checkout_session_id: str | None = None
+    checkout_url: str | None = None
+    checkout_expires_at: datetime | None = None
+    expired_at: datetime | None = None
+    paid_at: datetime | None = None
+    extended_minutes: int = 0
+    version: int = 1
+    expiry_attempts: int = 0
+    last_expiry_error: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is Status.OPEN
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def remaining_seconds(self, now: datetime) -> int:
+        """Seconds the buyer still has; 0 once the window no longer runs."""
+        if not self.is_open:
+            return 0
+        return window.remaining_seconds(self.expires_at, now)
+
+    def is_due(self, now: datetime) -> bool:
+        """Open and past its deadline: the expiry task may close it."""
+        return self.is_open and self.expires_at <= now
+
+    def outlives_checkout(self) -> bool:
+        """The window now ends after Stripe's session does, so a new session is needed."""
+        return self.checkout_expires_at is not None and self.expires_at > self.checkout_expires_at
+
+    def extend(self, minutes: int, policy: ExtensionPolicy, now: datetime) -> PaymentSession:
+        """Move the deadline later, within the maker's total-extension policy."""
+        self._require_open()
+        if minutes < 1 or minutes > MAX_EXTENSION_MINUTES_PER_REQUEST:
+            raise InvalidWindow("minutes must be a whole number from 1 to 10080")
+        still_allowed = policy.minutes_still_allowed(self.extended_minutes)
+        if minutes > still_allowed:
+            raise ExtensionExceedsPolicy(minutes, still_allowed)
+        return replace(
+            self,
+            expires_at=self.expires_at + timedelta(minutes=minutes),
+            extended_minutes=self.extended_minutes + minutes,
+            version=self.version + 1,
+            updated_at=now,
+        )
+
+    def expire(self, reason: CloseReason, now: datetime) -> PaymentSession:
+        """Close the window unpaid."""
+        moved = self._move_to(Status.EXPIRED, now)
+        return replace(moved, reason=reason.value, expired_at=now)
+
+    def record_payment(self, now: datetime, *, confirmed: bool) -> PaymentSession:
+        """Stripe says the buyer completed checkout; `confirmed` when the money is in."""
+        if not confirmed:
+            return self._move_to(Status.AWAITING_PAYMENT_CONFIRMATION, now)
+        return replace(self._move_to(Status.PAID, now), paid_at=now)
+
+    def record_late_payment(self, now: datetime) -> PaymentSession:
+        """A payment Stripe took for a window we had already closed: the buyer's money wins.
+
+        The one exception to final statuses: `expired` is only ever recorded after Stripe refused
+        to expire the session, so this happens only if Stripe completed it concurrently.
+        """
+        if self.status is not Status.EXPIRED:
+            return self.record_payment(now, confirmed=True)
+        return replace(
+            self, status=Status.PAID, paid_at=now, version=self.version + 1, updated_at=now
+        )
+
+    def with_checkout(
+        self, checkout_session_id: str, checkout_url: str, checkout_expires_at: datetime,
+        now: datetime,
+    ) -> PaymentSession:
+        """Attach a (new) Stripe Checkout Session to the window."""
+        self._require_open()
+        return replace(
+            self,
+            checkout_session_id=checkout_session_id,
+            checkout_url=checkout_url,
+            checkout_expires_at=checkout_expires_at,
+            version=self.version + 1,
+            updated_at=now,
+        )
+
+    def with_failed_attempt(self, error: str, now: datetime) -> PaymentSession:
+        """Count a failed expiry attempt; the window stays open and is retried later."""
+        return replace(
+            self,
+            expiry_attempts=self.expiry_attempts + 1,
+            last_expiry_error=error[:500],
+            version=self.version + 1,
+            updated_at=now,
+        )
+
+    def _require_open(self) -> None:
+        if not self.is_open:
+            raise WindowNotOpen(self.id, self.status.value)
+
+    def _move_to(self, target: Status, now: datetime) -> PaymentSession:
+        if target not in ALLOWED_TRANSITIONS[self.status]:
+            if self.status is not Status.OPEN and target is Status.EXPIRED:
+                raise WindowNotOpen(self.id, self.status.value)
+            raise InvalidTransition(self.status.value, target.value)
+        return replace(self, status=target, version=self.version + 1, updated_at=now)
