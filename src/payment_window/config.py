@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from payment_window.domain.policy import OnExpiry
 
@@ -23,17 +24,25 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PW_", extra="ignore", frozen=True)
 
-    env: Environment = Field(Environment.DEVELOPMENT, description="`production` refuses to start without secrets")
+    env: Environment = Field(
+        Environment.DEVELOPMENT, description="`production` refuses to start without secrets"
+    )
     database_url: str = Field(DEFAULT_SQLITE, description="SQLAlchemy or plain postgresql:// URL")
-    database_schema: str | None = Field(None, description="PostgreSQL schema (search_path); tests use one each")
-    redis_url: str | None = Field(None, description="unset: the window index is served by the store")
+    database_schema: str | None = Field(
+        None, description="PostgreSQL schema (search_path); tests use one each"
+    )
+    redis_url: str | None = Field(
+        None, description="unset: the window index is served by the store"
+    )
     redis_prefix: str = Field("", description="prefix for every Redis key; tests use one each")
     window_minutes: int = Field(1440, ge=1, le=7 * 24 * 60)
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str | None = Field(None, description="point the Stripe SDK at another server")
     stripe_webhook_secret: SecretStr | None = None
     stripe_max_network_retries: int = Field(2, ge=0, le=10)
-    stripe_expire_rps: float = Field(20.0, gt=0, description="Stripe calls/s for expiry, all workers")
+    stripe_expire_rps: float = Field(
+        20.0, gt=0, description="Stripe calls/s for expiry, all workers"
+    )
     sns_maker_topic_arn: str | None = None
     sns_buyer_topic_arn: str | None = None
     auction_events_topic_arn: str | None = None
@@ -48,11 +57,15 @@ class Settings(BaseSettings):
     default_max_extension_minutes: int = Field(1440, ge=0)
     default_makers_may_override: bool = False
     default_on_expiry: OnExpiry = OnExpiry.RELIST
-    reminder_offsets_minutes: list[int] = Field(default_factory=lambda: [720, 60])
+    reminder_offsets_minutes: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [720, 60]
+    )
     expiry_batch_size: int = Field(200, ge=1, le=5000)
     claim_lease_seconds: float = Field(30.0, gt=0)
     worker_max_sleep_seconds: float = Field(2.0, gt=0)
-    log_json: bool | None = Field(None, description="default: JSON in production, console otherwise")
+    log_json: bool | None = Field(
+        None, description="default: JSON in production, console otherwise"
+    )
 
     @field_validator("database_url")
     @classmethod

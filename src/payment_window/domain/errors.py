@@ -89,3 +89,12 @@ class InvalidWebhook(DomainError):
     """A webhook whose signature, timestamp or body cannot be trusted."""
 
     code = "invalid_webhook"
+
+
+class WindowAlreadyOpen(DomainError):
+    """An auction has one unsettled window at a time."""
+
+    code = "window_already_open"
+
+    def __init__(self, auction_id: str) -> None:
+        super().__init__(f"auction {auction_id} already has a payment window that is not settled")

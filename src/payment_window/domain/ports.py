@@ -18,14 +18,28 @@ class Clock(Protocol):
 
 
 class SessionRepository(Protocol):
-    async def get(self, session_id: str) -> PaymentSession | None: ...
+    async def get(self, session_id: str, *, for_update: bool = False) -> PaymentSession | None:
+        """Load a session; `for_update` holds it against other writers until commit."""
+        ...
+
+    async def record_expiry_failure(self, session_id: str, error: str) -> int:
+        """Bookkeeping only (attempts, last error): not a state change, so no new version.
+
+        Returns the attempts so far."""
+        ...
+
+    async def overdue_open(self, before: datetime, limit: int) -> list[PaymentSession]: ...
 
     async def get_by_checkout_session(self, checkout_session_id: str) -> PaymentSession | None: ...
+
+    async def unsettled_for_auction(self, auction_id: str) -> PaymentSession | None:
+        """The auction's window that is open or awaiting confirmation, if any."""
+        ...
 
     async def add(self, session: PaymentSession) -> None: ...
 
     async def update(self, session: PaymentSession) -> None:
-        """Save a changed session; raises VersionConflict unless the stored one is one version older."""
+        """Save a changed session; VersionConflict unless the stored one is one version older."""
         ...
 
 
@@ -44,7 +58,9 @@ class UnitOfWork(Protocol):
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
 
@@ -65,6 +81,8 @@ class WindowSnapshot:
     auction_id: str
     maker_id: str
     buyer_id: str
+    amount: int
+    currency: str
     status: Status
     expires_at: datetime
     version: int
@@ -111,6 +129,14 @@ class WindowIndex(Protocol):
 
     async def forget(self, session_id: str) -> None: ...
 
+    async def wake(self) -> None:
+        """Tell sleeping workers the schedule changed (a window opened or moved)."""
+        ...
+
+    async def wait_for_wake(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Return on a wake, or after `timeout` seconds without one."""
+        ...
+
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -139,6 +165,25 @@ class CheckoutGateway(Protocol):
         ...
 
     def parse_webhook(self, payload: bytes, signature: str | None) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WindowChange:
+    """A committed change, for live viewers (server-sent events)."""
+
+    session_id: str
+    event: str  # extended | terminated | expired | paid | awaiting_confirmation | rotated
+    data: dict[str, Any]
+
+
+class ChangeFeed(Protocol):
+    async def publish(self, change: WindowChange) -> None: ...
+
+
+class RateLimiter(Protocol):
+    async def acquire(self) -> None:
+        """Wait until one more call fits the budget."""
+        ...
 
 
 class Metrics(Protocol):

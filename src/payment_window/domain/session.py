@@ -35,9 +35,7 @@ class CloseReason(StrEnum):
 
 
 ALLOWED_TRANSITIONS: Mapping[Status, frozenset[Status]] = {
-    Status.OPEN: frozenset(
-        {Status.PAID, Status.EXPIRED, Status.AWAITING_PAYMENT_CONFIRMATION}
-    ),
+    Status.OPEN: frozenset({Status.PAID, Status.EXPIRED, Status.AWAITING_PAYMENT_CONFIRMATION}),
     Status.AWAITING_PAYMENT_CONFIRMATION: frozenset({Status.PAID, Status.EXPIRED}),
     Status.PAID: frozenset(),
     Status.EXPIRED: frozenset(),
@@ -133,7 +131,10 @@ class PaymentSession:
         )
 
     def with_checkout(
-        self, checkout_session_id: str, checkout_url: str, checkout_expires_at: datetime,
+        self,
+        checkout_session_id: str,
+        checkout_url: str,
+        checkout_expires_at: datetime,
         now: datetime,
     ) -> PaymentSession:
         """Attach a (new) Stripe Checkout Session to the window."""
@@ -143,16 +144,6 @@ class PaymentSession:
             checkout_session_id=checkout_session_id,
             checkout_url=checkout_url,
             checkout_expires_at=checkout_expires_at,
-            version=self.version + 1,
-            updated_at=now,
-        )
-
-    def with_failed_attempt(self, error: str, now: datetime) -> PaymentSession:
-        """Count a failed expiry attempt; the window stays open and is retried later."""
-        return replace(
-            self,
-            expiry_attempts=self.expiry_attempts + 1,
-            last_expiry_error=error[:500],
             version=self.version + 1,
             updated_at=now,
         )

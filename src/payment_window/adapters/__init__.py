@@ -1,0 +1,1 @@
+"""Thin adapters around real libraries, one per vendor, each with the port it implements."""

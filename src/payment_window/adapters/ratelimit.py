@@ -1,0 +1,63 @@
+"""The Stripe call budget of the expiry path, shared by every worker.
+
+Stripe's rate limit is per account (100/s live, 25/s in test mode) and shared with checkout
+creation, so a burst of due windows must drain at a steady pace rather than storm it with 429s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from redis.asyncio import Redis
+
+# GCRA (generic cell rate algorithm): one key holds the theoretical arrival time of the next
+# call; a call may go now if that is not further ahead than the allowed burst.
+_GCRA = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now_ms)
+if tat < now_ms then tat = now_ms end
+local wait = tat - now_ms - burst
+if wait > 0 then return wait end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil(tat + interval - now_ms + 1000))
+return 0
+"""
+
+
+class LocalRateLimiter:
+    """Evenly spaced calls for one process (the embedded default runs a single worker)."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1.0 / per_second
+        self._next_slot = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            slot = max(self._next_slot, now)
+            self._next_slot = slot + self._interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class RedisRateLimiter:
+    """One budget in Redis for every worker, judged by Redis's clock."""
+
+    def __init__(self, client: Redis, key: str, per_second: float, burst: int = 1) -> None:
+        self._script = client.register_script(_GCRA)
+        self._key = key
+        self._interval_ms = max(1, round(1000 / per_second))
+        self._burst_ms = (burst - 1) * self._interval_ms
+
+    async def acquire(self) -> None:
+        while True:
+            wait_ms = int(
+                await self._script(keys=[self._key], args=[self._interval_ms, self._burst_ms])
+            )
+            if wait_ms <= 0:
+                return
+            await asyncio.sleep(wait_ms / 1000)

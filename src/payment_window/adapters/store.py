@@ -1,0 +1,267 @@
+"""The store: SQLAlchemy Core over asyncpg (PostgreSQL) or aiosqlite (SQLite).
+
+One `SqlUnitOfWork` is one transaction holding the session row, its audit entries and its outbox
+messages; it rolls back unless committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, fields
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from payment_window.adapters.tables import audit_log, maker_policies, outbox, payment_sessions
+from payment_window.config import Settings
+from payment_window.domain.errors import VersionConflict, WindowAlreadyOpen
+from payment_window.domain.events import AuditEntry, OutboxMessage
+from payment_window.domain.policy import ExtensionPolicy, OnExpiry
+from payment_window.domain.session import PaymentSession, Status
+
+_SESSION_FIELDS = [f.name for f in fields(PaymentSession)]
+UNSETTLED = (Status.OPEN.value, Status.AWAITING_PAYMENT_CONFIRMATION.value)
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An async engine for the configured store; SQLite gets WAL and a busy timeout."""
+    if settings.is_sqlite:
+        engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    server_settings = {"application_name": "payment-window"}
+    if settings.database_schema:
+        server_settings["search_path"] = settings.database_schema
+    return create_async_engine(
+        settings.database_url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        connect_args={"server_settings": server_settings},
+    )
+
+
+def session_from_row(row: Row[Any]) -> PaymentSession:
+    values = row._mapping
+    data = {name: values[name] for name in _SESSION_FIELDS}
+    data["status"] = Status(data["status"])
+    return PaymentSession(**data)
+
+
+def session_values(session: PaymentSession) -> dict[str, Any]:
+    values = asdict(session)
+    values["status"] = session.status.value
+    return values
+
+
+def audit_values(entry: AuditEntry) -> dict[str, Any]:
+    return asdict(entry)
+
+
+def outbox_values(message: OutboxMessage, session_id: str | None, now: datetime) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "session_id": session_id,
+        "destination": message.destination.value,
+        "event_type": message.event_type,
+        "payload": message.payload,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+class SqlSessionRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def get(self, session_id: str, *, for_update: bool = False) -> PaymentSession | None:
+        query = select(payment_sessions).where(payment_sessions.c.id == session_id)
+        if for_update:
+            if self._connection.dialect.name == "sqlite":
+                # SQLite has no row locks: a no-op write takes the database's write lock instead.
+                await self._connection.execute(
+                    update(payment_sessions)
+                    .where(payment_sessions.c.id == session_id)
+                    .values(version=payment_sessions.c.version)
+                )
+            else:
+                query = query.with_for_update()
+        row = (await self._connection.execute(query)).first()
+        return session_from_row(row) if row else None
+
+    async def record_expiry_failure(self, session_id: str, error: str) -> int:
+        result = await self._connection.execute(
+            update(payment_sessions)
+            .where(payment_sessions.c.id == session_id)
+            .values(
+                expiry_attempts=payment_sessions.c.expiry_attempts + 1,
+                last_expiry_error=error[:500],
+            )
+            .returning(payment_sessions.c.expiry_attempts)
+        )
+        return int(result.scalar_one_or_none() or 0)
+
+    async def overdue_open(self, before: datetime, limit: int) -> list[PaymentSession]:
+        result = await self._connection.execute(
+            select(payment_sessions)
+            .where(payment_sessions.c.status == Status.OPEN.value)
+            .where(payment_sessions.c.expires_at <= before)
+            .order_by(payment_sessions.c.expires_at)
+            .limit(limit)
+        )
+        return [session_from_row(row) for row in result]
+
+    async def get_by_checkout_session(self, checkout_session_id: str) -> PaymentSession | None:
+        result = await self._connection.execute(
+            select(payment_sessions).where(
+                payment_sessions.c.checkout_session_id == checkout_session_id
+            )
+        )
+        row = result.first()
+        return session_from_row(row) if row else None
+
+    async def unsettled_for_auction(self, auction_id: str) -> PaymentSession | None:
+        result = await self._connection.execute(
+            select(payment_sessions).where(
+                payment_sessions.c.auction_id == auction_id,
+                payment_sessions.c.status.in_(UNSETTLED),
+            )
+        )
+        row = result.first()
+        return session_from_row(row) if row else None
+
+    async def add(self, session: PaymentSession) -> None:
+        values = session_values(session)
+        values["due_at"] = session.expires_at if session.is_open else None
+        try:
+            await self._connection.execute(insert(payment_sessions).values(**values))
+        except IntegrityError as clash:
+            raise WindowAlreadyOpen(session.auction_id) from clash
+
+    async def update(self, session: PaymentSession) -> None:
+        values = session_values(session)
+        del values["id"], values["created_at"]
+        if not session.is_open:
+            values["due_at"] = None
+            values["lease_until"] = None
+        result = await self._connection.execute(
+            update(payment_sessions)
+            .where(payment_sessions.c.id == session.id)
+            .where(payment_sessions.c.version == session.version - 1)
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            raise VersionConflict(session.id, session.version - 1)
+
+
+class SqlPolicyRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def get(self, maker_id: str) -> ExtensionPolicy | None:
+        result = await self._connection.execute(
+            select(maker_policies).where(maker_policies.c.maker_id == maker_id)
+        )
+        row = result.first()
+        if row is None:
+            return None
+        return ExtensionPolicy(
+            max_extension_minutes=row.max_extension_minutes,
+            makers_may_override=row.makers_may_override,
+            on_expiry=OnExpiry(row.on_expiry),
+        )
+
+    async def put(self, maker_id: str, policy: ExtensionPolicy, now: datetime) -> None:
+        values = {
+            "max_extension_minutes": policy.max_extension_minutes,
+            "makers_may_override": policy.makers_may_override,
+            "on_expiry": policy.on_expiry.value,
+            "updated_at": now,
+        }
+        result = await self._connection.execute(
+            update(maker_policies).where(maker_policies.c.maker_id == maker_id).values(**values)
+        )
+        if result.rowcount == 0:
+            await self._connection.execute(
+                insert(maker_policies).values(maker_id=maker_id, **values)
+            )
+
+
+class SqlUnitOfWork:
+    """A transaction over the store; `record` queues audit and outbox rows written at commit."""
+
+    sessions: SqlSessionRepository
+    policies: SqlPolicyRepository
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._audit: list[AuditEntry] = []
+        self._outbox: list[tuple[OutboxMessage, str | None, datetime]] = []
+
+    async def __aenter__(self) -> Self:
+        self.connection = await self._engine.connect()
+        await self.connection.begin()
+        self.sessions = SqlSessionRepository(self.connection)
+        self.policies = SqlPolicyRepository(self.connection)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self.connection.in_transaction():
+                await self.connection.rollback()
+        finally:
+            await self.connection.close()
+
+    def record(self, audit: AuditEntry, messages: Sequence[OutboxMessage] = ()) -> None:
+        self._audit.append(audit)
+        self._outbox.extend((message, audit.session_id, audit.at) for message in messages)
+
+    async def commit(self) -> None:
+        if self._audit:
+            await self.connection.execute(
+                insert(audit_log), [audit_values(entry) for entry in self._audit]
+            )
+        if self._outbox:
+            await self.connection.execute(
+                insert(outbox), [outbox_values(*queued) for queued in self._outbox]
+            )
+        await self.connection.commit()
+        self._audit.clear()
+        self._outbox.clear()
+
+
+class SqlUnitOfWorkFactory:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    def __call__(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine)
+
+
+def migrate(settings: Settings, revision: str = "head") -> None:
+    """Bring the store's schema up to `revision` (Alembic)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "payment_window:migrations")
+    config.attributes["settings"] = settings
+    command.upgrade(config, revision)

@@ -1,0 +1,133 @@
+"""The store's tables (SQLAlchemy Core); migrations create them, queries use them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    text,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend; SQLite would otherwise hand back naive times."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UNSETTLED_SQL = "status IN ('open', 'awaiting_payment_confirmation')"
+
+metadata = MetaData()
+
+payment_sessions = Table(
+    "payment_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("auction_id", String(128), nullable=False),
+    Column("maker_id", String(128), nullable=False),
+    Column("buyer_id", String(128), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("checkout_session_id", String(255), nullable=True, unique=True),
+    Column("checkout_url", Text, nullable=True),
+    Column("checkout_expires_at", UtcDateTime, nullable=True),
+    Column("status", String(40), nullable=False),
+    Column("reason", String(40), nullable=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("expired_at", UtcDateTime, nullable=True),
+    Column("paid_at", UtcDateTime, nullable=True),
+    Column("extended_minutes", Integer, nullable=False, default=0),
+    Column("version", Integer, nullable=False),
+    Column("expiry_attempts", Integer, nullable=False, default=0),
+    Column("last_expiry_error", Text, nullable=True),
+    # The SQL window index: when the row is next due for the expiry task, and whose claim holds it.
+    Column("due_at", UtcDateTime, nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_payment_sessions_due_at", "due_at"),
+    Index("ix_payment_sessions_status_expires_at", "status", "expires_at"),
+    Index("ix_payment_sessions_maker_id", "maker_id"),
+    Index("ix_payment_sessions_auction_id", "auction_id"),
+    # One unsettled window per auction, even when two requests race past the service's check.
+    Index(
+        "ux_payment_sessions_unsettled_auction",
+        "auction_id",
+        unique=True,
+        postgresql_where=text(UNSETTLED_SQL),
+        sqlite_where=text(UNSETTLED_SQL),
+    ),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("session_id", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("from_status", String(40), nullable=True),
+    Column("to_status", String(40), nullable=True),
+    Column("details", JSON, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_audit_log_session_id", "session_id", "id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("session_id", String(64), nullable=True),
+    Column("destination", String(32), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Column("cancelled_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),
+    Index("ix_outbox_session_id", "session_id"),
+)
+
+maker_policies = Table(
+    "maker_policies",
+    metadata,
+    Column("maker_id", String(128), primary_key=True),
+    Column("max_extension_minutes", Integer, nullable=False),
+    Column("makers_may_override", Boolean, nullable=False),
+    Column("on_expiry", String(32), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

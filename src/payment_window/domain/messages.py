@@ -1,0 +1,127 @@
+"""The messages each kind of change sends: notifications, analytics and the auction follow-up.
+
+Their shapes are the contract with other systems (docs/events.md); every message carries its
+outbox id when delivered so consumers can deduplicate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from payment_window.domain.events import Destination, OutboxMessage
+from payment_window.domain.policy import ExtensionPolicy, OnExpiry
+from payment_window.domain.session import CloseReason, PaymentSession
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 UTC with a `Z`, the one time format on the wire."""
+    if moment is None:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _subject(session: PaymentSession) -> dict[str, Any]:
+    return {
+        "sessionId": session.id,
+        "auctionId": session.auction_id,
+        "makerId": session.maker_id,
+        "buyerId": session.buyer_id,
+        "amount": session.amount,
+        "currency": session.currency,
+    }
+
+
+def _notify_both(event_type: str, body: dict[str, Any]) -> list[OutboxMessage]:
+    return [
+        OutboxMessage(Destination.MAKER, event_type, body),
+        OutboxMessage(Destination.BUYER, event_type, body),
+    ]
+
+
+def retry_eligible(reason: CloseReason) -> bool:
+    """Whether the auction may go back on sale: not after an admin stopped it on purpose."""
+    return reason is not CloseReason.ADMIN_TERMINATED
+
+
+def on_close(
+    closed: PaymentSession, reason: CloseReason, policy: ExtensionPolicy, actor: str
+) -> list[OutboxMessage]:
+    """A window closed unpaid: tell maker and buyer, analytics, and the auction service."""
+    body = {
+        **_subject(closed),
+        "reason": reason.value,
+        "actor": actor,
+        "expiresAt": iso(closed.expires_at),
+        "expiredAt": iso(closed.expired_at),
+    }
+    event = (
+        "payment_window.terminated"
+        if reason in (CloseReason.ADMIN_TERMINATED, CloseReason.MAKER_TERMINATED)
+        else "payment_window.expired"
+    )
+    follow_up = (
+        "auction.relist_requested"
+        if policy.on_expiry is OnExpiry.RELIST
+        else "auction.maker_review_requested"
+    )
+    return [
+        *_notify_both(event, body),
+        OutboxMessage(
+            Destination.ANALYTICS,
+            "payments.checkout.expired",
+            {**body, "retryEligible": retry_eligible(reason)},
+        ),
+        OutboxMessage(
+            Destination.AUCTION,
+            follow_up,
+            {
+                "auctionId": closed.auction_id,
+                "sessionId": closed.id,
+                "makerId": closed.maker_id,
+                "buyerId": closed.buyer_id,
+                "reason": reason.value,
+                "closedAt": iso(closed.expired_at),
+            },
+        ),
+    ]
+
+
+def on_extend(
+    before: PaymentSession, after: PaymentSession, minutes: int, actor: str, reason: str | None
+) -> list[OutboxMessage]:
+    """A window was extended: maker and buyer hear the new deadline."""
+    return _notify_both(
+        "payment_window.extended",
+        {
+            **_subject(after),
+            "actor": actor,
+            "minutes": minutes,
+            "reason": reason,
+            "previousExpiresAt": iso(before.expires_at),
+            "expiresAt": iso(after.expires_at),
+            "checkoutUrl": after.checkout_url,
+        },
+    )
+
+
+def on_payment(paid: PaymentSession) -> list[OutboxMessage]:
+    """The buyer paid (or their payment is pending confirmation)."""
+    body = {**_subject(paid), "status": paid.status.value, "paidAt": iso(paid.paid_at)}
+    messages = _notify_both("payment_window.paid", body)
+    if paid.paid_at is not None:
+        messages.append(
+            OutboxMessage(
+                Destination.AUCTION,
+                "auction.payment_received",
+                {
+                    "auctionId": paid.auction_id,
+                    "sessionId": paid.id,
+                    "buyerId": paid.buyer_id,
+                    "amount": paid.amount,
+                    "currency": paid.currency,
+                    "paidAt": iso(paid.paid_at),
+                },
+            )
+        )
+    return messages

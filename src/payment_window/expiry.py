@@ -1,0 +1,230 @@
+"""The expiry task: close every overdue window exactly once, through crashes and Stripe faults.
+
+One pass claims due windows from the index in batches (a claim is a lease: a worker killed
+mid-batch loses nothing, its claims come back when the lease ends) and asks the service to close
+each one. The worker repeats passes, sleeping until the next deadline or a wake-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from payment_window.domain.errors import PaymentProviderUnavailable, VersionConflict
+from payment_window.domain.ports import (
+    CheckoutGateway,
+    CheckoutSession,
+    Claim,
+    RateLimiter,
+    WindowIndex,
+)
+from payment_window.domain.session import PaymentSession, Status
+from payment_window.service import PaymentWindows
+
+log = structlog.get_logger(__name__)
+
+MAX_RETRY_DELAY = timedelta(minutes=5)
+# How long past its deadline an open window may sit unindexed before the sweep re-indexes it; the
+# grace keeps the sweep out of the way of a worker that is about to close it anyway.
+SWEEP_GRACE = timedelta(seconds=10)
+
+
+class PacedGateway:
+    """The gateway the expiry path uses: every Stripe call waits for the shared budget."""
+
+    def __init__(self, gateway: CheckoutGateway, budget: RateLimiter) -> None:
+        self._gateway = gateway
+        self._budget = budget
+
+    async def create(
+        self, session: PaymentSession, expires_at: datetime, idempotency_key: str
+    ) -> CheckoutSession:
+        await self._budget.acquire()
+        return await self._gateway.create(session, expires_at, idempotency_key)
+
+    async def retrieve(self, checkout_session_id: str) -> CheckoutSession:
+        await self._budget.acquire()
+        return await self._gateway.retrieve(checkout_session_id)
+
+    async def expire(self, checkout_session_id: str, idempotency_key: str) -> CheckoutSession:
+        await self._budget.acquire()
+        return await self._gateway.expire(checkout_session_id, idempotency_key)
+
+    def parse_webhook(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        return self._gateway.parse_webhook(payload, signature)
+
+
+@dataclass
+class PassReport:
+    """What one pass did, for the CLI, the Lambda's response and the logs."""
+
+    claimed: int = 0
+    expired: int = 0
+    paid: int = 0
+    rescheduled: int = 0
+    retried: int = 0
+    dropped: int = 0
+    reindexed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "claimed": self.claimed,
+            "expired": self.expired,
+            "paid": self.paid,
+            "rescheduled": self.rescheduled,
+            "retried": self.retried,
+            "dropped": self.dropped,
+            "reindexed": self.reindexed,
+        }
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff with jitter, so a Stripe outage is not met with a synchronized storm."""
+    base = min(MAX_RETRY_DELAY.total_seconds(), 2.0 ** min(attempts, 10))
+    return timedelta(seconds=base * random.uniform(0.5, 1.0))
+
+
+class ExpiryTask:
+    """Claims due windows and closes them; safe with any number of workers at once."""
+
+    def __init__(
+        self,
+        windows: PaymentWindows,
+        index: WindowIndex,
+        *,
+        batch_size: int,
+        lease_seconds: float,
+        concurrency: int = 16,
+    ) -> None:
+        self._windows = windows
+        self._index = index
+        self._batch_size = batch_size
+        self._lease_seconds = lease_seconds
+        self._concurrency = concurrency
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Finish the windows in hand, give the rest of the claims back, and return."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run_pass(self, *, sweep: bool = False) -> PassReport:
+        """Claim and close due windows until none is due (or a stop is asked)."""
+        report = PassReport()
+        if sweep:
+            report.reindexed = await self.sweep_store()
+        while not self.stopping:
+            claims = await self._index.claim_due(self._batch_size, self._lease_seconds)
+            if not claims:
+                break
+            report.claimed += len(claims)
+            await self._close_batch(claims, report)
+        return report
+
+    async def sweep_store(self) -> int:
+        """Re-index overdue open windows the index lost (a flushed Redis): the backstop."""
+        now = await self._index.now()
+        missing = await self._windows.overdue_open(now - SWEEP_GRACE)
+        for session in missing:
+            await self._index.put(session)
+        if missing:
+            log.warning("reindexed_overdue_windows", count=len(missing))
+        return len(missing)
+
+    async def _close_batch(self, claims: list[Claim], report: PassReport) -> None:
+        queue: asyncio.Queue[Claim] = asyncio.Queue()
+        for claim in claims:
+            queue.put_nowait(claim)
+
+        async def drain() -> None:
+            while not queue.empty():
+                claim = queue.get_nowait()
+                if self.stopping:
+                    await self._index.retry_at(claim.session_id, claim.due_at)
+                    continue
+                await self._close_one(claim, report)
+
+        await asyncio.gather(*(drain() for _ in range(min(self._concurrency, len(claims)))))
+
+    async def _close_one(self, claim: Claim, report: PassReport) -> None:
+        session_id = claim.session_id
+        log_ = log.bind(session_id=session_id)
+        try:
+            now = await self._index.now()
+            session = await self._windows.expire_if_due(session_id, now)
+        except (PaymentProviderUnavailable, VersionConflict) as failure:
+            attempts = await self._windows.record_expiry_failure(session_id, str(failure))
+            delay = retry_delay(attempts)
+            await self._index.retry_at(session_id, await self._index.now() + delay)
+            report.retried += 1
+            log_.warning("expiry_retry_scheduled", error=str(failure), attempts=attempts,
+                         retry_in_seconds=round(delay.total_seconds(), 1))
+            return
+        except Exception as failure:  # never drop a window: it comes back after a backoff
+            await self._index.retry_at(session_id, await self._index.now() + retry_delay(3))
+            report.retried += 1
+            report.errors.append(f"{session_id}: {failure!r}")
+            log_.exception("expiry_failed")
+            return
+        if session is None:
+            await self._index.forget(session_id)
+            report.dropped += 1
+            return
+        # Re-put whatever the store says now: open and not yet due (extended meanwhile) goes back
+        # on the schedule at its new deadline; a final one leaves it.
+        await self._index.put(session)
+        await self._index.release(session_id)
+        if session.status is Status.EXPIRED:
+            report.expired += 1
+        elif session.status is Status.OPEN:
+            report.rescheduled += 1
+        else:
+            report.paid += 1
+
+
+class Worker:
+    """The long-running form: passes back to back, sleeping until the next deadline."""
+
+    def __init__(
+        self, task: ExpiryTask, index: WindowIndex, *, max_sleep_seconds: float
+    ) -> None:
+        self._task = task
+        self._index = index
+        self._max_sleep = max_sleep_seconds
+
+    async def run(self, *, sweep_every: float = 60.0) -> None:
+        loop = asyncio.get_running_loop()
+        last_sweep = float("-inf")
+        while not self._task.stopping:
+            sweep = loop.time() - last_sweep >= sweep_every
+            if sweep:
+                last_sweep = loop.time()
+            try:
+                report = await self._task.run_pass(sweep=sweep)
+                if report.claimed:
+                    log.info("expiry_pass", **report.as_dict())
+            except Exception:
+                # The index or store is unreachable: wait and try again; claims are leases.
+                log.exception("expiry_pass_failed")
+            if self._task.stopping:
+                break
+            await self._index.wait_for_wake(await self._sleep_seconds())
+
+    async def _sleep_seconds(self) -> float:
+        try:
+            next_due = await self._index.next_due()
+            if next_due is None:
+                return self._max_sleep
+            wait = (next_due - await self._index.now()).total_seconds()
+        except Exception:
+            return self._max_sleep
+        return min(self._max_sleep, max(0.0, wait))

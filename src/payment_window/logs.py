@@ -1,0 +1,40 @@
+"""Structured logs: JSON lines in production, readable console lines in development.
+
+Every line of a request or an expiry carries the bound context (correlation id, session id).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from payment_window.config import Environment, Settings
+
+
+def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
+    as_json = settings.log_json if settings.log_json is not None else (
+        settings.env is Environment.PRODUCTION
+    )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    processors = [*shared]
+    if as_json:
+        processors.append(structlog.processors.format_exc_info)
+    processors.append(renderer)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,67 @@
+"""The long-running and one-shot processes, built from settings (the CLI and Lambda call these)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+
+import structlog
+
+from payment_window.adapters.ratelimit import LocalRateLimiter, RedisRateLimiter
+from payment_window.bootstrap import Container, bootstrap
+from payment_window.config import Settings
+from payment_window.domain.ports import RateLimiter
+from payment_window.expiry import ExpiryTask, PacedGateway, PassReport, Worker
+
+log = structlog.get_logger(__name__)
+
+
+def stripe_budget(container: Container) -> RateLimiter:
+    settings = container.settings
+    redis = getattr(container.index, "client", None)
+    if redis is not None:
+        key = f"{settings.redis_prefix}payment:stripe:{{expire-budget}}"
+        return RedisRateLimiter(redis, key, settings.stripe_expire_rps)
+    return LocalRateLimiter(settings.stripe_expire_rps)
+
+
+def expiry_task(container: Container) -> ExpiryTask:
+    settings = container.settings
+    paced = container.windows.with_gateway(
+        PacedGateway(container.gateway, stripe_budget(container))
+    )
+    return ExpiryTask(
+        paced,
+        container.index,
+        batch_size=settings.expiry_batch_size,
+        lease_seconds=settings.claim_lease_seconds,
+    )
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Container]:
+    container = await bootstrap(settings)
+    try:
+        yield container
+    finally:
+        await container.close()
+
+
+async def expire_due_once(settings: Settings) -> PassReport:
+    """One pass, as the EventBridge schedule runs it: sweep the store, then close what is due."""
+    async with running(settings) as container:
+        return await expiry_task(container).run_pass(sweep=True)
+
+
+async def run_worker(settings: Settings) -> None:
+    """Close windows as they fall due until SIGTERM or SIGINT."""
+    async with running(settings) as container:
+        task = expiry_task(container)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.stop)
+        log.info("worker_started", max_sleep_seconds=settings.worker_max_sleep_seconds)
+        await Worker(task, container.index, max_sleep_seconds=settings.worker_max_sleep_seconds).run()
+        log.info("worker_stopped")

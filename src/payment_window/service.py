@@ -1,0 +1,508 @@
+"""The use cases: open a window, read its status, extend it, close it, record a payment.
+
+Every state change is one transaction holding the row (version-checked and locked while Stripe
+is asked), its audit entry and its outbox messages. The index and live viewers hear of a change
+only after it committed.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import structlog
+
+from payment_window.domain import access, messages, money, window
+from payment_window.domain.access import Actor, Role
+from payment_window.domain.errors import (
+    CheckoutNotOpen,
+    OverrideNotAllowed,
+    PreconditionFailed,
+    SessionNotFound,
+    WindowAlreadyOpen,
+    WindowNotOpen,
+)
+from payment_window.domain.events import AuditEntry
+from payment_window.domain.policy import ExtensionPolicy
+from payment_window.domain.ports import (
+    ChangeFeed,
+    CheckoutGateway,
+    CheckoutSession,
+    Clock,
+    Metrics,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    WindowChange,
+    WindowIndex,
+)
+from payment_window.domain.session import CloseReason, PaymentSession, Status
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWindow:
+    """A request to give an auction's winner a window to pay."""
+
+    auction_id: str
+    maker_id: str
+    buyer_id: str
+    amount: int
+    currency: str
+    window_minutes: int | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStatus:
+    """What a viewer sees of a window at one instant."""
+
+    session_id: str
+    auction_id: str
+    maker_id: str
+    buyer_id: str
+    amount: int
+    currency: str
+    status: Status
+    expires_at: datetime
+    remaining_seconds: int
+    server_time: datetime
+    version: int
+    reason: str | None
+    checkout_url: str | None
+
+
+def new_session_id() -> str:
+    return "pw_" + secrets.token_hex(12)
+
+
+class PaymentWindows:
+    """The payment-window use cases, over the store, the index and Stripe."""
+
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWorkFactory,
+        index: WindowIndex,
+        gateway: CheckoutGateway,
+        clock: Clock,
+        metrics: Metrics,
+        changes: ChangeFeed,
+        default_policy: ExtensionPolicy,
+        window_minutes: int,
+    ) -> None:
+        self._uow = uow
+        self.index = index
+        self._gateway = gateway
+        self._clock = clock
+        self._metrics = metrics
+        self._changes = changes
+        self.default_policy = default_policy
+        self._window_minutes = window_minutes
+
+    # --- reading -------------------------------------------------------------------------------
+
+    async def status(self, session_id: str, viewer: Actor) -> WindowStatus:
+        """The window as the viewer may see it; someone else's window does not exist for them."""
+        now = self._clock.now()
+        snapshot = await self.index.snapshot(session_id)
+        if snapshot is None:
+            async with self._uow() as uow:
+                session = await uow.sessions.get(session_id)
+            if session is None or not access.may_view(viewer, session):
+                raise SessionNotFound(session_id)
+            return self._status_of(session, now)
+        if not access.may_view(viewer, snapshot):
+            raise SessionNotFound(session_id)
+        is_open = snapshot.status is Status.OPEN
+        return WindowStatus(
+            session_id=snapshot.session_id,
+            auction_id=snapshot.auction_id,
+            maker_id=snapshot.maker_id,
+            buyer_id=snapshot.buyer_id,
+            amount=snapshot.amount,
+            currency=snapshot.currency,
+            status=snapshot.status,
+            expires_at=snapshot.expires_at,
+            remaining_seconds=window.remaining_seconds(snapshot.expires_at, now) if is_open else 0,
+            server_time=now,
+            version=snapshot.version,
+            reason=snapshot.reason,
+            checkout_url=snapshot.checkout_url,
+        )
+
+    async def session(self, session_id: str, viewer: Actor) -> PaymentSession:
+        """The full stored session, for its owners and admins."""
+        async with self._uow() as uow:
+            session = await uow.sessions.get(session_id)
+        if session is None or not access.may_view(viewer, session):
+            raise SessionNotFound(session_id)
+        return session
+
+    async def policy_for(self, maker_id: str, viewer: Actor) -> ExtensionPolicy:
+        if not access.may_read_policy(viewer, maker_id):
+            raise OverrideNotAllowed("only admins and the maker may read a maker's policy")
+        async with self._uow() as uow:
+            return await uow.policies.get(maker_id) or self.default_policy
+
+    async def set_policy(self, maker_id: str, policy: ExtensionPolicy, actor: Actor) -> None:
+        if actor.role is not Role.ADMIN:
+            raise OverrideNotAllowed("only admins may change a maker's policy")
+        now = self._clock.now()
+        async with self._uow() as uow:
+            await uow.policies.put(maker_id, policy, now)
+            await uow.commit()
+        log.info("maker_policy_set", maker_id=maker_id, actor=actor.label)
+
+    # --- opening -------------------------------------------------------------------------------
+
+    async def open(self, request: OpenWindow, actor: Actor) -> PaymentSession:
+        """Open a window: a Stripe Checkout Session first, then the row, then the index."""
+        if not access.may_open(actor):
+            raise OverrideNotAllowed("only the marketplace service or an admin may open a window")
+        now = self._clock.now()
+        minutes = request.window_minutes
+        if minutes is None and request.expires_at is None:
+            minutes = self._window_minutes
+        ends = window.window_end(now, minutes=minutes, expires_at=request.expires_at)
+        session = PaymentSession(
+            id=new_session_id(),
+            auction_id=request.auction_id,
+            maker_id=request.maker_id,
+            buyer_id=request.buyer_id,
+            amount=money.checked_amount(request.amount),
+            currency=money.checked_currency(request.currency),
+            expires_at=ends,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._uow() as uow:
+            if await uow.sessions.unsettled_for_auction(session.auction_id) is not None:
+                raise WindowAlreadyOpen(session.auction_id)
+        checkout = await self._gateway.create(
+            session, window.stripe_session_expiry(ends, now), idempotency_key=f"open:{session.id}"
+        )
+        session = replace(
+            session,
+            checkout_session_id=checkout.id,
+            checkout_url=checkout.url,
+            checkout_expires_at=checkout.expires_at,
+        )
+        try:
+            async with self._uow() as uow:
+                await uow.sessions.add(session)
+                uow.record(
+                    self._audit(
+                        session,
+                        "payment_window_opened",
+                        actor.label,
+                        None,
+                        {"expiresAt": messages.iso(ends), "checkoutSessionId": checkout.id},
+                    )
+                )
+                await uow.commit()
+        except BaseException:
+            # Nothing was stored, so nobody could pay through this session: close it at Stripe.
+            await self._expire_quietly(checkout.id, f"abandon:{session.id}")
+            raise
+        await self.index.put(session)
+        await self.index.wake()
+        log.info("payment_window_opened", session_id=session.id, expires_at=messages.iso(ends))
+        return session
+
+    # --- extending -----------------------------------------------------------------------------
+
+    async def extend(
+        self,
+        session_id: str,
+        minutes: int,
+        actor: Actor,
+        *,
+        reason: str | None = None,
+        if_match: int | None = None,
+    ) -> PaymentSession:
+        """Move the deadline later within the maker's policy; a new Stripe session if needed."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            session, policy = await self._load_for_override(uow, session_id, actor, if_match)
+            extended = session.extend(minutes, policy, now)
+            if extended.outlives_checkout():
+                extended = await self._rotate(extended, now)
+            await uow.sessions.update(extended)
+            uow.record(
+                self._audit(
+                    extended,
+                    "payment_window_extended",
+                    actor.label,
+                    session.status,
+                    {
+                        "role": actor.role.value,
+                        "minutes": minutes,
+                        "reason": reason,
+                        "previousExpiresAt": messages.iso(session.expires_at),
+                        "expiresAt": messages.iso(extended.expires_at),
+                        "checkoutSessionId": extended.checkout_session_id,
+                    },
+                ),
+                messages.on_extend(session, extended, minutes, actor.label, reason),
+            )
+            await uow.commit()
+        tags = [f"role:{actor.role.value}"]
+        self._metrics.increment("payments.window.extension_count", tags=tags)
+        self._metrics.increment("payments.window.override_count", tags=[*tags, "action:extend"])
+        await self._after_change(extended, "extended")
+        if extended.checkout_session_id != session.checkout_session_id:
+            await self._after_change(extended, "rotated")
+        return extended
+
+    async def _rotate(self, session: PaymentSession, now: datetime) -> PaymentSession:
+        """Stripe cannot move a session's end: open a new one and expire the old."""
+        checkout = await self._gateway.create(
+            session,
+            window.stripe_session_expiry(session.expires_at, now),
+            idempotency_key=f"rotate:{session.id}:v{session.version}",
+        )
+        if session.checkout_session_id:
+            await self._expire_quietly(
+                session.checkout_session_id, f"rotate-old:{session.id}:v{session.version}"
+            )
+        return session.with_checkout(checkout.id, checkout.url or "", checkout.expires_at, now)
+
+    # --- closing -------------------------------------------------------------------------------
+
+    async def terminate(
+        self,
+        session_id: str,
+        actor: Actor,
+        *,
+        reason: str | None = None,
+        if_match: int | None = None,
+    ) -> PaymentSession:
+        """End a window now, on an admin's or (within policy) the maker's word."""
+        close_reason = (
+            CloseReason.ADMIN_TERMINATED
+            if actor.role is Role.ADMIN
+            else CloseReason.MAKER_TERMINATED
+        )
+        async with self._uow() as uow:
+            session, policy = await self._load_for_override(uow, session_id, actor, if_match)
+            closed = await self._close_locked(
+                uow, session, policy, close_reason, actor.label, note=reason
+            )
+        tags = [f"role:{actor.role.value}", "action:terminate"]
+        self._metrics.increment("payments.window.override_count", tags=tags)
+        return await self._closed(closed)
+
+    async def expire_if_due(self, session_id: str, now: datetime) -> PaymentSession | None:
+        """The expiry task's step for one claimed window, judged against the index's clock.
+
+        Returns the session as it stands afterwards, or None when the store does not know it.
+        """
+        async with self._uow() as uow:
+            session = await uow.sessions.get(session_id, for_update=True)
+            if session is None or not session.is_due(now):
+                return session
+            policy = await uow.policies.get(session.maker_id) or self.default_policy
+            closed = await self._close_locked(
+                uow, session, policy, CloseReason.WINDOW_ELAPSED, access.SYSTEM_EXPIRY
+            )
+        return await self._closed(closed)
+
+    async def record_expiry_failure(self, session_id: str, error: str) -> int:
+        """Count a failed attempt to close a window; returns the attempts so far."""
+        async with self._uow() as uow:
+            attempts = await uow.sessions.record_expiry_failure(session_id, error)
+            await uow.commit()
+        return attempts
+
+    async def overdue_open(self, before: datetime, limit: int = 10_000) -> list[PaymentSession]:
+        """Open windows whose deadline passed before `before`, oldest first."""
+        async with self._uow() as uow:
+            return await uow.sessions.overdue_open(before, limit)
+
+    def with_gateway(self, gateway: CheckoutGateway) -> PaymentWindows:
+        """The same use cases talking to Stripe through another gateway (the paced one)."""
+        paced = copy.copy(self)
+        paced._gateway = gateway
+        return paced
+
+    async def _close_locked(
+        self,
+        uow: UnitOfWork,
+        session: PaymentSession,
+        policy: ExtensionPolicy,
+        reason: CloseReason,
+        actor: str,
+        *,
+        note: str | None = None,
+    ) -> PaymentSession:
+        """Stripe first, while the row is locked: only once Stripe can no longer take the money
+        is the window reported closed. A session Stripe already completed is recorded paid."""
+        now = self._clock.now()
+        if session.checkout_session_id:
+            try:
+                await self._gateway.expire(
+                    session.checkout_session_id,
+                    idempotency_key=f"expire:{session.id}:v{session.version}",
+                )
+            except CheckoutNotOpen as refused:
+                if refused.status == "complete":
+                    checkout = await self._gateway.retrieve(session.checkout_session_id)
+                    return await self._record_payment_locked(uow, session, checkout, actor)
+                # Already expired at Stripe (by us before a crash, or by Stripe itself): carry on.
+        closed = session.expire(reason, now)
+        await uow.sessions.update(closed)
+        uow.record(
+            self._audit(
+                closed,
+                "payment_expired",
+                actor,
+                session.status,
+                {
+                    "reason": reason.value,
+                    "note": note,
+                    "expiresAt": messages.iso(session.expires_at),
+                    "checkoutSessionId": session.checkout_session_id,
+                },
+            ),
+            messages.on_close(closed, reason, policy, actor),
+        )
+        await uow.commit()
+        return closed
+
+    async def _closed(self, session: PaymentSession) -> PaymentSession:
+        """Announce a committed close (or a payment discovered while closing)."""
+        if session.status is Status.EXPIRED:
+            tags = [f"reason:{session.reason}"]
+            self._metrics.increment("payments.window.expired_count", tags=tags)
+            if session.reason == CloseReason.WINDOW_ELAPSED and session.expired_at:
+                lateness = (session.expired_at - session.expires_at).total_seconds()
+                self._metrics.distribution("payments.window.expiry_lateness", max(0.0, lateness))
+            event = (
+                "terminated"
+                if session.reason in (CloseReason.ADMIN_TERMINATED, CloseReason.MAKER_TERMINATED)
+                else "expired"
+            )
+            await self._after_change(session, event)
+        else:
+            await self._after_change(session, session.status.value)
+        log.info(
+            "payment_window_closed",
+            session_id=session.id,
+            status=session.status.value,
+            reason=session.reason,
+        )
+        return session
+
+    # --- payments ------------------------------------------------------------------------------
+
+    async def _record_payment_locked(
+        self, uow: UnitOfWork, session: PaymentSession, checkout: CheckoutSession, actor: str
+    ) -> PaymentSession:
+        now = self._clock.now()
+        confirmed = checkout.payment_status in ("paid", "no_payment_required")
+        paid = session.record_payment(now, confirmed=confirmed)
+        await uow.sessions.update(paid)
+        uow.record(
+            self._audit(
+                paid,
+                "payment_completed" if confirmed else "payment_pending",
+                actor,
+                session.status,
+                {"checkoutSessionId": checkout.id, "paymentStatus": checkout.payment_status},
+            ),
+            messages.on_payment(paid),
+        )
+        await uow.commit()
+        return paid
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    async def _load_for_override(
+        self, uow: UnitOfWork, session_id: str, actor: Actor, if_match: int | None
+    ) -> tuple[PaymentSession, ExtensionPolicy]:
+        session = await uow.sessions.get(session_id, for_update=True)
+        if session is None or not access.may_view(actor, session):
+            raise SessionNotFound(session_id)
+        policy = await uow.policies.get(session.maker_id) or self.default_policy
+        if not access.may_override(actor, session, policy):
+            raise OverrideNotAllowed("this role may not override this payment window")
+        if if_match is not None and if_match != session.version:
+            raise PreconditionFailed(f"session is at version {session.version}, not {if_match}")
+        if not session.is_open:
+            raise WindowNotOpen(session.id, session.status.value)
+        return session, policy
+
+    async def _after_change(self, session: PaymentSession, event: str) -> None:
+        await self.index.put(session)
+        if event in ("extended", "rotated"):
+            await self.index.wake()
+        await self._changes.publish(
+            WindowChange(
+                session.id, event, status_body(self._status_of(session, self._clock.now()))
+            )
+        )
+
+    async def _expire_quietly(self, checkout_session_id: str, idempotency_key: str) -> None:
+        try:
+            await self._gateway.expire(checkout_session_id, idempotency_key=idempotency_key)
+        except Exception:
+            # Best effort: Stripe ends the session by itself at its own expires_at anyway.
+            log.warning(
+                "checkout_expire_failed", checkout_session_id=checkout_session_id, exc_info=True
+            )
+
+    def _status_of(self, session: PaymentSession, now: datetime) -> WindowStatus:
+        return WindowStatus(
+            session_id=session.id,
+            auction_id=session.auction_id,
+            maker_id=session.maker_id,
+            buyer_id=session.buyer_id,
+            amount=session.amount,
+            currency=session.currency,
+            status=session.status,
+            expires_at=session.expires_at,
+            remaining_seconds=session.remaining_seconds(now),
+            server_time=now,
+            version=session.version,
+            reason=session.reason,
+            checkout_url=session.checkout_url,
+        )
+
+    def _audit(
+        self,
+        session: PaymentSession,
+        action: str,
+        actor: str,
+        from_status: Status | None,
+        details: dict[str, object],
+    ) -> AuditEntry:
+        return AuditEntry(
+            session_id=session.id,
+            action=action,
+            actor=actor,
+            from_status=from_status.value if from_status else None,
+            to_status=session.status.value,
+            details={key: value for key, value in details.items() if value is not None},
+            at=self._clock.now(),
+        )
+
+
+def status_body(status: WindowStatus) -> dict[str, object]:
+    """The status JSON of the HTTP contract (camelCase keys, ISO times with Z)."""
+    return {
+        "sessionId": status.session_id,
+        "auctionId": status.auction_id,
+        "status": status.status.value,
+        "expiresAt": messages.iso(status.expires_at),
+        "remainingTime": status.remaining_seconds,
+        "serverTime": messages.iso(status.server_time),
+        "version": status.version,
+        "reason": status.reason,
+        "checkoutUrl": status.checkout_url,
+        "amount": status.amount,
+        "currency": status.currency,
+        "makerId": status.maker_id,
+    }
