@@ -24,15 +24,22 @@ from payment_window.domain.session import (
 )
 
 NOW = datetime(2026, 1, 15, 14, 45, tzinfo=UTC)
-POLICY = ExtensionPolicy(max_extension_minutes=120, makers_may_override=False,
-                         on_expiry=OnExpiry.RELIST)
+POLICY = ExtensionPolicy(
+    max_extension_minutes=120, makers_may_override=False, on_expiry=OnExpiry.RELIST
+)
 
 
 def a_session(**changes: object) -> PaymentSession:
     fields: dict[str, object] = {
-        "id": "pw_1", "auction_id": "auc_1", "maker_id": "mk_1", "buyer_id": "by_1",
-        "amount": 12_500, "currency": "eur", "expires_at": NOW + timedelta(hours=24),
-        "created_at": NOW, "updated_at": NOW,
+        "id": "pw_1",
+        "auction_id": "auc_1",
+        "maker_id": "mk_1",
+        "buyer_id": "by_1",
+        "amount": 12_500,
+        "currency": "eur",
+        "expires_at": NOW + timedelta(hours=24),
+        "created_at": NOW,
+        "updated_at": NOW,
     }
     fields.update(changes)
     return PaymentSession(**fields)  # type: ignore[arg-type]
@@ -113,7 +120,7 @@ def test_payment_reported_after_expiry_is_recorded() -> None:
 
 
 def test_paid_and_expired_are_the_final_statuses() -> None:
-    assert FINAL_STATUSES == {Status.PAID, Status.EXPIRED}
+    assert {Status.PAID, Status.EXPIRED} == FINAL_STATUSES
 
 
 def test_an_impossible_transition_is_refused() -> None:
@@ -123,6 +130,7 @@ def test_an_impossible_transition_is_refused() -> None:
 
 
 # --- properties --------------------------------------------------------------------------------
+
 
 def _change(session: PaymentSession, step: str, minutes: int) -> PaymentSession:
     generous = ExtensionPolicy(10_000_000, True, OnExpiry.RELIST)
@@ -135,8 +143,12 @@ def _change(session: PaymentSession, step: str, minutes: int) -> PaymentSession:
     return session.record_payment(NOW, confirmed=False)
 
 
-@given(st.lists(st.tuples(st.sampled_from(["extend", "expire", "pay", "pend"]),
-                          st.integers(1, 10_080)), max_size=12))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["extend", "expire", "pay", "pend"]), st.integers(1, 10_080)),
+        max_size=12,
+    )
+)
 def test_every_change_bumps_the_version_and_none_leaves_a_final_status(
     steps: list[tuple[str, int]],
 ) -> None:

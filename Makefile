@@ -1,0 +1,64 @@
+# Two commands do everything on a fresh machine: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: help install system-deps run test lint fmt bench clean distclean
+
+help:
+	@echo "make run     install, migrate and serve on SQLite without Redis at http://$(HOST):$(PORT)"
+	@echo "make test    install everything the tests need, then lint and run every test"
+	@echo "make lint    ruff check src tests; mypy --strict src"
+	@echo "make fmt     ruff format and ruff check --fix on src and tests"
+	@echo "make bench   run the benchmarks (bench/run_all.py)"
+	@echo "make clean   remove caches, build output and private test services (distclean: also .venv)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installed only when pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+system-deps:
+	scripts/system-deps.sh
+
+run: install
+	$(BIN)/payment-window migrate
+	@echo "payment-window: serving at http://$(HOST):$(PORT)/ (Ctrl-C stops)"
+	$(BIN)/payment-window serve --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy --strict src
+
+# One shell for the whole run: test-services.sh may start private servers, and stops
+# them when this shell exits. pytest's exit 5 (no test ran) fails the target like any other.
+test: install system-deps lint
+	source scripts/test-services.sh; \
+	if compgen -G 'tests/js/*.test.mjs' >/dev/null; then node --test --test-reporter=spec tests/js/; fi; \
+	$(BIN)/pytest
+
+fmt: install
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .services build dist src/*.egg-info
+	find src tests bench -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,198 @@
+"""Stripe Checkout through the official SDK; the one place Stripe's exceptions become ours."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+import structlog
+from stripe.checkout import SessionService
+
+from payment_window.config import Settings
+from payment_window.domain.errors import (
+    CheckoutNotOpen,
+    InvalidWebhook,
+    PaymentProviderUnavailable,
+)
+from payment_window.domain.ports import CheckoutSession
+from payment_window.domain.session import PaymentSession
+
+log = structlog.get_logger(__name__)
+
+WEBHOOK_TOLERANCE_SECONDS = 300
+_NOT_OPEN = re.compile(r"Only Checkout Sessions with a status in .* can be expired")
+_NOT_OPEN_STATUS = re.compile(r"has a status of `?(\w+)`?")
+
+
+class StripeGateway:
+    """The `CheckoutGateway` port on Stripe Checkout Sessions.
+
+    Retries are the SDK's (`PW_STRIPE_MAX_NETWORK_RETRIES`): connection errors, timeouts, 409,
+    5xx, and 429s that Stripe marks `Stripe-Should-Retry` (lock timeouts). A plain rate-limit
+    429 is not retried by the SDK, on purpose; it surfaces as PaymentProviderUnavailable.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None,
+        *,
+        api_base: str | None = None,
+        webhook_secret: str | None = None,
+        max_network_retries: int = 2,
+        public_base_url: str = "http://127.0.0.1:8000",
+        timeout_seconds: float = 30.0,
+    ) -> None:
+        self._http = stripe.HTTPXClient(timeout=timeout_seconds)
+        # Without a key the integration is off: every call is "provider unavailable".
+        self._client: stripe.StripeClient | None = None
+        if api_key:
+            self._client = stripe.StripeClient(
+                api_key,
+                base_addresses={"api": api_base} if api_base else {},
+                max_network_retries=max_network_retries,
+                http_client=self._http,
+            )
+        self._webhook_secret = webhook_secret
+        self._public_base_url = public_base_url.rstrip("/")
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        public_base_url: str = "http://127.0.0.1:8000",
+        timeout_seconds: float = 30.0,
+    ) -> StripeGateway:
+        """The gateway `PW_STRIPE_*` describes; off (and said so once) without an API key."""
+        if settings.stripe_api_key is None:
+            log.info("integration_off", integration="stripe", hint="set PW_STRIPE_API_KEY")
+        secret = settings.stripe_webhook_secret
+        return cls(
+            settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else None,
+            api_base=settings.stripe_api_base,
+            webhook_secret=secret.get_secret_value() if secret else None,
+            max_network_retries=settings.stripe_max_network_retries,
+            public_base_url=public_base_url,
+            timeout_seconds=timeout_seconds,
+        )
+
+    @property
+    def _sessions(self) -> SessionService:
+        if self._client is None:
+            raise PaymentProviderUnavailable("Stripe is not configured (PW_STRIPE_API_KEY)")
+        return self._client.v1.checkout.sessions
+
+    async def create(
+        self, session: PaymentSession, expires_at: datetime, idempotency_key: str
+    ) -> CheckoutSession:
+        """A Checkout Session for the window's amount, ending at `expires_at`, not recoverable."""
+        page = f"{self._public_base_url}/checkout/{session.id}"
+        with _unavailable_when_transient():
+            created = await self._sessions.create_async(
+                {
+                    "mode": "payment",
+                    "line_items": [
+                        {
+                            "quantity": 1,
+                            "price_data": {
+                                "currency": session.currency.lower(),
+                                "unit_amount": session.amount,
+                                "product_data": {"name": f"Auction {session.auction_id}"},
+                            },
+                        }
+                    ],
+                    "expires_at": int(expires_at.timestamp()),
+                    # A recovered session would let the buyer pay after the window closed.
+                    "after_expiration": {"recovery": {"enabled": False}},
+                    "client_reference_id": session.id,
+                    "metadata": {
+                        "sessionId": session.id,
+                        "auctionId": session.auction_id,
+                        "makerId": session.maker_id,
+                        "buyerId": session.buyer_id,
+                    },
+                    "success_url": f"{page}?checkout=success",
+                    "cancel_url": f"{page}?checkout=cancel",
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return _to_checkout(created)
+
+    async def retrieve(self, checkout_session_id: str) -> CheckoutSession:
+        with _unavailable_when_transient():
+            found = await self._sessions.retrieve_async(checkout_session_id)
+        return _to_checkout(found)
+
+    async def expire(self, checkout_session_id: str, idempotency_key: str) -> CheckoutSession:
+        """Expire an open session; raises CheckoutNotOpen carrying Stripe's status otherwise."""
+        try:
+            with _unavailable_when_transient():
+                expired = await self._sessions.expire_async(
+                    checkout_session_id, options={"idempotency_key": idempotency_key}
+                )
+        except stripe.InvalidRequestError as error:
+            message = error.user_message or ""
+            if error.http_status != 400 or not _NOT_OPEN.search(message):
+                raise
+            status = _NOT_OPEN_STATUS.search(message)
+            if status is not None:
+                raise CheckoutNotOpen(checkout_session_id, status.group(1)) from error
+            # Stripe reworded its message: ask for the status instead.
+            current = await self.retrieve(checkout_session_id)
+            if current.status == "open":
+                raise PaymentProviderUnavailable(
+                    f"Stripe refused to expire open session {checkout_session_id}"
+                ) from error
+            raise CheckoutNotOpen(checkout_session_id, current.status) from error
+        return _to_checkout(expired)
+
+    def parse_webhook(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        """The event, once its `Stripe-Signature` proves it is Stripe's and recent."""
+        if not signature or not self._webhook_secret:
+            raise InvalidWebhook("missing Stripe-Signature header or webhook secret")
+        try:
+            text = payload.decode("utf-8")
+            stripe.WebhookSignature.verify_header(
+                text, signature, self._webhook_secret, WEBHOOK_TOLERANCE_SECONDS
+            )
+            event = json.loads(text)
+        except (stripe.SignatureVerificationError, ValueError) as error:
+            raise InvalidWebhook(str(error)) from error
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            raise InvalidWebhook("webhook body is not a Stripe event")
+        return event
+
+    async def close(self) -> None:
+        """Release the HTTP connection pool."""
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+
+def _to_checkout(session: stripe.checkout.Session) -> CheckoutSession:
+    return CheckoutSession(
+        id=session.id,
+        url=session.url,
+        status=str(session.status),
+        payment_status=str(session.payment_status),
+        expires_at=datetime.fromtimestamp(session.expires_at, UTC),
+    )
+
+
+@contextmanager
+def _unavailable_when_transient() -> Iterator[None]:
+    """Stripe unreachable, failing or overloaded becomes ours to report; other errors are bugs
+    (a bad key, an unknown id, a refused parameter) and stay Stripe's."""
+    try:
+        yield
+    except stripe.StripeError as error:
+        transient = (
+            isinstance(error, stripe.APIConnectionError | stripe.RateLimitError | stripe.APIError)
+            or (error.http_status or 0) >= 500
+        )
+        if transient:
+            raise PaymentProviderUnavailable(f"Stripe: {error.user_message or error}") from error
+        raise

@@ -1,0 +1,3 @@
+from payment_window.devstripe.server import main
+
+main()

@@ -1,0 +1,272 @@
+"""The ASGI app: Stripe's Checkout Session endpoints plus `/_test/` controls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from payment_window.devstripe.control import CallLog, Fault, FaultKind, Faults
+from payment_window.devstripe.idempotency import IdempotencyCache, StoredResponse
+from payment_window.devstripe.store import CheckoutStore, JsonObject, StripeError, random_id
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_SESSION = r"(?P<id>[A-Za-z0-9_]+)"
+_RATE_LIMIT_MESSAGE = (
+    "Request rate limit exceeded. You can learn more about rate limits here "
+    "https://stripe.com/docs/rate-limits."
+)
+_LOCK_TIMEOUT_MESSAGE = (
+    "This object cannot be accessed right now because another API request or Stripe process "
+    "is currently accessing it. If you see this error intermittently, retry the request."
+)
+_NO_API_KEY_MESSAGE = (
+    "You did not provide an API key. You need to provide your API key in the Authorization "
+    "header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
+)
+
+
+class _DropConnection(Exception):
+    """Close the socket without answering, so the client sees a real connection error."""
+
+
+class DevStripeApp:
+    """A stateful Stripe look-alike for Checkout Sessions; state lives on the instance."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.store = CheckoutStore(clock)
+        self.faults = Faults(clock)
+        self.calls = CallLog()
+        self.idempotency = IdempotencyCache()
+        self._clock = clock
+        self._routes: list[tuple[str, re.Pattern[str], Callable[..., JsonObject]]] = [
+            ("POST", re.compile(r"/v1/checkout/sessions"), self._create),
+            ("GET", re.compile(r"/v1/checkout/sessions"), self._list),
+            ("GET", re.compile(rf"/v1/checkout/sessions/{_SESSION}"), self._retrieve),
+            ("POST", re.compile(rf"/v1/checkout/sessions/{_SESSION}/expire"), self._expire),
+            ("POST", re.compile(rf"/_test/checkout/sessions/{_SESSION}/complete"), self._complete),
+            ("POST", re.compile(r"/_test/faults"), self._add_fault),
+            ("DELETE", re.compile(r"/_test/faults"), self._clear_faults),
+            ("GET", re.compile(r"/_test/calls"), lambda **_: self.calls.snapshot()),
+            ("DELETE", re.compile(r"/_test/calls"), self._reset_calls),
+            ("POST", re.compile(r"/_test/reset"), self._reset),
+            ("GET", re.compile(r"/_test/health"), lambda **_: {"ok": True}),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan and websockets: nothing to do
+        request = await _Request.read(scope, receive)
+        try:
+            status, body, headers = await self._answer(request)
+        except _DropConnection:
+            await _drop(receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"request-id", random_id("req_", 14).encode()),
+                    *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _answer(self, request: _Request) -> tuple[int, bytes, dict[str, str]]:
+        is_stripe_call = request.path.startswith("/v1/")
+        fault = None
+        if is_stripe_call:
+            self.calls.record(request.method, request.path)
+            fault = self.faults.take(request.path)
+        try:
+            if fault is not None and not fault.after:
+                await self._before(fault)
+            status, body, headers = self._handle(request, stripe_call=is_stripe_call)
+        except StripeError as error:
+            status, body, headers = error.status, _dump(error.body()), error.headers
+        if fault is not None and fault.after and fault.kind is FaultKind.DROP:
+            raise _DropConnection
+        return status, body, headers
+
+    async def _before(self, fault: Fault) -> None:
+        if fault.kind is FaultKind.DELAY:
+            await asyncio.sleep(fault.delay)
+        elif fault.kind is FaultKind.DROP:
+            raise _DropConnection
+        elif fault.kind is FaultKind.ERROR and fault.message:
+            raise StripeError(fault.status, fault.message)
+        elif fault.kind is FaultKind.ERROR:
+            raise StripeError(fault.status, "An unknown error occurred", type_="api_error")
+        elif fault.kind is FaultKind.RATE_LIMIT:
+            raise StripeError(429, _RATE_LIMIT_MESSAGE, code="rate_limit")
+        elif fault.kind is FaultKind.LOCK_TIMEOUT:
+            raise StripeError(
+                429,
+                _LOCK_TIMEOUT_MESSAGE,
+                code="lock_timeout",
+                headers={"Stripe-Should-Retry": "true"},
+            )
+
+    def _handle(self, request: _Request, *, stripe_call: bool) -> tuple[int, bytes, dict[str, str]]:
+        handler, path_params = self._route(request)
+        if not stripe_call:
+            return 200, _dump(handler(request=request, **path_params)), {}
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            raise StripeError(401, _NO_API_KEY_MESSAGE)
+        key = request.headers.get("idempotency-key")
+        if request.method != "POST" or not key:
+            return 200, _dump(handler(request=request, **path_params)), {}
+        fingerprint = json.dumps(sorted(request.form_pairs))
+        stored = self.idempotency.lookup(key, request.path, fingerprint)
+        if stored is not None:
+            return (
+                stored.status,
+                stored.body,
+                {"Idempotency-Key": key, "Idempotent-Replayed": "true"},
+            )
+        body = _dump(handler(request=request, **path_params))
+        # Like Stripe, only answers from a request that ran are kept; refusals are not.
+        self.idempotency.store(key, request.path, fingerprint, StoredResponse(200, body))
+        return 200, body, {"Idempotency-Key": key}
+
+    def _route(self, request: _Request) -> tuple[Callable[..., JsonObject], dict[str, str]]:
+        allowed = False
+        for method, pattern, handler in self._routes:
+            match = pattern.fullmatch(request.path)
+            if match:
+                if method == request.method:
+                    return handler, match.groupdict()
+                allowed = True
+        if allowed:
+            raise StripeError(405, f"Method {request.method} is not allowed on {request.path}")
+        raise StripeError(404, f"Unrecognized request URL ({request.method}: {request.path}).")
+
+    def _create(self, request: _Request) -> JsonObject:
+        return self.store.create(request.params, request.base_url)
+
+    def _list(self, request: _Request) -> JsonObject:
+        limit = request.params.get("limit", "10")
+        if not str(limit).isdigit():
+            raise StripeError(400, f"Invalid integer: {limit}", param="limit")
+        return self.store.list(int(limit), request.params.get("starting_after"))
+
+    def _retrieve(self, request: _Request, id: str) -> JsonObject:
+        return self.store.retrieve(id)
+
+    def _expire(self, request: _Request, id: str) -> JsonObject:
+        return self.store.expire(id)
+
+    def _complete(self, request: _Request, id: str) -> JsonObject:
+        return self.store.complete(id, str(request.params.get("payment_status", "paid")))
+
+    def _add_fault(self, request: _Request) -> JsonObject:
+        try:
+            self.faults.add(Fault.from_json(request.params, self._clock))
+        except (KeyError, ValueError, TypeError) as error:
+            raise StripeError(400, f"Invalid fault: {error}") from None
+        return {"ok": True}
+
+    def _clear_faults(self, request: _Request) -> JsonObject:
+        self.faults.clear()
+        return {"ok": True}
+
+    def _reset_calls(self, request: _Request) -> JsonObject:
+        self.calls.reset()
+        return {"ok": True}
+
+    def _reset(self, request: _Request) -> JsonObject:
+        self.reset()
+        return {"ok": True}
+
+    def reset(self) -> None:
+        """Forget every session, fault, count and idempotent answer."""
+        self.store.reset()
+        self.faults.clear()
+        self.calls.reset()
+        self.idempotency.reset()
+
+
+class _Request:
+    def __init__(self, scope: Scope, body: bytes) -> None:
+        self.method: str = scope["method"].upper()
+        self.path: str = scope["path"].rstrip("/") or "/"
+        self.headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+        }
+        host = self.headers.get("host", "127.0.0.1")
+        self.base_url = f"{scope.get('scheme', 'http')}://{host}"
+        query = scope.get("query_string", b"").decode()
+        if self.headers.get("content-type", "").startswith("application/json") and body:
+            self.form_pairs: list[tuple[str, str]] = []
+            self.params: dict[str, Any] = dict(json.loads(body))
+        else:
+            self.form_pairs = parse_qsl(body.decode(), keep_blank_values=True)
+            self.params = decode_form([*parse_qsl(query, keep_blank_values=True), *self.form_pairs])
+
+    @classmethod
+    async def read(cls, scope: Scope, receive: Receive) -> _Request:
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        return cls(scope, b"".join(chunks))
+
+
+def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Turn Stripe's `a[b][0][c]=v` form keys back into nested dicts and lists."""
+    root: dict[str, Any] = {}
+    for key, value in pairs:
+        head, _, rest = key.partition("[")
+        parts = [head, *re.findall(r"\[([^\]]*)\]", "[" + rest)] if rest else [head]
+        node = root
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        last = parts[-1] or str(len(node))  # `expand[]=x` appends
+        node[last] = value
+    return _listify(root)  # type: ignore[no-any-return]
+
+
+def _listify(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    items = {k: _listify(v) for k, v in value.items()}
+    if items and all(k.isdigit() for k in items):
+        return [items[k] for k in sorted(items, key=int)]
+    return items
+
+
+def _dump(obj: JsonObject) -> bytes:
+    return json.dumps(obj, indent=2).encode()
+
+
+async def _drop(receive: Receive, send: Send) -> None:
+    # uvicorn's `send` is a bound method of the request cycle, which holds the transport;
+    # aborting it makes the client see the connection die before any response.
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None:
+        raise RuntimeError("dropping a connection needs uvicorn's transport")
+    transport.abort()
+    # Wait for uvicorn to notice, so it does not try to answer 500 on a closed socket.
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def create_app(clock: Callable[[], float] = time.time) -> DevStripeApp:
+    """A fresh server with empty state."""
+    return DevStripeApp(clock)

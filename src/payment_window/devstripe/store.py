@@ -1,0 +1,303 @@
+"""Checkout Sessions kept in memory, with the rules Stripe applies to them."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import string
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+MIN_EXPIRY_SECONDS = 30 * 60
+MAX_EXPIRY_SECONDS = 24 * 60 * 60
+MAX_METADATA_KEYS = 50
+_ALPHANUMERIC = string.ascii_letters + string.digits
+_MODES = ("payment", "setup", "subscription")
+
+JsonObject = dict[str, Any]
+
+
+class StripeError(Exception):
+    """An error answered in Stripe's shape: `{"error": {"type", "message", ...}}`."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.code = code
+        self.param = param
+        self.headers = dict(headers or {})
+
+    def body(self) -> JsonObject:
+        error: JsonObject = {"type": self.type, "message": self.message}
+        if self.code:
+            error["code"] = self.code
+            error["doc_url"] = f"https://stripe.com/docs/error-codes/{self.code.replace('_', '-')}"
+        if self.param:
+            error["param"] = self.param
+        return {"error": error}
+
+
+def random_id(prefix: str, length: int = 24) -> str:
+    return prefix + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(length))
+
+
+def _missing(param: str) -> StripeError:
+    return StripeError(
+        400, f"Missing required param: {param}.", code="parameter_missing", param=param
+    )
+
+
+def _integer(value: Any, param: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise StripeError(
+            400, f"Invalid integer: {value}", code="parameter_invalid_integer", param=param
+        ) from None
+
+
+def _boolean(value: Any, param: str) -> bool:
+    if value in ("true", True):
+        return True
+    if value in ("false", False):
+        return False
+    raise StripeError(
+        400, f"Invalid boolean: {value}", code="parameter_invalid_boolean", param=param
+    )
+
+
+class CheckoutStore:
+    """Every Checkout Session this server knows; safe to use from any thread."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sessions: dict[str, JsonObject] = {}
+
+    def create(self, params: Mapping[str, Any], base_url: str) -> JsonObject:
+        """Validate `params` the way Stripe does and store a new open session."""
+        now = self._clock()
+        mode = params.get("mode")
+        if not mode:
+            raise _missing("mode")
+        if mode not in _MODES:
+            raise StripeError(
+                400,
+                f"Invalid mode: must be one of {', '.join(_MODES)}",
+                code="parameter_invalid_string",
+                param="mode",
+            )
+        currency, subtotal = _line_items(params.get("line_items"), mode)
+        session_id = random_id("cs_test_", 58)
+        session: JsonObject = {
+            "id": session_id,
+            "object": "checkout.session",
+            "after_expiration": _after_expiration(params.get("after_expiration")),
+            "amount_subtotal": subtotal,
+            "amount_total": subtotal,
+            "cancel_url": params.get("cancel_url"),
+            "client_reference_id": params.get("client_reference_id"),
+            "created": int(now),
+            "currency": currency,
+            "customer": None,
+            "expires_at": _expires_at(params.get("expires_at"), now),
+            "livemode": False,
+            "metadata": _metadata(params.get("metadata")),
+            "mode": mode,
+            "payment_intent": None,
+            "payment_status": "unpaid",
+            "status": "open",
+            "success_url": params.get("success_url"),
+            "url": f"{base_url.rstrip('/')}/c/pay/{session_id}",
+        }
+        with self._lock:
+            self._sessions[session_id] = session
+            return copy.deepcopy(session)
+
+    def retrieve(self, session_id: str) -> JsonObject:
+        with self._lock:
+            return copy.deepcopy(self._get(session_id))
+
+    def list(self, limit: int = 10, starting_after: str | None = None) -> JsonObject:
+        """Newest first, paginated by cursor like every Stripe list endpoint."""
+        if not 1 <= limit <= 100:
+            raise StripeError(
+                400,
+                "Invalid limit: must be between 1 and 100",
+                code="parameter_invalid_integer",
+                param="limit",
+            )
+        with self._lock:
+            ordered = list(reversed(self._sessions))
+            start = 0
+            if starting_after is not None:
+                self._get(starting_after)
+                start = ordered.index(starting_after) + 1
+            page = [copy.deepcopy(self._get(i)) for i in ordered[start : start + limit]]
+            has_more = start + limit < len(ordered)
+        return {
+            "object": "list",
+            "data": page,
+            "has_more": has_more,
+            "url": "/v1/checkout/sessions",
+        }
+
+    def expire(self, session_id: str) -> JsonObject:
+        with self._lock:
+            session = self._get(session_id)
+            if session["status"] != "open":
+                raise StripeError(
+                    400,
+                    'Only Checkout Sessions with a status in ["open"] can be expired. '
+                    f"This Checkout Session has a status of `{session['status']}`.",
+                )
+            session.update(status="expired", url=None)
+            return copy.deepcopy(session)
+
+    def complete(self, session_id: str, payment_status: str = "paid") -> JsonObject:
+        """What the buyer finishing the hosted page does (not a Stripe API call)."""
+        if payment_status not in ("paid", "unpaid", "no_payment_required"):
+            raise StripeError(
+                400, f"Invalid payment_status: {payment_status}", param="payment_status"
+            )
+        with self._lock:
+            session = self._get(session_id)
+            if session["status"] != "open":
+                raise StripeError(400, f"This Checkout Session is {session['status']}.")
+            session.update(
+                status="complete",
+                url=None,
+                payment_status=payment_status,
+                payment_intent=random_id("pi_"),
+            )
+            return copy.deepcopy(session)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+    def _get(self, session_id: str) -> JsonObject:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise StripeError(
+                404,
+                f"No such checkout.session: '{session_id}'",
+                code="resource_missing",
+                param="session",
+            )
+        # Stripe expires sessions itself once `expires_at` passes.
+        if session["status"] == "open" and self._clock() >= session["expires_at"]:
+            session.update(status="expired", url=None)
+        return session
+
+
+def _line_items(items: Any, mode: str) -> tuple[str | None, int | None]:
+    if not items:
+        if mode == "payment":
+            raise _missing("line_items")
+        return None, None
+    if not isinstance(items, list):
+        raise StripeError(400, "Invalid array", code="parameter_invalid_array", param="line_items")
+    currencies: set[str] = set()
+    total = 0
+    for index, item in enumerate(items):
+        name = f"line_items[{index}]"
+        if not isinstance(item, dict):
+            raise StripeError(400, "Invalid object", param=name)
+        quantity = _integer(item.get("quantity", 1), f"{name}[quantity]")
+        price = item.get("price_data")
+        if not isinstance(price, dict):
+            if item.get("price"):
+                raise StripeError(
+                    404,
+                    f"No such price: '{item['price']}'",
+                    code="resource_missing",
+                    param=f"{name}[price]",
+                )
+            raise _missing(f"{name}[price_data]")
+        for required in ("currency", "unit_amount"):
+            if price.get(required) in (None, ""):
+                raise _missing(f"{name}[price_data][{required}]")
+        product = price.get("product_data")
+        if not price.get("product") and not (isinstance(product, dict) and product.get("name")):
+            raise _missing(f"{name}[price_data][product_data][name]")
+        unit_amount = _integer(price["unit_amount"], f"{name}[price_data][unit_amount]")
+        if unit_amount < 0 or quantity < 1:
+            raise StripeError(
+                400, "Invalid non-negative integer", code="parameter_invalid_integer", param=name
+            )
+        currencies.add(str(price["currency"]).lower())
+        total += unit_amount * quantity
+    if len(currencies) > 1:
+        raise StripeError(400, "All line items must use the same currency.", param="line_items")
+    return currencies.pop(), total
+
+
+def _expires_at(value: Any, now: float) -> int:
+    if value in (None, ""):
+        return int(now) + MAX_EXPIRY_SECONDS
+    expires_at = _integer(value, "expires_at")
+    if expires_at - now < MIN_EXPIRY_SECONDS:
+        raise StripeError(
+            400,
+            "The `expires_at` timestamp must be at least 30 minutes from "
+            "Checkout Session creation.",
+            param="expires_at",
+        )
+    if expires_at - now > MAX_EXPIRY_SECONDS:
+        raise StripeError(
+            400,
+            "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.",
+            param="expires_at",
+        )
+    return expires_at
+
+
+def _after_expiration(value: Any) -> JsonObject | None:
+    if not value:
+        return None
+    recovery = value.get("recovery") if isinstance(value, dict) else None
+    if not isinstance(recovery, dict) or "enabled" not in recovery:
+        raise _missing("after_expiration[recovery][enabled]")
+    return {
+        "recovery": {
+            "allow_promotion_codes": _boolean(
+                recovery.get("allow_promotion_codes", "false"),
+                "after_expiration[recovery][allow_promotion_codes]",
+            ),
+            "enabled": _boolean(recovery["enabled"], "after_expiration[recovery][enabled]"),
+            "expires_at": None,
+            "url": None,
+        }
+    }
+
+
+def _metadata(value: Any) -> dict[str, str]:
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise StripeError(400, "Invalid hash", code="parameter_invalid_hash", param="metadata")
+    if len(value) > MAX_METADATA_KEYS:
+        raise StripeError(400, "Metadata can have at most 50 keys.", param="metadata")
+    for key, item in value.items():
+        if len(key) > 40 or len(str(item)) > 500:
+            raise StripeError(
+                400,
+                "Metadata keys are limited to 40 characters and values to 500 characters.",
+                param=f"metadata[{key}]",
+            )
+    # An empty value unsets a key, as in Stripe.
+    return {key: str(item) for key, item in value.items() if item != ""}

@@ -1,0 +1,111 @@
+"""`RunningStripe`: the local Stripe server on a free loopback port, steered from a test."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any, Self
+
+from payment_window.devstripe.app import DevStripeApp, create_app
+from payment_window.devstripe.control import Fault, FaultKind
+from payment_window.devstripe.server import ServerThread, bind
+
+TEST_API_KEY = "sk_test_devstripe"
+
+
+class RunningStripe:
+    """Start with `with RunningStripe() as stripe:`; state survives `stop()` / `start()`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app: DevStripeApp = create_app()
+        self.api_key = TEST_API_KEY
+        self._host = host
+        self._port = port
+        self._thread: ServerThread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base address to give the SDK (`base_addresses={"api": url}`)."""
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> Self:
+        """Listen again, on the same port once one was chosen."""
+        if self._thread is None:
+            sock = bind(self._host, self._port)
+            self._port = sock.getsockname()[1]
+            self._thread = ServerThread(self.app, sock)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening: clients now get connection refused."""
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def inject(self, fault: Fault) -> None:
+        self.app.faults.add(fault)
+
+    def fail_next(self, n: int = 1, status: int = 500, *, path: str | None = None) -> None:
+        """The next `n` Stripe calls (whose path contains `path`) answer `status`."""
+        self.inject(Fault(FaultKind.ERROR, count=n, status=status, path=path))
+
+    def fail_for(self, seconds: float, status: int = 500, *, path: str | None = None) -> None:
+        self.inject(
+            Fault(
+                FaultKind.ERROR, count=None, until=time.time() + seconds, status=status, path=path
+            )
+        )
+
+    def rate_limit_next(
+        self, n: int = 1, *, lock_timeout: bool = False, path: str | None = None
+    ) -> None:
+        """429s: a real rate limit, or a lock timeout that Stripe tells clients to retry."""
+        kind = FaultKind.LOCK_TIMEOUT if lock_timeout else FaultKind.RATE_LIMIT
+        self.inject(Fault(kind, count=n, path=path))
+
+    def delay_next(self, seconds: float, n: int = 1, *, path: str | None = None) -> None:
+        self.inject(Fault(FaultKind.DELAY, count=n, delay=seconds, path=path))
+
+    def drop_next(
+        self, n: int = 1, *, after_processing: bool = False, path: str | None = None
+    ) -> None:
+        """Close the connection without an answer; `after_processing` loses only the answer."""
+        self.inject(Fault(FaultKind.DROP, count=n, after=after_processing, path=path))
+
+    def clear_faults(self) -> None:
+        self.app.faults.clear()
+
+    def complete(self, session_id: str, paid: bool = True) -> dict[str, Any]:
+        """The buyer finishes checkout; `paid=False` leaves a delayed payment pending."""
+        return self.app.store.complete(session_id, "paid" if paid else "unpaid")
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        """Peek at a session without counting a Stripe call."""
+        return self.app.store.retrieve(session_id)
+
+    def calls(self, path_suffix: str = "", method: str | None = None) -> int:
+        """Stripe calls received whose path ends with `path_suffix`, faulted ones included."""
+        return self.app.calls.count(path_suffix, method)
+
+    def reset_calls(self) -> None:
+        self.app.calls.reset()
+
+    def reset(self) -> None:
+        """Forget every session, fault, count and idempotent answer."""
+        self.app.reset()
