@@ -130,6 +130,12 @@ class ExpiryTask:
             await self._close_batch(claims, report)
         return report
 
+    async def close_claims(self, claims: list[Claim]) -> PassReport:
+        """Close windows already claimed from the index."""
+        report = PassReport(claimed=len(claims))
+        await self._close_batch(claims, report)
+        return report
+
     async def sweep_store(self) -> int:
         """Re-index overdue open windows the index lost (a flushed Redis): the backstop."""
         now = await self._index.now()
@@ -166,8 +172,12 @@ class ExpiryTask:
             delay = retry_delay(attempts)
             await self._index.retry_at(session_id, await self._index.now() + delay)
             report.retried += 1
-            log_.warning("expiry_retry_scheduled", error=str(failure), attempts=attempts,
-                         retry_in_seconds=round(delay.total_seconds(), 1))
+            log_.warning(
+                "expiry_retry_scheduled",
+                error=str(failure),
+                attempts=attempts,
+                retry_in_seconds=round(delay.total_seconds(), 1),
+            )
             return
         except Exception as failure:  # never drop a window: it comes back after a backoff
             await self._index.retry_at(session_id, await self._index.now() + retry_delay(3))
@@ -194,9 +204,7 @@ class ExpiryTask:
 class Worker:
     """The long-running form: passes back to back, sleeping until the next deadline."""
 
-    def __init__(
-        self, task: ExpiryTask, index: WindowIndex, *, max_sleep_seconds: float
-    ) -> None:
+    def __init__(self, task: ExpiryTask, index: WindowIndex, *, max_sleep_seconds: float) -> None:
         self._task = task
         self._index = index
         self._max_sleep = max_sleep_seconds

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import structlog
 
@@ -63,5 +63,7 @@ async def run_worker(settings: Settings) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, task.stop)
         log.info("worker_started", max_sleep_seconds=settings.worker_max_sleep_seconds)
-        await Worker(task, container.index, max_sleep_seconds=settings.worker_max_sleep_seconds).run()
+        await Worker(
+            task, container.index, max_sleep_seconds=settings.worker_max_sleep_seconds
+        ).run()
         log.info("worker_stopped")

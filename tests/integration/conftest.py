@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.store import create_engine, migrate
+from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
+from payment_window.devstripe.testing import RunningStripe
 
 
 @pytest.fixture
@@ -45,3 +49,56 @@ async def engine(pg_settings: Settings) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(pg_settings)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def stripe_server() -> Iterator[RunningStripe]:
+    """The local Stripe-compatible server, one for the whole run."""
+    with RunningStripe() as server:
+        yield server
+
+
+@pytest.fixture
+def stripe(stripe_server: RunningStripe) -> Iterator[RunningStripe]:
+    """The local Stripe server, emptied and healthy for this test."""
+    stripe_server.start()
+    stripe_server.reset()
+    yield stripe_server
+    stripe_server.start()
+    stripe_server.clear_faults()
+
+
+def with_stripe(settings: Settings, stripe: RunningStripe) -> Settings:
+    """Settings whose Stripe SDK talks to the local server, retrying quickly."""
+    return settings.model_copy(
+        update={
+            "stripe_api_key": SecretStr(stripe.api_key),
+            "stripe_api_base": stripe.url,
+            "stripe_max_network_retries": 2,
+            "stripe_expire_rps": 100_000.0,
+        }
+    )
+
+
+@pytest.fixture
+async def container(
+    any_index_settings: Settings, stripe: RunningStripe
+) -> AsyncIterator[Container]:
+    """The wired service over each index adapter in turn, PostgreSQL and the local Stripe."""
+    built = await bootstrap(with_stripe(any_index_settings, stripe))
+    yield built
+    await built.close()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PW_")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, list):
+            value = ",".join(str(item) for item in value)
+        env[f"PW_{name.upper()}"] = str(value.value if hasattr(value, "value") else value)
+    return env

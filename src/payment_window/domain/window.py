@@ -36,7 +36,8 @@ def window_end(
         raise InvalidWindow("expiresAt must be in the future")
     if expires_at - now > MAX_WINDOW:
         raise InvalidWindow("a payment window may not end more than 7 days ahead")
-    return expires_at
+    # Milliseconds: the precision of the wire format and of the Redis index.
+    return expires_at.replace(microsecond=expires_at.microsecond // 1000 * 1000)
 
 
 def stripe_session_expiry(window_ends: datetime, now: datetime) -> datetime:

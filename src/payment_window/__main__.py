@@ -1,0 +1,3 @@
+from payment_window.cli import main
+
+main()

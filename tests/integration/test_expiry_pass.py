@@ -1,0 +1,225 @@
+"""One expiry pass against the real store, both index adapters and the local Stripe server."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from seeding import count_rows, seed_windows
+from sqlalchemy import select
+
+from payment_window.adapters.tables import audit_log, outbox
+from payment_window.bootstrap import Container
+from payment_window.devstripe.testing import RunningStripe
+from payment_window.domain.access import Actor, Role
+from payment_window.domain.session import Status
+from payment_window.runner import expiry_task
+
+ADMIN = Actor("ops-1", Role.ADMIN)
+
+
+async def stored(container: Container, session_id: str):  # type: ignore[no-untyped-def]
+    async with container.uow() as uow:
+        return await uow.sessions.get(session_id)
+
+
+async def audit_actions(container: Container, session_id: str) -> list[str]:
+    async with container.engine.connect() as connection:
+        rows = await connection.execute(
+            select(audit_log.c.action)
+            .where(audit_log.c.session_id == session_id)
+            .order_by(audit_log.c.id)
+        )
+        return [row.action for row in rows]
+
+
+async def outbox_events(container: Container, session_id: str) -> list[tuple[str, str]]:
+    async with container.engine.connect() as connection:
+        rows = await connection.execute(
+            select(outbox.c.destination, outbox.c.event_type).where(
+                outbox.c.session_id == session_id
+            )
+        )
+        return sorted((row.destination, row.event_type) for row in rows)
+
+
+async def test_a_due_window_is_expired_at_stripe_then_closed_with_one_audit_entry(
+    container: Container, stripe: RunningStripe
+) -> None:
+    [window] = await seed_windows(container, 1)
+
+    report = await expiry_task(container).run_pass()
+
+    closed = await stored(container, window.id)
+    assert report.expired == 1
+    assert closed.status is Status.EXPIRED
+    assert closed.reason == "window_elapsed"
+    assert closed.expired_at >= window.expires_at
+    assert stripe.session(window.checkout_session_id)["status"] == "expired"
+    assert await audit_actions(container, window.id) == ["payment_expired"]
+    assert await outbox_events(container, window.id) == [
+        ("analytics", "payments.checkout.expired"),
+        ("auction", "auction.relist_requested"),
+        ("buyer", "payment_window.expired"),
+        ("maker", "payment_window.expired"),
+    ]
+    assert await container.index.pending_count() == 0
+
+
+async def test_each_window_costs_exactly_one_stripe_call(
+    container: Container, stripe: RunningStripe
+) -> None:
+    windows = await seed_windows(container, 40)
+    stripe.reset_calls()
+
+    report = await expiry_task(container).run_pass()
+
+    assert report.expired == len(windows)
+    assert stripe.calls("/expire") == len(windows)
+    assert stripe.calls() == len(windows)
+
+
+async def test_a_window_before_its_deadline_is_left_open(
+    container: Container, stripe: RunningStripe
+) -> None:
+    now = container.clock.now()
+    [window] = await seed_windows(container, 1, deadline=now + timedelta(minutes=10))
+
+    report = await expiry_task(container).run_pass()
+
+    assert report.claimed == 0
+    assert (await stored(container, window.id)).status is Status.OPEN
+    assert stripe.session(window.checkout_session_id)["status"] == "open"
+    assert await container.index.pending_count() == 1
+
+
+async def test_a_buyer_who_paid_at_the_last_second_is_recorded_paid_not_expired(
+    container: Container, stripe: RunningStripe
+) -> None:
+    [window] = await seed_windows(container, 1)
+    stripe.complete(window.checkout_session_id, paid=True)
+
+    report = await expiry_task(container).run_pass()
+
+    session = await stored(container, window.id)
+    assert report.paid == 1 and report.expired == 0
+    assert session.status is Status.PAID
+    assert session.paid_at is not None
+    assert await audit_actions(container, window.id) == ["payment_completed"]
+    events = await outbox_events(container, window.id)
+    assert ("auction", "auction.payment_received") in events
+    assert not [event for event in events if event[1].startswith("auction.relist")]
+    assert await container.index.pending_count() == 0
+
+
+async def test_a_delayed_payment_method_at_the_last_second_stops_the_window(
+    container: Container, stripe: RunningStripe
+) -> None:
+    [window] = await seed_windows(container, 1)
+    stripe.complete(window.checkout_session_id, paid=False)
+
+    await expiry_task(container).run_pass()
+
+    session = await stored(container, window.id)
+    assert session.status is Status.AWAITING_PAYMENT_CONFIRMATION
+    assert await audit_actions(container, window.id) == ["payment_pending"]
+    assert await container.index.pending_count() == 0
+
+
+async def test_a_window_extended_while_a_worker_holds_its_claim_is_not_expired(
+    container: Container, stripe: RunningStripe
+) -> None:
+    [window] = await seed_windows(container, 1)
+    claims = await container.index.claim_due(10, lease_seconds=30)
+    assert [claim.session_id for claim in claims] == [window.id]
+
+    extended = await container.windows.extend(window.id, 30, ADMIN)
+    report = await expiry_task(container).close_claims(claims)
+
+    session = await stored(container, window.id)
+    assert report.rescheduled == 1 and report.expired == 0
+    assert session.status is Status.OPEN
+    assert session.expires_at == extended.expires_at
+    assert stripe.session(window.checkout_session_id)["status"] == "open"
+    next_due = await container.index.next_due()
+    assert next_due is not None
+    assert abs((next_due - session.expires_at).total_seconds()) < 0.001
+
+
+async def test_a_session_stripe_already_expired_is_closed_once(
+    container: Container, stripe: RunningStripe
+) -> None:
+    """A worker that died after Stripe answered but before its commit leaves exactly this."""
+    [window] = await seed_windows(container, 1)
+    await container.gateway.expire(window.checkout_session_id, idempotency_key="elsewhere")
+
+    first = await expiry_task(container).run_pass()
+    second = await expiry_task(container).run_pass()
+
+    assert first.expired == 1 and second.claimed == 0
+    assert (await stored(container, window.id)).status is Status.EXPIRED
+    assert await audit_actions(container, window.id) == ["payment_expired"]
+
+
+async def test_during_a_stripe_outage_windows_stay_open_and_indexed_then_all_expire(
+    container: Container, stripe: RunningStripe
+) -> None:
+    windows = await seed_windows(container, 12)
+    stripe.reset_calls()
+    stripe.fail_for(60, status=500, path="/expire")
+
+    outage = await expiry_task(container).run_pass()
+
+    assert outage.retried == len(windows) and outage.expired == 0
+    assert await container.index.pending_count() == len(windows)
+    for window in windows:
+        session = await stored(container, window.id)
+        assert session.status is Status.OPEN
+        assert session.expiry_attempts == 1
+        assert "500" in (session.last_expiry_error or "") or session.last_expiry_error
+    # The SDK retried each call twice (3 tries), then the window went back with a backoff.
+    assert stripe.calls("/expire") == len(windows) * 3
+
+    stripe.clear_faults()
+    expired = 0
+    for _ in range(40):
+        expired += (await expiry_task(container).run_pass()).expired
+        if expired == len(windows):
+            break
+        await asyncio.sleep(0.25)
+    assert expired == len(windows)
+    assert await count_rows(container, "audit_log") == len(windows)
+
+
+async def test_rate_limits_and_dropped_connections_delay_but_lose_nothing(
+    container: Container, stripe: RunningStripe
+) -> None:
+    windows = await seed_windows(container, 6)
+    stripe.rate_limit_next(4, path="/expire")
+    stripe.drop_next(3, path="/expire")
+
+    expired = 0
+    for _ in range(40):
+        expired += (await expiry_task(container).run_pass()).expired
+        if expired == len(windows):
+            break
+        await asyncio.sleep(0.25)
+
+    assert expired == len(windows)
+    assert await count_rows(container, "audit_log") == len(windows)
+    assert await container.index.pending_count() == 0
+
+
+async def test_an_overdue_window_missing_from_the_index_is_swept_back_and_expired(
+    container: Container, stripe: RunningStripe
+) -> None:
+    [window] = await seed_windows(
+        container, 1, deadline=container.clock.now() - timedelta(minutes=5)
+    )
+    await container.index.forget(window.id)
+
+    report = await expiry_task(container).run_pass(sweep=True)
+
+    assert report.reindexed in (0, 1)  # the SQL index is the store: nothing to re-index
+    assert report.expired == 1
+    assert (await stored(container, window.id)).status is Status.EXPIRED
