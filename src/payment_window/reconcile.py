@@ -1,0 +1,132 @@
+"""Rebuild the window index from the store, which is the truth."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from payment_window.adapters.store import session_from_row
+from payment_window.adapters.tables import payment_sessions
+from payment_window.domain.ports import WindowIndex
+from payment_window.domain.session import PaymentSession, Status
+
+Progress = Callable[[int, int], None]
+_t = payment_sessions
+_CONCURRENCY = 32
+_PRECISION = timedelta(milliseconds=1)  # the Redis index keeps deadlines in ms
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    """What one reconcile pass did to the index."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+async def reconcile(
+    engine: AsyncEngine,
+    index: WindowIndex,
+    *,
+    page_size: int = 1000,
+    progress: Progress | None = None,
+) -> ReconcileReport:
+    """Put every open session the index lacks or holds stale; drop what is closed or gone.
+
+    Reads the store in pages (keyset on id). `progress(done, total)` counts the store's open
+    sessions plus the ids the index had scheduled when the pass began; an open session that is
+    also scheduled counts twice.
+    """
+    counts = {"added": 0, "updated": 0, "removed": 0, "unchanged": 0}
+    scheduled = await index.scheduled_ids()
+    async with engine.connect() as connection:
+        open_count = await connection.scalar(
+            select(func.count()).select_from(_t).where(_t.c.status == Status.OPEN.value)
+        )
+    total = int(open_count or 0) + len(scheduled)
+    done = 0
+
+    async def check(session: PaymentSession) -> None:
+        snapshot = await index.snapshot(session.id)
+        if snapshot is None or session.id not in scheduled:
+            outcome = "added"
+        elif (
+            snapshot.version != session.version
+            or snapshot.status is not session.status
+            or abs(snapshot.expires_at - session.expires_at) >= _PRECISION
+        ):
+            outcome = "updated"
+        else:
+            outcome = "unchanged"
+        if outcome != "unchanged":
+            await index.put(session)
+        counts[outcome] += 1
+
+    last_id = ""
+    while page := await _open_sessions_after(engine, last_id, page_size):
+        await _each(page, check)
+        last_id = page[-1].id
+        done += len(page)
+        for session in page:
+            if session.id in scheduled:
+                scheduled.discard(session.id)
+                done += 1
+        _report(progress, done, total)
+
+    async def settle(item: tuple[str, PaymentSession | None]) -> None:
+        session_id, session = item
+        if session is None:
+            await index.forget(session_id)
+        elif session.is_open:
+            return  # opened after the pass began; its own put scheduled it
+        else:
+            await index.put(session)  # off the schedule, its final state still readable
+        counts["removed"] += 1
+
+    leftover = sorted(scheduled)
+    for start in range(0, len(leftover), page_size):
+        ids = leftover[start : start + page_size]
+        async with engine.connect() as connection:
+            rows = (await connection.execute(select(_t).where(_t.c.id.in_(ids)))).all()
+        stored = {row.id: session_from_row(row) for row in rows}
+        await _each([(session_id, stored.get(session_id)) for session_id in ids], settle)
+        done += len(ids)
+        _report(progress, done, total)
+    return ReconcileReport(**counts)
+
+
+async def _open_sessions_after(
+    engine: AsyncEngine, last_id: str, limit: int
+) -> list[PaymentSession]:
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(_t)
+                .where(_t.c.status == Status.OPEN.value, _t.c.id > last_id)
+                .order_by(_t.c.id)
+                .limit(limit)
+            )
+        ).all()
+    return [session_from_row(row) for row in rows]
+
+
+async def _each(items: Sequence[T], action: Callable[[T], Awaitable[None]]) -> None:
+    for start in range(0, len(items), _CONCURRENCY):
+        await asyncio.gather(*(action(item) for item in items[start : start + _CONCURRENCY]))
+
+
+def _report(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None:
+        progress(done, max(done, total))
