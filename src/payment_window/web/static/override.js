@@ -1,0 +1,156 @@
+// Extend / terminate controls for makers and admins. Display only: the server decides who may
+// act and within what policy; this module just asks and reports the answer in words.
+
+import { formatRemainingLong } from './format.js';
+
+const MARKUP = `
+  <h2 id="override-heading">Manage this payment window</h2>
+  <form id="extend-form" novalidate>
+    <label for="extend-minutes">Extend by (minutes)</label>
+    <input id="extend-minutes" name="minutes" type="number" min="1" step="1" inputmode="numeric"
+           value="30" required aria-describedby="override-error">
+    <label for="override-reason">Reason (optional, kept in the audit log)</label>
+    <input id="override-reason" name="reason" type="text" maxlength="200" autocomplete="off">
+    <div class="actions">
+      <button id="extend-button" type="submit">Extend window</button>
+      <button id="terminate-button" class="danger" type="button">Close window now</button>
+    </div>
+  </form>
+  <p id="override-error" class="override-error" hidden></p>`;
+
+const TERMINATE_LABEL = 'Close window now';
+const CONFIRM_LABEL = 'Confirm: close window now';
+const CONFIRM_FOR_MS = 8000;
+
+/** Whether this viewer gets the controls at all: admins, and the session's own maker. */
+export function mayOverride(claims, sessionMakerId) {
+  if (claims.role === 'admin') return true;
+  if (claims.role !== 'maker' || !claims.makerId) return false;
+  // The status API answers a maker only for their own sessions, so an unknown maker id
+  // on a page that loaded its status means it is theirs.
+  return sessionMakerId == null || String(sessionMakerId) === String(claims.makerId);
+}
+
+function describeError(status, body) {
+  const message = body?.error?.message;
+  switch (status) {
+    case 401:
+      return 'Your sign-in has expired. Open the link again to continue.';
+    case 403:
+      return 'You are not allowed to change this payment window.';
+    case 409:
+      return 'This payment window is no longer open, so it cannot be changed.';
+    case 422:
+      return message ? `Not extended: ${message}` : 'Not extended: that is more than the policy allows.';
+    default:
+      return message ?? `Something went wrong (HTTP ${status}). Please try again.`;
+  }
+}
+
+/**
+ * Render the controls into `container`.
+ * `post(body)` sends the override and resolves to `{status, body, timing}` (or throws when the
+ * network fails); `applied(body, timing)` feeds a success into the timer and returns its state;
+ * `announce(text)` speaks in the page's status region.
+ */
+export function mountOverride({ container, post, applied, announce, locale = 'en' }) {
+  container.innerHTML = MARKUP;
+  container.hidden = false;
+  const form = container.querySelector('#extend-form');
+  const minutes = container.querySelector('#extend-minutes');
+  const reason = container.querySelector('#override-reason');
+  const extendButton = container.querySelector('#extend-button');
+  const terminateButton = container.querySelector('#terminate-button');
+  const error = container.querySelector('#override-error');
+  let busy = false;
+  let windowOpen = true;
+  let confirmTimer = null;
+
+  // aria-disabled rather than disabled: a disabled button drops focus, and focus must stay put.
+  function setEnabled() {
+    for (const button of [extendButton, terminateButton]) {
+      button.setAttribute('aria-disabled', String(busy || !windowOpen));
+    }
+  }
+
+  function showError(text, invalid = false) {
+    error.textContent = text;
+    error.hidden = false;
+    minutes.setAttribute('aria-invalid', String(invalid));
+    announce(text);
+  }
+
+  function clearError() {
+    error.textContent = '';
+    error.hidden = true;
+    minutes.removeAttribute('aria-invalid');
+  }
+
+  function resetConfirm() {
+    clearTimeout(confirmTimer);
+    terminateButton.textContent = TERMINATE_LABEL;
+    terminateButton.dataset.confirming = 'false';
+  }
+
+  async function send(request, describeSuccess) {
+    busy = true;
+    setEnabled();
+    try {
+      const { status, body, timing } = await post(request);
+      if (status === 200) {
+        clearError();
+        const state = applied(body, timing);
+        announce(describeSuccess(state));
+      } else {
+        showError(describeError(status, body), status === 422);
+      }
+    } catch {
+      showError('Could not reach the server. Check your connection and try again.');
+    } finally {
+      busy = false;
+      setEnabled();
+    }
+  }
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (busy || !windowOpen) return;
+    const value = Number(minutes.value);
+    if (!Number.isInteger(value) || value < 1) {
+      showError('Enter a whole number of minutes, 1 or more.', true);
+      return;
+    }
+    const request = { action: 'extend', minutes: value };
+    if (reason.value.trim()) request.reason = reason.value.trim();
+    send(request, (state) => `Extended by ${formatRemainingLong(value * 60, locale)}. The buyer now has until ${state.payBy}.`);
+  });
+
+  // Two presses, so a stray click or Enter cannot end a buyer's chance to pay.
+  terminateButton.addEventListener('click', () => {
+    if (busy || !windowOpen) return;
+    if (terminateButton.dataset.confirming !== 'true') {
+      terminateButton.textContent = CONFIRM_LABEL;
+      terminateButton.dataset.confirming = 'true';
+      announce('Press again to close the payment window. The buyer will no longer be able to pay.');
+      confirmTimer = setTimeout(resetConfirm, CONFIRM_FOR_MS);
+      return;
+    }
+    resetConfirm();
+    const request = { action: 'terminate' };
+    if (reason.value.trim()) request.reason = reason.value.trim();
+    send(request, () => 'Payment window closed. The buyer can no longer pay.');
+  });
+
+  setEnabled();
+  return {
+    /** Follow the timer: the controls stay visible but inert once the window is not open. */
+    update(state) {
+      // Not `closed`: at a local zero the server may not have expired it yet, and may extend.
+      const open = state.status === 'open';
+      if (open === windowOpen) return;
+      windowOpen = open;
+      if (!open) resetConfirm();
+      setEnabled();
+    },
+  };
+}
