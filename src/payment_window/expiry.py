@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
-from payment_window.domain.errors import PaymentProviderUnavailable, VersionConflict
 from payment_window.domain.ports import (
     CheckoutGateway,
     CheckoutSession,
@@ -90,6 +90,11 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=base * random.uniform(0.5, 1.0))
 
 
+T = TypeVar("T")
+INDEX_CONCURRENCY = 64
+BUSY_RETRY = timedelta(seconds=1)
+
+
 class ExpiryTask:
     """Claims due windows and closes them; safe with any number of workers at once."""
 
@@ -100,13 +105,15 @@ class ExpiryTask:
         *,
         batch_size: int,
         lease_seconds: float,
-        concurrency: int = 16,
+        rebuild: Callable[[], Awaitable[int]] | None = None,
+        concurrency: int = 2,
     ) -> None:
         self._windows = windows
         self._index = index
         self._batch_size = batch_size
         self._lease_seconds = lease_seconds
         self._concurrency = concurrency
+        self._rebuild = rebuild
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -120,14 +127,22 @@ class ExpiryTask:
     async def run_pass(self, *, sweep: bool = False) -> PassReport:
         """Claim and close due windows until none is due (or a stop is asked)."""
         report = PassReport()
-        if sweep:
+        if self._rebuild is not None and await self._index.needs_rebuild():
+            log.warning("window_index_rebuilding", why="the index lost its contents")
+            report.reindexed = await self._rebuild()
+        elif sweep:
             report.reindexed = await self.sweep_store()
-        while not self.stopping:
-            claims = await self._index.claim_due(self._batch_size, self._lease_seconds)
-            if not claims:
-                break
-            report.claimed += len(claims)
-            await self._close_batch(claims, report)
+
+        async def claim_and_close() -> None:
+            while not self.stopping:
+                claims = await self._index.claim_due(self._batch_size, self._lease_seconds)
+                if not claims:
+                    return
+                report.claimed += len(claims)
+                await self._close_batch(claims, report)
+
+        # Two batches in flight: one waits on Stripe while the other commits.
+        await asyncio.gather(*(claim_and_close() for _ in range(self._concurrency)))
         return report
 
     async def close_claims(self, claims: list[Claim]) -> PassReport:
@@ -140,65 +155,66 @@ class ExpiryTask:
         """Re-index overdue open windows the index lost (a flushed Redis): the backstop."""
         now = await self._index.now()
         missing = await self._windows.overdue_open(now - SWEEP_GRACE)
-        for session in missing:
-            await self._index.put(session)
+        await _each(missing, self._index.put)
         if missing:
             log.warning("reindexed_overdue_windows", count=len(missing))
         return len(missing)
 
     async def _close_batch(self, claims: list[Claim], report: PassReport) -> None:
-        queue: asyncio.Queue[Claim] = asyncio.Queue()
-        for claim in claims:
-            queue.put_nowait(claim)
-
-        async def drain() -> None:
-            while not queue.empty():
-                claim = queue.get_nowait()
-                if self.stopping:
-                    await self._index.retry_at(claim.session_id, claim.due_at)
-                    continue
-                await self._close_one(claim, report)
-
-        await asyncio.gather(*(drain() for _ in range(min(self._concurrency, len(claims)))))
-
-    async def _close_one(self, claim: Claim, report: PassReport) -> None:
-        session_id = claim.session_id
-        log_ = log.bind(session_id=session_id)
+        if self.stopping:
+            await _each(claims, lambda claim: self._index.retry_at(claim.session_id, claim.due_at))
+            return
         try:
             now = await self._index.now()
-            session = await self._windows.expire_if_due(session_id, now)
-        except (PaymentProviderUnavailable, VersionConflict) as failure:
-            attempts = await self._windows.record_expiry_failure(session_id, str(failure))
+            batch = await self._windows.expire_due([claim.session_id for claim in claims], now)
+        except Exception:
+            # The store or Stripe path failed as a whole: every claim comes back after a backoff.
+            log.exception("expiry_batch_failed", claims=len(claims))
+            later = await self._index.now() + retry_delay(3)
+            await _each(claims, lambda claim: self._index.retry_at(claim.session_id, later))
+            report.retried += len(claims)
+            return
+
+        async def settle(session: PaymentSession) -> None:
+            # Whatever the store says now: open and not yet due (extended meanwhile) goes back
+            # on the schedule at its new deadline; a final one leaves it.
+            await self._index.put(session)
+            await self._index.release(session.id)
+
+        await _each([*batch.changed, *batch.unchanged], settle)
+        await _each(batch.missing, self._index.forget)
+        # Backoffs count from now, not from the claim: Stripe's own retries may have taken a while.
+        now = await self._index.now()
+        soon = now + BUSY_RETRY
+        await _each(batch.busy, lambda session_id: self._index.retry_at(session_id, soon))
+
+        async def back_off(failure: tuple[str, str, int]) -> None:
+            session_id, error, attempts = failure
             delay = retry_delay(attempts)
-            await self._index.retry_at(session_id, await self._index.now() + delay)
-            report.retried += 1
-            log_.warning(
+            await self._index.retry_at(session_id, now + delay)
+            log.warning(
                 "expiry_retry_scheduled",
-                error=str(failure),
+                session_id=session_id,
+                error=error,
                 attempts=attempts,
                 retry_in_seconds=round(delay.total_seconds(), 1),
             )
-            return
-        except Exception as failure:  # never drop a window: it comes back after a backoff
-            await self._index.retry_at(session_id, await self._index.now() + retry_delay(3))
-            report.retried += 1
-            report.errors.append(f"{session_id}: {failure!r}")
-            log_.exception("expiry_failed")
-            return
-        if session is None:
-            await self._index.forget(session_id)
-            report.dropped += 1
-            return
-        # Re-put whatever the store says now: open and not yet due (extended meanwhile) goes back
-        # on the schedule at its new deadline; a final one leaves it.
-        await self._index.put(session)
-        await self._index.release(session_id)
-        if session.status is Status.EXPIRED:
-            report.expired += 1
-        elif session.status is Status.OPEN:
-            report.rescheduled += 1
-        else:
-            report.paid += 1
+
+        await _each(batch.failed, back_off)
+        for session in batch.changed:
+            if session.status is Status.EXPIRED:
+                report.expired += 1
+            else:
+                report.paid += 1
+        report.rescheduled += sum(1 for s in batch.unchanged if s.is_open) + len(batch.busy)
+        report.dropped += len(batch.missing)
+        report.retried += len(batch.failed)
+
+
+async def _each(items: Sequence[T], action: Callable[[T], Awaitable[object]]) -> None:
+    """Run `action` over `items` concurrently, a bounded number at a time."""
+    for start in range(0, len(items), INDEX_CONCURRENCY):
+        await asyncio.gather(*(action(item) for item in items[start : start + INDEX_CONCURRENCY]))
 
 
 class Worker:

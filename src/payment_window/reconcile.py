@@ -104,6 +104,7 @@ async def reconcile(
         await _each([(session_id, stored.get(session_id)) for session_id in ids], settle)
         done += len(ids)
         _report(progress, done, total)
+    await index.mark_rebuilt()
     return ReconcileReport(**counts)
 
 

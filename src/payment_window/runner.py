@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
 from payment_window.domain.ports import RateLimiter
 from payment_window.expiry import ExpiryTask, PacedGateway, PassReport, Worker
+from payment_window.reconcile import reconcile
 
 log = structlog.get_logger(__name__)
 
@@ -32,11 +34,17 @@ def expiry_task(container: Container) -> ExpiryTask:
     paced = container.windows.with_gateway(
         PacedGateway(container.gateway, stripe_budget(container))
     )
+
+    async def rebuild() -> int:
+        report = await reconcile(container.engine, container.index)
+        return report.added + report.updated
+
     return ExpiryTask(
         paced,
         container.index,
         batch_size=settings.expiry_batch_size,
         lease_seconds=settings.claim_lease_seconds,
+        rebuild=rebuild,
     )
 
 
@@ -53,6 +61,26 @@ async def expire_due_once(settings: Settings) -> PassReport:
     """One pass, as the EventBridge schedule runs it: sweep the store, then close what is due."""
     async with running(settings) as container:
         return await expiry_task(container).run_pass(sweep=True)
+
+
+async def reconcile_index(settings: Settings, *, progress: bool = False) -> dict[str, int]:
+    """Rebuild the index from the store, printing progress when asked."""
+    last_shown = -1
+
+    def show(done: int, total: int) -> None:
+        nonlocal last_shown
+        percent = 100 * done // max(1, total)
+        if percent != last_shown:
+            last_shown = percent
+            print(f"\rreconciled {done}/{total} ({percent}%)", end="", file=sys.stderr, flush=True)
+
+    async with running(settings) as container:
+        report = await reconcile(
+            container.engine, container.index, progress=show if progress else None
+        )
+    if progress:
+        print(file=sys.stderr)
+    return report.as_dict()
 
 
 async def run_worker(settings: Settings) -> None:

@@ -7,9 +7,11 @@ only after it committed.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import secrets
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import structlog
@@ -19,6 +21,7 @@ from payment_window.domain.access import Actor, Role
 from payment_window.domain.errors import (
     CheckoutNotOpen,
     OverrideNotAllowed,
+    PaymentProviderUnavailable,
     PreconditionFailed,
     SessionNotFound,
     WindowAlreadyOpen,
@@ -72,6 +75,20 @@ class WindowStatus:
     version: int
     reason: str | None
     checkout_url: str | None
+
+
+STRIPE_CONCURRENCY = 32
+
+
+@dataclass(slots=True)
+class ExpiryBatch:
+    """What closing a batch of claimed windows did to each of them."""
+
+    changed: list[PaymentSession] = field(default_factory=list)
+    unchanged: list[PaymentSession] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 def new_session_id() -> str:
@@ -268,7 +285,9 @@ class PaymentWindows:
             await self._expire_quietly(
                 session.checkout_session_id, f"rotate-old:{session.id}:v{session.version}"
             )
-        return session.with_checkout(checkout.id, checkout.url or "", checkout.expires_at, now)
+        rotated = session.with_checkout(checkout.id, checkout.url or "", checkout.expires_at, now)
+        # Part of the same change as the extension: one stored version step, not two.
+        return replace(rotated, version=session.version)
 
     # --- closing -------------------------------------------------------------------------------
 
@@ -288,34 +307,77 @@ class PaymentWindows:
         )
         async with self._uow() as uow:
             session, policy = await self._load_for_override(uow, session_id, actor, if_match)
-            closed = await self._close_locked(
-                uow, session, policy, close_reason, actor.label, note=reason
-            )
+            completed = await self._expire_at_stripe(session)
+            if completed is not None:
+                closed = self._apply_payment(uow, session, completed, actor.label)
+            else:
+                closed = self._apply_close(
+                    uow, session, policy, close_reason, actor.label, note=reason
+                )
+            await uow.sessions.update(closed)
+            await uow.commit()
         tags = [f"role:{actor.role.value}", "action:terminate"]
         self._metrics.increment("payments.window.override_count", tags=tags)
         return await self._closed(closed)
 
-    async def expire_if_due(self, session_id: str, now: datetime) -> PaymentSession | None:
-        """The expiry task's step for one claimed window, judged against the index's clock.
+    async def expire_due(self, session_ids: Sequence[str], now: datetime) -> ExpiryBatch:
+        """Close the claimed windows that are due by `now` (the index's clock), in one transaction.
 
-        Returns the session as it stands afterwards, or None when the store does not know it.
+        The rows stay locked while Stripe is asked, so an extension cannot slip in between
+        Stripe expiring the session and the window being recorded closed. Rows another
+        transaction holds are skipped and reported busy.
         """
+        batch = ExpiryBatch()
         async with self._uow() as uow:
-            session = await uow.sessions.get(session_id, for_update=True)
-            if session is None or not session.is_due(now):
-                return session
-            policy = await uow.policies.get(session.maker_id) or self.default_policy
-            closed = await self._close_locked(
-                uow, session, policy, CloseReason.WINDOW_ELAPSED, access.SYSTEM_EXPIRY
-            )
-        return await self._closed(closed)
+            locked = await uow.sessions.lock_many(session_ids)
+            if len(locked) < len(session_ids):
+                found = {session.id for session in locked}
+                existing = await uow.sessions.existing_ids(
+                    [sid for sid in session_ids if sid not in found]
+                )
+                batch.busy = sorted(existing)
+                batch.missing = [sid for sid in session_ids if sid not in found | existing]
+            due = [session for session in locked if session.is_due(now)]
+            batch.unchanged = [session for session in locked if not session.is_due(now)]
+            policies = await uow.policies.get_many({session.maker_id for session in due})
+            gate = asyncio.Semaphore(STRIPE_CONCURRENCY)
 
-    async def record_expiry_failure(self, session_id: str, error: str) -> int:
-        """Count a failed attempt to close a window; returns the attempts so far."""
-        async with self._uow() as uow:
-            attempts = await uow.sessions.record_expiry_failure(session_id, error)
+            async def ask_stripe(session: PaymentSession) -> CheckoutSession | None:
+                async with gate:
+                    return await self._expire_at_stripe(session)
+
+            answers = await asyncio.gather(
+                *(ask_stripe(session) for session in due), return_exceptions=True
+            )
+            failures: list[tuple[str, str]] = []
+            for session, answer in zip(due, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    if not isinstance(answer, Exception):
+                        raise answer
+                    failures.append((session.id, f"{type(answer).__name__}: {answer}"))
+                    self._count_stripe_error(answer)
+                elif answer is not None:
+                    batch.changed.append(
+                        self._apply_payment(uow, session, answer, access.SYSTEM_EXPIRY)
+                    )
+                else:
+                    policy = policies.get(session.maker_id, self.default_policy)
+                    batch.changed.append(
+                        self._apply_close(
+                            uow,
+                            session,
+                            policy,
+                            CloseReason.WINDOW_ELAPSED,
+                            access.SYSTEM_EXPIRY,
+                        )
+                    )
+            await uow.sessions.update_many(batch.changed)
+            attempts = await uow.sessions.record_expiry_failures(failures)
             await uow.commit()
-        return attempts
+        batch.failed = [(sid, error, attempts.get(sid, 1)) for sid, error in failures]
+        for session in batch.changed:
+            await self._closed(session)
+        return batch
 
     async def overdue_open(self, before: datetime, limit: int = 10_000) -> list[PaymentSession]:
         """Open windows whose deadline passed before `before`, oldest first."""
@@ -328,7 +390,23 @@ class PaymentWindows:
         paced._gateway = gateway
         return paced
 
-    async def _close_locked(
+    async def _expire_at_stripe(self, session: PaymentSession) -> CheckoutSession | None:
+        """Stripe first: None once Stripe can no longer take the money for this window, or the
+        completed Checkout Session when the buyer paid before Stripe could expire it."""
+        if not session.checkout_session_id:
+            return None
+        try:
+            await self._gateway.expire(
+                session.checkout_session_id,
+                idempotency_key=f"expire:{session.id}:v{session.version}",
+            )
+        except CheckoutNotOpen as refused:
+            if refused.status == "complete":
+                return await self._gateway.retrieve(session.checkout_session_id)
+            # Already expired at Stripe (by us before a crash, or by Stripe itself): carry on.
+        return None
+
+    def _apply_close(
         self,
         uow: UnitOfWork,
         session: PaymentSession,
@@ -338,22 +416,8 @@ class PaymentWindows:
         *,
         note: str | None = None,
     ) -> PaymentSession:
-        """Stripe first, while the row is locked: only once Stripe can no longer take the money
-        is the window reported closed. A session Stripe already completed is recorded paid."""
-        now = self._clock.now()
-        if session.checkout_session_id:
-            try:
-                await self._gateway.expire(
-                    session.checkout_session_id,
-                    idempotency_key=f"expire:{session.id}:v{session.version}",
-                )
-            except CheckoutNotOpen as refused:
-                if refused.status == "complete":
-                    checkout = await self._gateway.retrieve(session.checkout_session_id)
-                    return await self._record_payment_locked(uow, session, checkout, actor)
-                # Already expired at Stripe (by us before a crash, or by Stripe itself): carry on.
-        closed = session.expire(reason, now)
-        await uow.sessions.update(closed)
+        """The window closed unpaid: its audit entry and messages join the transaction."""
+        closed = session.expire(reason, self._clock.now())
         uow.record(
             self._audit(
                 closed,
@@ -369,8 +433,13 @@ class PaymentWindows:
             ),
             messages.on_close(closed, reason, policy, actor),
         )
-        await uow.commit()
         return closed
+
+    def _count_stripe_error(self, error: Exception) -> None:
+        kind = getattr(error, "kind", None) or (
+            "provider_unavailable" if isinstance(error, PaymentProviderUnavailable) else "other"
+        )
+        self._metrics.increment("payments.window.stripe_errors", tags=[f"kind:{kind}"])
 
     async def _closed(self, session: PaymentSession) -> PaymentSession:
         """Announce a committed close (or a payment discovered while closing)."""
@@ -398,13 +467,12 @@ class PaymentWindows:
 
     # --- payments ------------------------------------------------------------------------------
 
-    async def _record_payment_locked(
+    def _apply_payment(
         self, uow: UnitOfWork, session: PaymentSession, checkout: CheckoutSession, actor: str
     ) -> PaymentSession:
-        now = self._clock.now()
+        """Stripe says the buyer completed checkout: record it instead of closing."""
         confirmed = checkout.payment_status in ("paid", "no_payment_required")
-        paid = session.record_payment(now, confirmed=confirmed)
-        await uow.sessions.update(paid)
+        paid = session.record_payment(self._clock.now(), confirmed=confirmed)
         uow.record(
             self._audit(
                 paid,
@@ -415,7 +483,6 @@ class PaymentWindows:
             ),
             messages.on_payment(paid),
         )
-        await uow.commit()
         return paid
 
     # --- helpers -------------------------------------------------------------------------------

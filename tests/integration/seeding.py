@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
 from payment_window.adapters.tables import audit_log, outbox, payment_sessions
 from payment_window.bootstrap import Container
+from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.session import PaymentSession
 from payment_window.service import new_session_id
 
 
 async def seed_windows(
     container: Container,
+    stripe: RunningStripe,
     count: int,
     *,
     deadline: datetime | None = None,
@@ -29,10 +31,11 @@ async def seed_windows(
     """
     now = container.clock.now()
     first = deadline or now - timedelta(seconds=1)
-    gate = asyncio.Semaphore(32)
+    stripe_expires = int((now + timedelta(hours=2)).timestamp())
 
-    async def one(number: int) -> PaymentSession:
+    def one(number: int) -> PaymentSession:
         offset = spread * (number / max(1, count - 1)) if count > 1 else timedelta(0)
+        expires_at = first + offset
         session = PaymentSession(
             id=new_session_id(),
             auction_id=f"auc_{number}_{new_session_id()}",
@@ -40,30 +43,46 @@ async def seed_windows(
             buyer_id=f"by_{number}",
             amount=1000 + number,
             currency="eur",
-            expires_at=first + offset,
+            expires_at=expires_at.replace(microsecond=expires_at.microsecond // 1000 * 1000),
             created_at=now,
             updated_at=now,
         )
-        async with gate:
-            checkout = await container.gateway.create(
-                session, now + timedelta(hours=2), idempotency_key=f"seed:{session.id}"
-            )
+        # Straight into the local Stripe's memory: thousands of creations over HTTP would
+        # dominate the test, and creation has tests of its own.
+        checkout = stripe.app.store.create(
+            {
+                "mode": "payment",
+                "expires_at": stripe_expires,
+                "metadata": {"sessionId": session.id},
+                "line_items": [
+                    {
+                        "quantity": 1,
+                        "price_data": {
+                            "currency": "eur",
+                            "unit_amount": session.amount,
+                            "product_data": {"name": session.auction_id},
+                        },
+                    }
+                ],
+            },
+            stripe.url,
+        )
         return replace(
             session,
-            checkout_session_id=checkout.id,
-            checkout_url=checkout.url,
-            checkout_expires_at=checkout.expires_at,
+            checkout_session_id=checkout["id"],
+            checkout_url=checkout["url"],
+            checkout_expires_at=datetime.fromtimestamp(checkout["expires_at"], UTC),
         )
 
-    sessions = await asyncio.gather(*(one(n) for n in range(count)))
+    sessions = [one(number) for number in range(count)]
     for start in range(0, count, 500):
         async with container.uow() as uow:
             for session in sessions[start : start + 500]:
                 await uow.sessions.add(session)
             await uow.commit()
-    for session in sessions:
-        await container.index.put(session)
-    return list(sessions)
+    for start in range(0, count, 200):
+        await asyncio.gather(*(container.index.put(s) for s in sessions[start : start + 200]))
+    return sessions
 
 
 async def count_rows(container: Container, table_name: str) -> int:

@@ -46,7 +46,7 @@ async def outbox_events(container: Container, session_id: str) -> list[tuple[str
 async def test_a_due_window_is_expired_at_stripe_then_closed_with_one_audit_entry(
     container: Container, stripe: RunningStripe
 ) -> None:
-    [window] = await seed_windows(container, 1)
+    [window] = await seed_windows(container, stripe, 1)
 
     report = await expiry_task(container).run_pass()
 
@@ -69,7 +69,7 @@ async def test_a_due_window_is_expired_at_stripe_then_closed_with_one_audit_entr
 async def test_each_window_costs_exactly_one_stripe_call(
     container: Container, stripe: RunningStripe
 ) -> None:
-    windows = await seed_windows(container, 40)
+    windows = await seed_windows(container, stripe, 40)
     stripe.reset_calls()
 
     report = await expiry_task(container).run_pass()
@@ -83,7 +83,7 @@ async def test_a_window_before_its_deadline_is_left_open(
     container: Container, stripe: RunningStripe
 ) -> None:
     now = container.clock.now()
-    [window] = await seed_windows(container, 1, deadline=now + timedelta(minutes=10))
+    [window] = await seed_windows(container, stripe, 1, deadline=now + timedelta(minutes=10))
 
     report = await expiry_task(container).run_pass()
 
@@ -96,7 +96,7 @@ async def test_a_window_before_its_deadline_is_left_open(
 async def test_a_buyer_who_paid_at_the_last_second_is_recorded_paid_not_expired(
     container: Container, stripe: RunningStripe
 ) -> None:
-    [window] = await seed_windows(container, 1)
+    [window] = await seed_windows(container, stripe, 1)
     stripe.complete(window.checkout_session_id, paid=True)
 
     report = await expiry_task(container).run_pass()
@@ -115,7 +115,7 @@ async def test_a_buyer_who_paid_at_the_last_second_is_recorded_paid_not_expired(
 async def test_a_delayed_payment_method_at_the_last_second_stops_the_window(
     container: Container, stripe: RunningStripe
 ) -> None:
-    [window] = await seed_windows(container, 1)
+    [window] = await seed_windows(container, stripe, 1)
     stripe.complete(window.checkout_session_id, paid=False)
 
     await expiry_task(container).run_pass()
@@ -129,7 +129,7 @@ async def test_a_delayed_payment_method_at_the_last_second_stops_the_window(
 async def test_a_window_extended_while_a_worker_holds_its_claim_is_not_expired(
     container: Container, stripe: RunningStripe
 ) -> None:
-    [window] = await seed_windows(container, 1)
+    [window] = await seed_windows(container, stripe, 1)
     claims = await container.index.claim_due(10, lease_seconds=30)
     assert [claim.session_id for claim in claims] == [window.id]
 
@@ -150,7 +150,7 @@ async def test_a_session_stripe_already_expired_is_closed_once(
     container: Container, stripe: RunningStripe
 ) -> None:
     """A worker that died after Stripe answered but before its commit leaves exactly this."""
-    [window] = await seed_windows(container, 1)
+    [window] = await seed_windows(container, stripe, 1)
     await container.gateway.expire(window.checkout_session_id, idempotency_key="elsewhere")
 
     first = await expiry_task(container).run_pass()
@@ -164,7 +164,7 @@ async def test_a_session_stripe_already_expired_is_closed_once(
 async def test_during_a_stripe_outage_windows_stay_open_and_indexed_then_all_expire(
     container: Container, stripe: RunningStripe
 ) -> None:
-    windows = await seed_windows(container, 12)
+    windows = await seed_windows(container, stripe, 12)
     stripe.reset_calls()
     stripe.fail_for(60, status=500, path="/expire")
 
@@ -194,7 +194,7 @@ async def test_during_a_stripe_outage_windows_stay_open_and_indexed_then_all_exp
 async def test_rate_limits_and_dropped_connections_delay_but_lose_nothing(
     container: Container, stripe: RunningStripe
 ) -> None:
-    windows = await seed_windows(container, 6)
+    windows = await seed_windows(container, stripe, 6)
     stripe.rate_limit_next(4, path="/expire")
     stripe.drop_next(3, path="/expire")
 
@@ -213,9 +213,8 @@ async def test_rate_limits_and_dropped_connections_delay_but_lose_nothing(
 async def test_an_overdue_window_missing_from_the_index_is_swept_back_and_expired(
     container: Container, stripe: RunningStripe
 ) -> None:
-    [window] = await seed_windows(
-        container, 1, deadline=container.clock.now() - timedelta(minutes=5)
-    )
+    long_ago = container.clock.now() - timedelta(minutes=5)
+    [window] = await seed_windows(container, stripe, 1, deadline=long_ago)
     await container.index.forget(window.id)
 
     report = await expiry_task(container).run_pass(sweep=True)

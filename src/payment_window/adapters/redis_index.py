@@ -202,9 +202,7 @@ class RedisWindowIndex:
         await self._client.zrem(self._inflight, session_id)
 
     async def retry_at(self, session_id: str, due_at: datetime) -> None:
-        await self._retry_at(
-            keys=[self._due, self._inflight], args=[to_ms(due_at), session_id]
-        )
+        await self._retry_at(keys=[self._due, self._inflight], args=[to_ms(due_at), session_id])
 
     async def next_due(self) -> datetime | None:
         async with self._client.pipeline(transaction=False) as pipe:
@@ -247,13 +245,19 @@ class RedisWindowIndex:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (left := deadline - loop.time()) > 0:
-            message = await self._pubsub.get_message(
-                ignore_subscribe_messages=True, timeout=left
-            )
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
             if message is not None:
                 while await self._pubsub.get_message(ignore_subscribe_messages=True):
                     pass  # several wakes in a row need only one look at the schedule
                 return
+
+    async def needs_rebuild(self) -> bool:
+        """True when the index lost its contents (flushed, failed over empty) since the last
+        rebuild: the marker a rebuild leaves is gone with everything else."""
+        return not await self._client.exists(f"{self._due}:built")
+
+    async def mark_rebuilt(self) -> None:
+        await self._client.set(f"{self._due}:built", "1")
 
     async def ping(self) -> None:
         await self._client.ping()

@@ -125,9 +125,7 @@ class SqlWindowIndex:
         # A row leased by a claimer that has since crashed comes due when its lease ends.
         when = case((_t.c.lease_until > now, _t.c.lease_until), else_=_t.c.due_at)
         async with self._engine.connect() as connection:
-            moment = await connection.scalar(
-                select(func.min(when)).where(_t.c.due_at.is_not(None))
-            )
+            moment = await connection.scalar(select(func.min(when)).where(_t.c.due_at.is_not(None)))
         assert moment is None or isinstance(moment, datetime)
         return moment
 
@@ -157,6 +155,12 @@ class SqlWindowIndex:
         except TimeoutError:
             return
         self._woken.clear()
+
+    async def needs_rebuild(self) -> bool:
+        return False  # the store is the index: there is nothing to lose
+
+    async def mark_rebuilt(self) -> None:
+        pass
 
     async def ping(self) -> None:
         async with self._engine.connect() as connection:

@@ -6,13 +6,13 @@ messages; it rolls back unless committed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, fields
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -91,16 +91,67 @@ class SqlSessionRepository:
         query = select(payment_sessions).where(payment_sessions.c.id == session_id)
         if for_update:
             if self._connection.dialect.name == "sqlite":
-                # SQLite has no row locks: a no-op write takes the database's write lock instead.
-                await self._connection.execute(
-                    update(payment_sessions)
-                    .where(payment_sessions.c.id == session_id)
-                    .values(version=payment_sessions.c.version)
-                )
+                await self._take_sqlite_write_lock()
             else:
                 query = query.with_for_update()
         row = (await self._connection.execute(query)).first()
         return session_from_row(row) if row else None
+
+    async def lock_many(self, session_ids: Sequence[str]) -> list[PaymentSession]:
+        """Lock the given sessions for this transaction, skipping rows another one holds."""
+        if not session_ids:
+            return []
+        query = select(payment_sessions).where(payment_sessions.c.id.in_(session_ids))
+        if self._connection.dialect.name == "sqlite":
+            await self._take_sqlite_write_lock()
+        else:
+            query = query.with_for_update(skip_locked=True)
+        return [session_from_row(row) for row in await self._connection.execute(query)]
+
+    async def existing_ids(self, session_ids: Sequence[str]) -> set[str]:
+        if not session_ids:
+            return set()
+        result = await self._connection.execute(
+            select(payment_sessions.c.id).where(payment_sessions.c.id.in_(session_ids))
+        )
+        return {row.id for row in result}
+
+    async def update_many(self, sessions: Sequence[PaymentSession]) -> None:
+        """Save sessions this transaction holds locked (so their versions cannot have moved)."""
+        if not sessions:
+            return
+        rows = []
+        for session in sessions:
+            values = {f"b_{name}": value for name, value in session_values(session).items()}
+            values["b_due_at"] = session.expires_at if session.is_open else None
+            rows.append(values)
+        columns = [name for name in session_values(sessions[0]) if name not in ("id", "created_at")]
+        statement = (
+            update(payment_sessions)
+            .where(payment_sessions.c.id == bindparam("b_id"))
+            .values(
+                {
+                    **{name: bindparam(f"b_{name}") for name in columns},
+                    "due_at": bindparam("b_due_at"),
+                    "lease_until": None,
+                }
+            )
+        )
+        await self._connection.execute(statement, rows)
+
+    async def record_expiry_failures(self, failures: Sequence[tuple[str, str]]) -> dict[str, int]:
+        return {
+            session_id: await self.record_expiry_failure(session_id, error)
+            for session_id, error in failures
+        }
+
+    async def _take_sqlite_write_lock(self) -> None:
+        # SQLite has no row locks: a no-op write takes the database's write lock instead.
+        await self._connection.execute(
+            update(payment_sessions)
+            .where(payment_sessions.c.id == "")
+            .values(version=payment_sessions.c.version)
+        )
 
     async def record_expiry_failure(self, session_id: str, error: str) -> int:
         result = await self._connection.execute(
@@ -167,6 +218,14 @@ class SqlSessionRepository:
             raise VersionConflict(session.id, session.version - 1)
 
 
+def _policy_from_row(row: Row[Any]) -> ExtensionPolicy:
+    return ExtensionPolicy(
+        max_extension_minutes=row.max_extension_minutes,
+        makers_may_override=row.makers_may_override,
+        on_expiry=OnExpiry(row.on_expiry),
+    )
+
+
 class SqlPolicyRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
@@ -176,13 +235,16 @@ class SqlPolicyRepository:
             select(maker_policies).where(maker_policies.c.maker_id == maker_id)
         )
         row = result.first()
-        if row is None:
-            return None
-        return ExtensionPolicy(
-            max_extension_minutes=row.max_extension_minutes,
-            makers_may_override=row.makers_may_override,
-            on_expiry=OnExpiry(row.on_expiry),
+        return _policy_from_row(row) if row else None
+
+    async def get_many(self, maker_ids: Iterable[str]) -> dict[str, ExtensionPolicy]:
+        wanted = list(maker_ids)
+        if not wanted:
+            return {}
+        result = await self._connection.execute(
+            select(maker_policies).where(maker_policies.c.maker_id.in_(wanted))
         )
+        return {row.maker_id: _policy_from_row(row) for row in result}
 
     async def put(self, maker_id: str, policy: ExtensionPolicy, now: datetime) -> None:
         values = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -30,6 +30,20 @@ class SessionRepository(Protocol):
 
     async def overdue_open(self, before: datetime, limit: int) -> list[PaymentSession]: ...
 
+    async def lock_many(self, session_ids: Sequence[str]) -> list[PaymentSession]:
+        """Lock these sessions until commit, skipping any another transaction holds."""
+        ...
+
+    async def existing_ids(self, session_ids: Sequence[str]) -> set[str]: ...
+
+    async def update_many(self, sessions: Sequence[PaymentSession]) -> None:
+        """Save sessions this transaction holds locked."""
+        ...
+
+    async def record_expiry_failures(self, failures: Sequence[tuple[str, str]]) -> dict[str, int]:
+        """Count failed attempts (session id, error); returns the attempts so far for each."""
+        ...
+
     async def get_by_checkout_session(self, checkout_session_id: str) -> PaymentSession | None: ...
 
     async def unsettled_for_auction(self, auction_id: str) -> PaymentSession | None:
@@ -46,14 +60,19 @@ class SessionRepository(Protocol):
 class PolicyRepository(Protocol):
     async def get(self, maker_id: str) -> ExtensionPolicy | None: ...
 
+    async def get_many(self, maker_ids: Iterable[str]) -> dict[str, ExtensionPolicy]: ...
+
     async def put(self, maker_id: str, policy: ExtensionPolicy, now: datetime) -> None: ...
 
 
 class UnitOfWork(Protocol):
     """One transaction: rolled back on exit unless `commit` was called."""
 
-    sessions: SessionRepository
-    policies: PolicyRepository
+    @property
+    def sessions(self) -> SessionRepository: ...
+
+    @property
+    def policies(self) -> PolicyRepository: ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -136,6 +155,12 @@ class WindowIndex(Protocol):
     async def wait_for_wake(self, timeout: float) -> None:  # noqa: ASYNC109
         """Return on a wake, or after `timeout` seconds without one."""
         ...
+
+    async def needs_rebuild(self) -> bool:
+        """The index lost its contents (a flushed Redis) and must be rebuilt from the store."""
+        ...
+
+    async def mark_rebuilt(self) -> None: ...
 
     async def ping(self) -> None: ...
 
