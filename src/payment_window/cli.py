@@ -53,9 +53,11 @@ def serve(
     import uvicorn
 
     from payment_window.api.app import create_app
+    from payment_window.runner import with_embedded_stripe
 
-    settings = _settings()
-    typer.echo(f"payment-window serving on http://{host}:{port}  (docs: /docs)")
+    settings = with_embedded_stripe(_settings())
+    typer.echo(f"payment-window serving on http://{host}:{port}  (API docs: /docs)")
+    typer.echo("open a sample window with: payment-window demo")
     uvicorn.run(create_app(settings, background=True), host=host, port=port, log_level="warning")
 
 
@@ -83,6 +85,89 @@ def reconcile() -> None:
 
     report = asyncio.run(reconcile_index(_settings(), progress=True))
     typer.echo(json.dumps(report))
+
+
+@app.command()
+def relay(
+    show_status: Annotated[
+        bool, typer.Option("--status", help="list the backlog and failing messages, then exit")
+    ] = False,
+) -> None:
+    """Deliver outbox messages (SNS, Segment) until SIGTERM; or show the backlog."""
+    from payment_window.runner import outbox_backlog, run_relay
+
+    settings = _settings()
+    if not show_status:
+        asyncio.run(run_relay(settings))
+        return
+    backlog = asyncio.run(outbox_backlog(settings))
+    typer.echo(f"undelivered: {backlog.undelivered}")
+    for destination, count in sorted(backlog.by_destination.items()):
+        typer.echo(f"  {destination:<12} {count}")
+    if backlog.failing:
+        typer.echo("failing:")
+    for message in backlog.failing:
+        typer.echo(
+            f"  {message.id}  {message.destination:<10} {message.event_type:<32} "
+            f"attempts={message.attempts}  {message.last_error}"
+        )
+
+
+@app.command()
+def demo(
+    url: Annotated[str, typer.Option(help="the running service")] = "http://127.0.0.1:8000",
+    minutes: Annotated[int, typer.Option(help="length of the sample window")] = 5,
+) -> None:
+    """Open a sample window on a running service and print its checkout page and tokens."""
+    import httpx
+
+    from payment_window.api.auth import mint_token
+    from payment_window.domain.access import Role
+    from payment_window.service import new_session_id
+
+    settings = _settings()
+    steps = 4
+
+    def step(number: int, text: str) -> None:
+        typer.echo(f"[{number}/{steps}] {text}")
+
+    step(1, f"checking the service at {url}")
+    try:
+        httpx.get(f"{url}/healthz", timeout=5).raise_for_status()
+    except httpx.HTTPError as error:
+        typer.echo(f"the service is not answering ({error}); start it with `make run`", err=True)
+        raise typer.Exit(1) from error
+    step(2, "minting tokens for the marketplace, a buyer, the maker and an admin")
+    buyer, maker = "buyer-demo", "maker-demo"
+    service_token = mint_token(settings, "marketplace", Role.SERVICE)
+    tokens = {
+        "buyer": mint_token(settings, buyer, Role.BUYER),
+        "maker": mint_token(settings, maker, Role.MAKER, maker_id=maker),
+        "admin": mint_token(settings, "ops-demo", Role.ADMIN),
+    }
+    step(3, f"opening a {minutes}-minute payment window")
+    response = httpx.post(
+        f"{url}/payments/checkout",
+        headers={"Authorization": f"Bearer {service_token}"},
+        json={
+            "auctionId": f"auction-{new_session_id()[3:11]}",
+            "makerId": maker,
+            "buyerId": buyer,
+            "amount": 12500,
+            "currency": "eur",
+            "windowMinutes": minutes,
+        },
+        timeout=30,
+    )
+    if response.status_code != 201:
+        typer.echo(f"the service refused: {response.status_code} {response.text}", err=True)
+        raise typer.Exit(1)
+    body = response.json()
+    session_id = body["sessionId"]
+    step(4, f"window {session_id} is open until {body['expiresAt']}")
+    for viewer, token in tokens.items():
+        typer.echo(f"\n{viewer} view:\n  {url}/checkout/{session_id}#token={token}")
+    typer.echo(f"\nadmin token (for curl):\n  {tokens['admin']}")
 
 
 def main() -> None:

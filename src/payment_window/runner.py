@@ -9,12 +9,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
+from pydantic import SecretStr
 
 from payment_window.adapters.ratelimit import LocalRateLimiter, RedisRateLimiter
+from payment_window.adapters.sinks import create_sinks
 from payment_window.bootstrap import Container, bootstrap
-from payment_window.config import Settings
+from payment_window.config import Environment, Settings
 from payment_window.domain.ports import RateLimiter
 from payment_window.expiry import ExpiryTask, PacedGateway, PassReport, Worker
+from payment_window.outbox import OutboxRelay, OutboxStatus
+from payment_window.outbox import status as outbox_status
 from payment_window.reconcile import reconcile
 
 log = structlog.get_logger(__name__)
@@ -81,6 +85,54 @@ async def reconcile_index(settings: Settings, *, progress: bool = False) -> dict
     if progress:
         print(file=sys.stderr)
     return report.as_dict()
+
+
+def outbox_relay(container: Container) -> OutboxRelay:
+    return OutboxRelay(
+        container.engine, create_sinks(container.settings), container.metrics, container.clock
+    )
+
+
+async def run_relay(settings: Settings) -> None:
+    """Deliver outbox messages until SIGTERM or SIGINT."""
+    async with running(settings) as container:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await outbox_relay(container).run(stop)
+
+
+async def outbox_backlog(settings: Settings) -> OutboxStatus:
+    async with running(settings) as container:
+        return await outbox_status(container.engine, metrics=container.metrics)
+
+
+def with_embedded_stripe(settings: Settings) -> Settings:
+    """Without a Stripe key in development, serve the local Stripe-compatible server too."""
+    if settings.stripe_api_key is not None or settings.env is Environment.PRODUCTION:
+        return settings
+    from payment_window.devstripe.app import create_app
+    from payment_window.devstripe.server import DEFAULT_PORT, ServerThread, bind
+    from payment_window.devstripe.testing import TEST_API_KEY
+
+    host = "127.0.0.1"
+    try:
+        sock = bind(host, DEFAULT_PORT)
+    except OSError:
+        log.warning("local_stripe_port_taken", port=DEFAULT_PORT, detail="using the one there")
+    else:
+        ServerThread(create_app(), sock).start()
+    url = f"http://{host}:{DEFAULT_PORT}"
+    log.warning(
+        "using_local_stripe",
+        url=url,
+        detail="PW_STRIPE_API_KEY is not set: checkout sessions live in a local Stripe "
+        "stand-in and no money moves",
+    )
+    return settings.model_copy(
+        update={"stripe_api_key": SecretStr(TEST_API_KEY), "stripe_api_base": url}
+    )
 
 
 async def run_worker(settings: Settings) -> None:
