@@ -1,0 +1,68 @@
+"""The app factory: `create_app(settings)` for a server, `create_app(container=...)` for tests.
+
+Nothing connects at import or in the factory: the lifespan bootstraps the container (unless one
+was given, whose owner then closes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from payment_window.api.auth import TokenVerifier
+from payment_window.api.background import background_worker
+from payment_window.api.errors import install_error_handlers
+from payment_window.api.middleware import RequestContextMiddleware
+from payment_window.api.routes import checkout, health, override, page, policy
+from payment_window.bootstrap import Container, bootstrap
+from payment_window.config import Settings
+
+TITLE = "payment-window"
+
+
+def create_app(
+    settings: Settings | None = None,
+    container: Container | None = None,
+    *,
+    background: bool = False,
+) -> FastAPI:
+    """A FastAPI app over `container`, or over one bootstrapped from `settings` at start-up.
+
+    `background=True` also runs the expiry worker in this process (`payment-window serve`).
+    """
+    if settings is None:
+        settings = container.settings if container is not None else Settings()
+    resolved = settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            built = container
+            if built is None:
+                built = await bootstrap(resolved)
+                stack.push_async_callback(built.close)
+                app.state.container = built
+            if background:
+                await stack.enter_async_context(background_worker(built))
+            yield
+
+    app = FastAPI(
+        title=TITLE,
+        version="0.1.0",
+        description="Payment windows on Stripe Checkout sessions for an auction marketplace.",
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings)
+    if container is not None:
+        app.state.container = container
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    for module in (health, checkout, override, policy, page):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,52 @@
+"""Opening a payment window, and reading its status (the hot path)."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from payment_window.api.auth import CurrentActor
+from payment_window.api.bodies import status_of, status_response
+from payment_window.api.deps import ClockDep, SessionId, Windows
+from payment_window.api.schemas import CheckoutIn, StatusOut, error_responses
+
+router = APIRouter(tags=["checkout"])
+
+
+@router.post(
+    "/payments/checkout",
+    status_code=201,
+    response_model=None,
+    responses={
+        201: {
+            "model": StatusOut,
+            "description": "The window is open; `Location` is its status URL.",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **error_responses(400, 401, 403, 409, 422, 503),
+    },
+)
+async def open_checkout(
+    body: CheckoutIn, actor: CurrentActor, windows: Windows, clock: ClockDep
+) -> JSONResponse:
+    """Open a payment window and its Stripe Checkout Session (roles `service`, `admin`)."""
+    session = await windows.open(body.to_request(), actor)
+    structlog.contextvars.bind_contextvars(session_id=session.id)
+    return status_response(
+        status_of(session, clock.now()),
+        status_code=201,
+        headers={"Location": f"/payments/checkout/{session.id}/status"},
+    )
+
+
+@router.get(
+    "/payments/checkout/{sessionId}/status",
+    response_model=None,
+    responses={200: {"model": StatusOut}, **error_responses(401, 404)},
+)
+async def checkout_status(
+    session_id: SessionId, actor: CurrentActor, windows: Windows
+) -> JSONResponse:
+    """The window's status for its buyer, its maker or an admin; anyone else gets 404."""
+    return status_response(await windows.status(session_id, actor))

@@ -1,0 +1,188 @@
+"""Request and response bodies: camelCase on the wire, strict types, unknown fields refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
+from pydantic.alias_generators import to_camel
+
+from payment_window.domain.money import MAX_AMOUNT
+from payment_window.domain.policy import ExtensionPolicy, OnExpiry
+from payment_window.domain.session import MAX_EXTENSION_MINUTES_PER_REQUEST, Status
+from payment_window.service import OpenWindow
+
+# Printable: PostgreSQL refuses NUL in text, and control characters have no business in an id.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+# Free text may span lines, but no other control characters (NUL above all).
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+Identifier = Annotated[
+    str, Strict(), StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)
+]
+Minutes = Annotated[int, Strict(), Field(ge=1, le=MAX_EXTENSION_MINUTES_PER_REQUEST)]
+Reason = Annotated[str, Strict(), StringConstraints(max_length=500, pattern=TEXT_PATTERN)]
+
+
+def _iso_text(value: object) -> object:
+    """Only an ISO 8601 string is a time here: no Unix numbers, no digit strings."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string, e.g. 2030-01-01T12:00:00Z")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "must be an ISO 8601 date-time string, e.g. 2030-01-01T12:00:00Z"
+        ) from None
+
+
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, frozen=True)
+
+
+class CheckoutIn(_Body):
+    """Open a payment window for an auction's winner. Give `windowMinutes` or `expiresAt`
+    (a time-zone-aware ISO 8601 time at most 7 days ahead), not both; neither means the
+    configured default."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "auctionId": "auc_123",
+                    "makerId": "mk_42",
+                    "buyerId": "usr_7",
+                    "amount": 12500,
+                    "currency": "usd",
+                    "windowMinutes": 1440,
+                }
+            ]
+        }
+    )
+
+    auction_id: Identifier
+    maker_id: Identifier
+    buyer_id: Identifier
+    amount: Annotated[int, Strict(), Field(gt=0, le=MAX_AMOUNT, description="minor units")]
+    currency: Annotated[
+        str, Strict(), StringConstraints(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
+    ] = Field(description="ISO 4217 code, e.g. usd")
+    window_minutes: Minutes | None = None
+    expires_at: IsoDateTime | None = None
+
+    def to_request(self) -> OpenWindow:
+        return OpenWindow(
+            auction_id=self.auction_id,
+            maker_id=self.maker_id,
+            buyer_id=self.buyer_id,
+            amount=self.amount,
+            currency=self.currency,
+            window_minutes=self.window_minutes,
+            # The wire speaks UTC; normalise here so every later step sees UTC too.
+            expires_at=self.expires_at.astimezone(UTC) if self.expires_at else None,
+        )
+
+
+class ExtendIn(_Body):
+    """Move the deadline `minutes` later, within the maker's total-extension policy."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"action": "extend", "minutes": 60, "reason": "bank delay"}]
+        }
+    )
+
+    action: Literal["extend"]
+    minutes: Minutes
+    reason: Reason | None = None
+
+
+class TerminateIn(_Body):
+    """Close the window now. `minutes` is refused here: it would mean nothing."""
+
+    action: Literal["terminate"]
+    reason: Reason | None = None
+
+
+OverrideIn = Annotated[ExtendIn | TerminateIn, Field(discriminator="action")]
+
+
+class PolicyBody(_Body):
+    """A maker's extension policy."""
+
+    max_extension_minutes: Annotated[
+        int, Strict(), Field(ge=0, le=MAX_EXTENSION_MINUTES_PER_REQUEST)
+    ]
+    makers_may_override: Annotated[bool, Strict()]
+    on_expiry: Literal["relist", "notify_maker"]
+
+    def to_policy(self) -> ExtensionPolicy:
+        return ExtensionPolicy(
+            max_extension_minutes=self.max_extension_minutes,
+            makers_may_override=self.makers_may_override,
+            on_expiry=OnExpiry(self.on_expiry),
+        )
+
+    @classmethod
+    def of(cls, policy: ExtensionPolicy) -> PolicyBody:
+        return cls.model_validate(
+            {
+                "maxExtensionMinutes": policy.max_extension_minutes,
+                "makersMayOverride": policy.makers_may_override,
+                "onExpiry": policy.on_expiry.value,
+            }
+        )
+
+
+# --- documentation only: the routes below answer with plain JSON, not these models ---------
+
+
+class StatusOut(BaseModel):
+    """A payment window as its viewer sees it (times in ISO 8601 UTC with `Z`)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    session_id: str
+    auction_id: str
+    status: Status
+    expires_at: datetime
+    remaining_time: int = Field(ge=0, description="whole seconds left, never negative")
+    server_time: datetime
+    version: int
+    reason: str | None
+    checkout_url: str | None
+    amount: int
+    currency: str
+    maker_id: str
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error shape under `statuses`."""
+    return {status: {"model": ErrorOut} for status in statuses}
