@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     segment_host: str | None = None
     jwt_secret: SecretStr | None = None
     jwt_jwks_url: str | None = Field(None, description="RS256 keys in production")
+    jwt_audience: str | None = Field(None, description="required `aud` claim, when set")
+    jwt_issuer: str | None = Field(None, description="required `iss` claim, when set")
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000", description="where buyers reach this service (Stripe return URLs)"
+    )
     default_max_extension_minutes: int = Field(1440, ge=0)
     default_makers_may_override: bool = False
     default_on_expiry: OnExpiry = OnExpiry.RELIST

@@ -67,6 +67,7 @@ class PassReport:
     expired: int = 0
     paid: int = 0
     rescheduled: int = 0
+    rotated: int = 0
     retried: int = 0
     dropped: int = 0
     reindexed: int = 0
@@ -78,6 +79,7 @@ class PassReport:
             "expired": self.expired,
             "paid": self.paid,
             "rescheduled": self.rescheduled,
+            "rotated": self.rotated,
             "retried": self.retried,
             "dropped": self.dropped,
             "reindexed": self.reindexed,
@@ -182,6 +184,7 @@ class ExpiryTask:
             await self._index.release(session.id)
 
         await _each([*batch.changed, *batch.unchanged], settle)
+        await _each([session.id for session in batch.rotated], self._index.release)
         await _each(batch.missing, self._index.forget)
         # Backoffs count from now, not from the claim: Stripe's own retries may have taken a while.
         now = await self._index.now()
@@ -207,6 +210,7 @@ class ExpiryTask:
             else:
                 report.paid += 1
         report.rescheduled += sum(1 for s in batch.unchanged if s.is_open) + len(batch.busy)
+        report.rotated += len(batch.rotated)
         report.dropped += len(batch.missing)
         report.retried += len(batch.failed)
 

@@ -11,11 +11,14 @@ import sys
 import structlog
 
 from payment_window.config import Environment, Settings
+from payment_window.redaction import redact_secrets
 
 
 def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
-    as_json = settings.log_json if settings.log_json is not None else (
-        settings.env is Environment.PRODUCTION
+    as_json = (
+        settings.log_json
+        if settings.log_json is not None
+        else (settings.env is Environment.PRODUCTION)
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -26,11 +29,17 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if as_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(),
+            # Local variables in tracebacks would print request headers, bearer tokens included.
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+        )
     )
     processors = [*shared]
     if as_json:
         processors.append(structlog.processors.format_exc_info)
+    # Last before rendering, so the rendered traceback (JSON mode) is masked too.
+    processors.append(redact_secrets(settings))
     processors.append(renderer)
     structlog.configure(
         processors=processors,

@@ -76,6 +76,25 @@ class WindowStatus:
     reason: str | None
     checkout_url: str | None
 
+    @classmethod
+    def of(cls, session: PaymentSession, now: datetime) -> WindowStatus:
+        """A stored session as its viewers see it at `now`."""
+        return cls(
+            session_id=session.id,
+            auction_id=session.auction_id,
+            maker_id=session.maker_id,
+            buyer_id=session.buyer_id,
+            amount=session.amount,
+            currency=session.currency,
+            status=session.status,
+            expires_at=session.expires_at,
+            remaining_seconds=session.remaining_seconds(now),
+            server_time=now,
+            version=session.version,
+            reason=session.reason,
+            checkout_url=session.checkout_url,
+        )
+
 
 STRIPE_CONCURRENCY = 32
 
@@ -85,6 +104,7 @@ class ExpiryBatch:
     """What closing a batch of claimed windows did to each of them."""
 
     changed: list[PaymentSession] = field(default_factory=list)
+    rotated: list[PaymentSession] = field(default_factory=list)
     unchanged: list[PaymentSession] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -130,7 +150,7 @@ class PaymentWindows:
                 session = await uow.sessions.get(session_id)
             if session is None or not access.may_view(viewer, session):
                 raise SessionNotFound(session_id)
-            return self._status_of(session, now)
+            return WindowStatus.of(session, now)
         if not access.may_view(viewer, snapshot):
             raise SessionNotFound(session_id)
         is_open = snapshot.status is Status.OPEN
@@ -338,7 +358,10 @@ class PaymentWindows:
                 batch.busy = sorted(existing)
                 batch.missing = [sid for sid in session_ids if sid not in found | existing]
             due = [session for session in locked if session.is_due(now)]
-            batch.unchanged = [session for session in locked if not session.is_due(now)]
+            rotating = [session for session in locked if session.needs_new_checkout(now)]
+            batch.unchanged = [
+                session for session in locked if session not in due and session not in rotating
+            ]
             policies = await uow.policies.get_many({session.maker_id for session in due})
             gate = asyncio.Semaphore(STRIPE_CONCURRENCY)
 
@@ -346,10 +369,36 @@ class PaymentWindows:
                 async with gate:
                     return await self._expire_at_stripe(session)
 
-            answers = await asyncio.gather(
-                *(ask_stripe(session) for session in due), return_exceptions=True
+            async def replace_checkout(session: PaymentSession) -> PaymentSession:
+                async with gate:
+                    return await self._rotate(session, self._clock.now())
+
+            answers, replacements = await asyncio.gather(
+                asyncio.gather(*(ask_stripe(s) for s in due), return_exceptions=True),
+                asyncio.gather(*(replace_checkout(s) for s in rotating), return_exceptions=True),
             )
             failures: list[tuple[str, str]] = []
+            for session, replacement in zip(rotating, replacements, strict=True):
+                if isinstance(replacement, BaseException):
+                    if not isinstance(replacement, Exception):
+                        raise replacement
+                    failures.append((session.id, f"{type(replacement).__name__}: {replacement}"))
+                    continue
+                rotated = replace(replacement, version=session.version + 1)
+                uow.record(
+                    self._audit(
+                        rotated,
+                        "checkout_rotated",
+                        access.SYSTEM_EXPIRY,
+                        session.status,
+                        {
+                            "previousCheckoutSessionId": session.checkout_session_id,
+                            "checkoutSessionId": rotated.checkout_session_id,
+                            "checkoutExpiresAt": messages.iso(rotated.checkout_expires_at),
+                        },
+                    )
+                )
+                batch.rotated.append(rotated)
             for session, answer in zip(due, answers, strict=True):
                 if isinstance(answer, BaseException):
                     if not isinstance(answer, Exception):
@@ -371,12 +420,14 @@ class PaymentWindows:
                             access.SYSTEM_EXPIRY,
                         )
                     )
-            await uow.sessions.update_many(batch.changed)
+            await uow.sessions.update_many([*batch.changed, *batch.rotated])
             attempts = await uow.sessions.record_expiry_failures(failures)
             await uow.commit()
         batch.failed = [(sid, error, attempts.get(sid, 1)) for sid, error in failures]
         for session in batch.changed:
             await self._closed(session)
+        for session in batch.rotated:
+            await self._after_change(session, "rotated")
         return batch
 
     async def overdue_open(self, before: datetime, limit: int = 10_000) -> list[PaymentSession]:
@@ -490,6 +541,8 @@ class PaymentWindows:
     async def _load_for_override(
         self, uow: UnitOfWork, session_id: str, actor: Actor, if_match: int | None
     ) -> tuple[PaymentSession, ExtensionPolicy]:
+        if actor.role not in (Role.ADMIN, Role.MAKER):
+            raise OverrideNotAllowed(f"a {actor.role.value} may not override payment windows")
         session = await uow.sessions.get(session_id, for_update=True)
         if session is None or not access.may_view(actor, session):
             raise SessionNotFound(session_id)
@@ -508,7 +561,7 @@ class PaymentWindows:
             await self.index.wake()
         await self._changes.publish(
             WindowChange(
-                session.id, event, status_body(self._status_of(session, self._clock.now()))
+                session.id, event, status_body(WindowStatus.of(session, self._clock.now()))
             )
         )
 
@@ -520,23 +573,6 @@ class PaymentWindows:
             log.warning(
                 "checkout_expire_failed", checkout_session_id=checkout_session_id, exc_info=True
             )
-
-    def _status_of(self, session: PaymentSession, now: datetime) -> WindowStatus:
-        return WindowStatus(
-            session_id=session.id,
-            auction_id=session.auction_id,
-            maker_id=session.maker_id,
-            buyer_id=session.buyer_id,
-            amount=session.amount,
-            currency=session.currency,
-            status=session.status,
-            expires_at=session.expires_at,
-            remaining_seconds=session.remaining_seconds(now),
-            server_time=now,
-            version=session.version,
-            reason=session.reason,
-            checkout_url=session.checkout_url,
-        )
 
     def _audit(
         self,

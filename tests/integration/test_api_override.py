@@ -37,14 +37,16 @@ async def _audit_count(api: Api, action: str) -> int:
 
 
 # (caller, the maker's policy lets makers override?) -> expected status for extend, terminate.
-# A caller who cannot see the window gets 404, as for status: it does not exist for them.
+# Roles that may never override (buyer, service) get 403 before the window is even looked up;
+# a maker asking about another maker's window gets 404, as for status: it does not exist for them.
 RBAC: list[tuple[str, bool, int, int]] = [
     ("admin", False, 200, 200),
     ("maker-own", True, 200, 200),
     ("maker-own", False, 403, 403),
     ("maker-other", True, 404, 404),
     ("buyer-own", True, 403, 403),
-    ("service", True, 404, 404),
+    ("buyer-other", True, 403, 403),
+    ("service", True, 403, 403),
     ("no-token", True, 401, 401),
 ]
 CALLERS: dict[str, dict[str, str] | None] = {
@@ -52,6 +54,7 @@ CALLERS: dict[str, dict[str, str] | None] = {
     "maker-own": {"role": "maker", "sub": "alice", "maker_id": "maker-own"},
     "maker-other": {"role": "maker", "sub": "bob", "maker_id": "maker-other"},
     "buyer-own": {"role": "buyer", "sub": "buyer-1"},
+    "buyer-other": {"role": "buyer", "sub": "buyer-2"},
     "service": {"role": "service", "sub": "marketplace"},
     "no-token": None,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from datadog.dogstatsd import DogStatsd
+from datadog.dogstatsd.base import DogStatsd
 
 
 class NullMetrics:
@@ -19,13 +19,24 @@ class NullMetrics:
     def distribution(self, name: str, value: float, tags: Sequence[str] = ()) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
 
 class DogStatsdMetrics:
-    """Sends each metric as a DogStatsD datagram over UDP."""
+    """Sends each metric as a DogStatsD datagram over UDP, as it happens."""
 
     def __init__(self, host: str, port: int, constant_tags: Sequence[str] = ()) -> None:
+        # Unbuffered and unaggregated (the defaults today, pinned here): a datagram leaves with
+        # each call, so a short-lived process (a Lambda pass, `expire-due`) that exits without
+        # calling close() loses nothing, and a count is never merged away before it is sent.
         self._client = DogStatsd(
-            host=host, port=port, constant_tags=list(constant_tags), disable_telemetry=True
+            host=host,
+            port=port,
+            constant_tags=list(constant_tags),
+            disable_buffering=True,
+            disable_aggregation=True,
+            disable_telemetry=True,
         )
 
     def increment(self, name: str, value: int = 1, tags: Sequence[str] = ()) -> None:

@@ -177,7 +177,7 @@ class RedisWindowIndex:
         # The sets live in another slot, so this cannot join the script above. Two concurrent
         # puts may still land here out of order; the worker re-reads the store on every claim.
         if session.is_open:
-            await self._client.zadd(self._due, {session.id: to_ms(session.expires_at)})
+            await self._client.zadd(self._due, {session.id: to_ms(session.due_at)})
         else:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.zrem(self._due, session.id)

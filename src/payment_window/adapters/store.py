@@ -123,7 +123,7 @@ class SqlSessionRepository:
         rows = []
         for session in sessions:
             values = {f"b_{name}": value for name, value in session_values(session).items()}
-            values["b_due_at"] = session.expires_at if session.is_open else None
+            values["b_due_at"] = session.due_at if session.is_open else None
             rows.append(values)
         columns = [name for name in session_values(sessions[0]) if name not in ("id", "created_at")]
         statement = (
@@ -196,7 +196,7 @@ class SqlSessionRepository:
 
     async def add(self, session: PaymentSession) -> None:
         values = session_values(session)
-        values["due_at"] = session.expires_at if session.is_open else None
+        values["due_at"] = session.due_at if session.is_open else None
         try:
             await self._connection.execute(insert(payment_sessions).values(**values))
         except IntegrityError as clash:

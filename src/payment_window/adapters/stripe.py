@@ -65,7 +65,6 @@ class StripeGateway:
         cls,
         settings: Settings,
         *,
-        public_base_url: str = "http://127.0.0.1:8000",
         timeout_seconds: float = 30.0,
     ) -> StripeGateway:
         """The gateway `PW_STRIPE_*` describes; off (and said so once) without an API key."""
@@ -77,7 +76,7 @@ class StripeGateway:
             api_base=settings.stripe_api_base,
             webhook_secret=secret.get_secret_value() if secret else None,
             max_network_retries=settings.stripe_max_network_retries,
-            public_base_url=public_base_url,
+            public_base_url=settings.public_base_url,
             timeout_seconds=timeout_seconds,
         )
 

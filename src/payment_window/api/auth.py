@@ -64,6 +64,10 @@ def mint_token(
     }
     if maker_id is not None:
         payload["makerId"] = maker_id
+    if settings.jwt_audience:
+        payload["aud"] = settings.jwt_audience
+    if settings.jwt_issuer:
+        payload["iss"] = settings.jwt_issuer
     payload.update(claims)
     return jwt.encode(payload, hs256_secret(settings), algorithm="HS256")
 
@@ -89,6 +93,8 @@ class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self._jwks: jwt.PyJWKClient | None = None
         self._secret: str | None = None
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
         if settings.jwt_jwks_url:
             self.algorithm = "RS256"
             # Constructing the client fetches nothing; keys are fetched on first use and cached.
@@ -119,6 +125,8 @@ class TokenVerifier:
                 token,
                 key,
                 algorithms=[self.algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
                 options={"require": ["exp", "sub", "role"]},
             )
         except jwt.ExpiredSignatureError:

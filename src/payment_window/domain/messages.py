@@ -6,7 +6,7 @@ outbox id when delivered so consumers can deduplicate.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from payment_window.domain.events import Destination, OutboxMessage
@@ -18,6 +18,7 @@ def iso(moment: datetime | None) -> str | None:
     """ISO 8601 UTC with a `Z`, the one time format on the wire."""
     if moment is None:
         return None
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

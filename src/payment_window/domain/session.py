@@ -42,6 +42,8 @@ ALLOWED_TRANSITIONS: Mapping[Status, frozenset[Status]] = {
 }
 FINAL_STATUSES = frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if not targets)
 MAX_EXTENSION_MINUTES_PER_REQUEST = 7 * 24 * 60
+# A Stripe session is replaced this long before it runs out, so the buyer never meets a dead link.
+ROTATE_AHEAD = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,24 @@ class PaymentSession:
     def is_due(self, now: datetime) -> bool:
         """Open and past its deadline: the expiry task may close it."""
         return self.is_open and self.expires_at <= now
+
+    @property
+    def due_at(self) -> datetime:
+        """When the expiry task must next look at this window: its deadline, or earlier when
+        its Stripe session runs out first and must be replaced (Stripe caps one at 24 hours)."""
+        if self.checkout_expires_at is not None:
+            return min(self.expires_at, self.checkout_expires_at - ROTATE_AHEAD)
+        return self.expires_at
+
+    def needs_new_checkout(self, now: datetime) -> bool:
+        """Open, not yet due, and its Stripe session is about to run out before the window."""
+        return (
+            self.is_open
+            and not self.is_due(now)
+            and self.checkout_expires_at is not None
+            and self.outlives_checkout()
+            and now >= self.checkout_expires_at - ROTATE_AHEAD
+        )
 
     def outlives_checkout(self) -> bool:
         """The window now ends after Stripe's session does, so a new session is needed."""

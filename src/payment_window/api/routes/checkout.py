@@ -7,9 +7,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from payment_window.api.auth import CurrentActor
-from payment_window.api.bodies import status_of, status_response
+from payment_window.api.bodies import status_response
 from payment_window.api.deps import ClockDep, SessionId, Windows
 from payment_window.api.schemas import CheckoutIn, StatusOut, error_responses
+from payment_window.service import WindowStatus
 
 router = APIRouter(tags=["checkout"])
 
@@ -34,7 +35,7 @@ async def open_checkout(
     session = await windows.open(body.to_request(), actor)
     structlog.contextvars.bind_contextvars(session_id=session.id)
     return status_response(
-        status_of(session, clock.now()),
+        WindowStatus.of(session, clock.now()),
         status_code=201,
         headers={"Location": f"/payments/checkout/{session.id}/status"},
     )

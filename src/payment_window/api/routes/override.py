@@ -9,10 +9,11 @@ from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
 from payment_window.api.auth import CurrentActor
-from payment_window.api.bodies import status_of, status_response
+from payment_window.api.bodies import status_response
 from payment_window.api.deps import ClockDep, SessionId, Windows
 from payment_window.api.errors import ApiError
 from payment_window.api.schemas import ExtendIn, OverrideIn, StatusOut, error_responses
+from payment_window.service import WindowStatus
 
 router = APIRouter(tags=["override"])
 
@@ -53,4 +54,4 @@ async def override_window(
         )
     else:
         session = await windows.terminate(session_id, actor, reason=body.reason, if_match=version)
-    return status_response(status_of(session, clock.now()))
+    return status_response(WindowStatus.of(session, clock.now()))

@@ -1,0 +1,98 @@
+"""A window can outlive a Stripe Checkout Session (at most 24 hours, end fixed at creation):
+the service replaces the session before it runs out, and the buyer's link follows."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from payment_window.bootstrap import Container
+from payment_window.devstripe.testing import RunningStripe
+from payment_window.domain.access import Actor, Role
+from payment_window.domain.session import Status
+from payment_window.runner import expiry_task
+from payment_window.service import OpenWindow
+
+ADMIN = Actor("ops-1", Role.ADMIN)
+MARKETPLACE = Actor("marketplace", Role.SERVICE)
+
+
+def an_auction(**changes: object) -> OpenWindow:
+    fields: dict[str, object] = {
+        "auction_id": "auc_rot",
+        "maker_id": "mk_1",
+        "buyer_id": "by_1",
+        "amount": 5000,
+        "currency": "usd",
+    }
+    fields.update(changes)
+    return OpenWindow(**fields)  # type: ignore[arg-type]
+
+
+async def test_extending_past_the_stripe_session_opens_a_new_one_and_expires_the_old(
+    container: Container, stripe: RunningStripe
+) -> None:
+    opened = await container.windows.open(an_auction(window_minutes=60), MARKETPLACE)
+    assert opened.checkout_expires_at is not None
+    assert abs(opened.checkout_expires_at - opened.expires_at) < timedelta(seconds=1)
+
+    extended = await container.windows.extend(opened.id, 30, ADMIN)
+
+    assert extended.checkout_session_id != opened.checkout_session_id
+    assert extended.checkout_url != opened.checkout_url
+    assert extended.checkout_expires_at is not None
+    assert extended.checkout_expires_at >= extended.expires_at - timedelta(seconds=1)
+    assert extended.version == opened.version + 1
+    assert stripe.session(opened.checkout_session_id)["status"] == "expired"
+    assert stripe.session(extended.checkout_session_id)["status"] == "open"
+    status = await container.windows.status(opened.id, ADMIN)
+    assert status.checkout_url == extended.checkout_url
+
+
+async def test_a_short_extension_inside_the_stripe_session_keeps_it(
+    container: Container, stripe: RunningStripe
+) -> None:
+    # Stripe's 30-minute minimum gives a 5-minute window a session that outlasts it.
+    opened = await container.windows.open(an_auction(window_minutes=5), MARKETPLACE)
+
+    extended = await container.windows.extend(opened.id, 10, ADMIN)
+
+    assert extended.checkout_session_id == opened.checkout_session_id
+    assert stripe.session(opened.checkout_session_id)["status"] == "open"
+
+
+async def test_a_window_longer_than_a_stripe_session_is_rotated_before_the_session_runs_out(
+    container: Container, stripe: RunningStripe
+) -> None:
+    now = container.clock.now()
+    opened = await container.windows.open(
+        an_auction(expires_at=now + timedelta(days=3)), MARKETPLACE
+    )
+    assert opened.checkout_expires_at is not None
+    assert opened.checkout_expires_at <= now + timedelta(hours=24)
+    assert opened.due_at < opened.checkout_expires_at
+    # Pretend the first day has passed: the stored session is about to run out.
+    async with container.uow() as uow:
+        aged = replace(
+            opened,
+            checkout_expires_at=now + timedelta(minutes=5),
+            version=opened.version + 1,
+        )
+        await uow.sessions.update(aged)
+        await uow.commit()
+    await container.index.put(aged)
+
+    report = await expiry_task(container).run_pass()
+
+    async with container.uow() as uow:
+        rotated = await uow.sessions.get(opened.id)
+    assert rotated is not None
+    assert report.rotated == 1 and report.expired == 0
+    assert rotated.status is Status.OPEN
+    assert rotated.expires_at == opened.expires_at
+    assert rotated.checkout_session_id != opened.checkout_session_id
+    assert rotated.checkout_expires_at is not None
+    assert rotated.checkout_expires_at > now + timedelta(hours=23)
+    assert stripe.session(opened.checkout_session_id)["status"] == "expired"
+    next_due = await container.index.next_due()
+    assert next_due is not None and next_due > now + timedelta(hours=23)
