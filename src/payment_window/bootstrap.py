@@ -41,6 +41,7 @@ class Container:
         await self.gateway.close()
         await self.index.close()
         await self.engine.dispose()
+        self.metrics.close()
         for closer in self._closers:
             closer()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from payment_window.domain.ports import (
     CheckoutGateway,
     CheckoutSession,
     Claim,
+    Metrics,
     RateLimiter,
     WindowIndex,
 )
@@ -95,6 +97,7 @@ def retry_delay(attempts: int) -> timedelta:
 T = TypeVar("T")
 INDEX_CONCURRENCY = 64
 BUSY_RETRY = timedelta(seconds=1)
+GAUGE_EVERY_SECONDS = 15.0
 
 
 class ExpiryTask:
@@ -128,6 +131,7 @@ class ExpiryTask:
 
     async def run_pass(self, *, sweep: bool = False) -> PassReport:
         """Claim and close due windows until none is due (or a stop is asked)."""
+        structlog.contextvars.bind_contextvars(correlation_id=f"expiry-{uuid.uuid4().hex[:16]}")
         report = PassReport()
         if self._rebuild is not None and await self._index.needs_rebuild():
             log.warning("window_index_rebuilding", why="the index lost its contents")
@@ -224,15 +228,41 @@ async def _each(items: Sequence[T], action: Callable[[T], Awaitable[object]]) ->
 class Worker:
     """The long-running form: passes back to back, sleeping until the next deadline."""
 
-    def __init__(self, task: ExpiryTask, index: WindowIndex, *, max_sleep_seconds: float) -> None:
+    def __init__(
+        self,
+        task: ExpiryTask,
+        index: WindowIndex,
+        *,
+        max_sleep_seconds: float,
+        metrics: Metrics | None = None,
+        windows: PaymentWindows | None = None,
+    ) -> None:
         self._task = task
         self._index = index
         self._max_sleep = max_sleep_seconds
+        self._metrics = metrics
+        self._windows = windows
+
+    async def report_health(self) -> None:
+        """Gauges an operator trusts the system by: the backlog, and how overdue the worst is."""
+        if self._metrics is None or self._windows is None:
+            return
+        now = await self._index.now()
+        self._metrics.gauge("payments.window.pending", await self._index.pending_count())
+        oldest = await self._windows.oldest_open_deadline()
+        overdue = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+        self._metrics.gauge("payments.window.oldest_overdue_seconds", overdue)
 
     async def run(self, *, sweep_every: float = 60.0) -> None:
         loop = asyncio.get_running_loop()
-        last_sweep = float("-inf")
+        last_sweep = last_gauges = float("-inf")
         while not self._task.stopping:
+            if loop.time() - last_gauges >= GAUGE_EVERY_SECONDS:
+                last_gauges = loop.time()
+                try:
+                    await self.report_health()
+                except Exception:
+                    log.warning("health_gauges_failed", exc_info=True)
             sweep = loop.time() - last_sweep >= sweep_every
             if sweep:
                 last_sweep = loop.time()

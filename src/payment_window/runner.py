@@ -144,6 +144,8 @@ async def run_worker(settings: Settings) -> None:
             loop.add_signal_handler(signum, task.stop)
         log.info("worker_started", max_sleep_seconds=settings.worker_max_sleep_seconds)
         await Worker(
-            task, container.index, max_sleep_seconds=settings.worker_max_sleep_seconds
+            task, container.index, max_sleep_seconds=settings.worker_max_sleep_seconds,
+            metrics=container.metrics,
+            windows=container.windows,
         ).run()
         log.info("worker_stopped")

@@ -430,6 +430,11 @@ class PaymentWindows:
             await self._after_change(session, "rotated")
         return batch
 
+    async def oldest_open_deadline(self) -> datetime | None:
+        """The earliest deadline of any open window (for the overdue gauge)."""
+        async with self._uow() as uow:
+            return await uow.sessions.oldest_open_deadline()
+
     async def overdue_open(self, before: datetime, limit: int = 10_000) -> list[PaymentSession]:
         """Open windows whose deadline passed before `before`, oldest first."""
         async with self._uow() as uow:
@@ -487,9 +492,7 @@ class PaymentWindows:
         return closed
 
     def _count_stripe_error(self, error: Exception) -> None:
-        kind = getattr(error, "kind", None) or (
-            "provider_unavailable" if isinstance(error, PaymentProviderUnavailable) else "other"
-        )
+        kind = error.kind if isinstance(error, PaymentProviderUnavailable) else "other"
         self._metrics.increment("payments.window.stripe_errors", tags=[f"kind:{kind}"])
 
     async def _closed(self, session: PaymentSession) -> PaymentSession:

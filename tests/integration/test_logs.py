@@ -249,11 +249,6 @@ async def test_the_lines_of_an_expiry_pass_name_their_window(
     assert STRIPE_KEY not in everything and "sk_test_SECRET" not in everything
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="expiry.py does not bind a correlation id per pass yet (lead: bind_contextvars "
-    "correlation_id=<pass id> in ExpiryTask.run_pass, then remove this mark)",
-)
 async def test_every_line_of_an_expiry_pass_carries_a_correlation_id(
     container: Container, stripe: RunningStripe, json_logs: Callable[[], None], capfd: Capture
 ) -> None:

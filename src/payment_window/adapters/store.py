@@ -12,7 +12,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -164,6 +164,14 @@ class SqlSessionRepository:
             .returning(payment_sessions.c.expiry_attempts)
         )
         return int(result.scalar_one_or_none() or 0)
+
+    async def oldest_open_deadline(self) -> datetime | None:
+        oldest: datetime | None = await self._connection.scalar(
+            select(func.min(payment_sessions.c.expires_at)).where(
+                payment_sessions.c.status == Status.OPEN.value
+            )
+        )
+        return oldest
 
     async def overdue_open(self, before: datetime, limit: int) -> list[PaymentSession]:
         result = await self._connection.execute(

@@ -83,7 +83,9 @@ class StripeGateway:
     @property
     def _sessions(self) -> SessionService:
         if self._client is None:
-            raise PaymentProviderUnavailable("Stripe is not configured (PW_STRIPE_API_KEY)")
+            raise PaymentProviderUnavailable(
+                "Stripe is not configured (PW_STRIPE_API_KEY)", kind="not_configured"
+            )
         return self._client.v1.checkout.sessions
 
     async def create(
@@ -193,5 +195,18 @@ def _unavailable_when_transient() -> Iterator[None]:
             or (error.http_status or 0) >= 500
         )
         if transient:
-            raise PaymentProviderUnavailable(f"Stripe: {error.user_message or error}") from error
+            raise PaymentProviderUnavailable(
+                f"Stripe: {error.user_message or error}", kind=_error_kind(error)
+            ) from error
         raise
+
+
+def _error_kind(error: stripe.StripeError) -> str:
+    """A bounded label for the metrics: what sort of trouble Stripe is in."""
+    if isinstance(error, stripe.RateLimitError) or error.http_status == 429:
+        return "rate_limited"
+    if isinstance(error, stripe.APIConnectionError):
+        return "timeout" if "timed out" in str(error).lower() else "connection"
+    if (error.http_status or 0) >= 500:
+        return "server_error"
+    return "other"

@@ -58,6 +58,7 @@ class DevStripeApp:
             ("GET", re.compile(r"/_test/calls"), lambda **_: self.calls.snapshot()),
             ("DELETE", re.compile(r"/_test/calls"), self._reset_calls),
             ("POST", re.compile(r"/_test/reset"), self._reset),
+            ("POST", re.compile(r"/_test/seed"), self._seed),
             ("GET", re.compile(r"/_test/health"), lambda **_: {"ok": True}),
         ]
 
@@ -169,6 +170,31 @@ class DevStripeApp:
 
     def _complete(self, request: _Request, id: str) -> JsonObject:
         return self.store.complete(id, str(request.params.get("payment_status", "paid")))
+
+    def _seed(self, request: _Request) -> JsonObject:
+        """Create `count` open sessions at once (benchmarks): not a Stripe call, not counted."""
+        count = request.params.get("count", 1)
+        if not str(count).isdigit() or not 1 <= int(count) <= 100_000:
+            raise StripeError(400, f"Invalid count: {count}", param="count")
+        params = {
+            "mode": "payment",
+            "expires_at": request.params.get("expires_at"),
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": request.params.get("currency", "eur"),
+                        "unit_amount": request.params.get("amount", 1000),
+                        "product_data": {"name": "seeded"},
+                    },
+                }
+            ],
+        }
+        created = [self.store.create(params, request.base_url) for _ in range(int(count))]
+        return {
+            "object": "list",
+            "data": [{k: s[k] for k in ("id", "url", "expires_at")} for s in created],
+        }
 
     def _add_fault(self, request: _Request) -> JsonObject:
         try:

@@ -15,11 +15,12 @@ from payment_window.devstripe.app import DevStripeApp, create_app
 DEFAULT_PORT = 12111
 
 
-def _config(app: DevStripeApp, log_level: str) -> uvicorn.Config:
-    # h11 keeps the request cycle (and its transport) where the drop fault expects it.
+def _config(app: DevStripeApp, log_level: str, http: str = "h11") -> uvicorn.Config:
+    # h11 keeps the request cycle (and its transport) where the drop fault expects it;
+    # benchmarks, which inject no faults, may ask for the faster httptools parser.
     return uvicorn.Config(
         app,
-        http="h11",
+        http=http,
         lifespan="off",
         log_level=log_level,
         access_log=log_level == "info",
@@ -32,9 +33,10 @@ def serve(
     port: int = DEFAULT_PORT,
     app: DevStripeApp | None = None,
     log_level: str = "info",
+    http: str = "h11",
 ) -> None:
     """Serve until interrupted."""
-    config = _config(app or create_app(), log_level)
+    config = _config(app or create_app(), log_level, http)
     config.host, config.port = host, port
     uvicorn.Server(config).run()
 
@@ -84,5 +86,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--http", choices=("h11", "httptools"), default="h11", help="httptools: faster, no drops"
+    )
     args = parser.parse_args(argv)
-    serve(args.host, args.port, log_level=args.log_level)
+    serve(args.host, args.port, log_level=args.log_level, http=args.http)

@@ -73,6 +73,11 @@ class PaymentProviderUnavailable(DomainError):
 
     code = "payment_provider_unavailable"
 
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        # server_error | rate_limited | connection | timeout | not_configured | other
+        self.kind = kind
+
 
 class CheckoutNotOpen(DomainError):
     """Stripe refused to expire a Checkout Session because it is no longer open."""
