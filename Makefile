@@ -44,7 +44,7 @@ lint: install
 
 # One shell for the whole run: test-services.sh may start private servers, and stops
 # them when this shell exits. pytest's exit 5 (no test ran) fails the target like any other.
-test: install system-deps lint
+test: install system-deps lint .venv-checkov/bin/checkov
 	source scripts/test-services.sh; \
 	if compgen -G 'tests/js/*.test.mjs' >/dev/null; then node --test --test-reporter=spec tests/js/; fi; \
 	$(BIN)/pytest
@@ -61,4 +61,7 @@ clean:
 	find src tests bench -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-checkov
+
+.venv-checkov/bin/checkov: scripts/checkov.sh
+	scripts/checkov.sh --install

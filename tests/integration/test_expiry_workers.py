@@ -87,8 +87,8 @@ async def seeder(worker_settings: Settings) -> AsyncIterator[Container]:
     await container.close()
 
 
-async def wait_until_all_closed(container: Container, total: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until_all_closed(container: Container, total: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
     async with container.engine.connect() as connection:
         while time.monotonic() < deadline:
             still_open = await connection.scalar(
@@ -100,7 +100,7 @@ async def wait_until_all_closed(container: Container, total: int, timeout: float
             if still_open == 0:
                 return
             await asyncio.sleep(0.2)
-    pytest.fail(f"windows still open after {timeout} s")
+    pytest.fail(f"windows still open after {seconds} s")
 
 
 async def assert_each_expired_exactly_once(container: Container, total: int) -> None:
@@ -155,7 +155,7 @@ async def test_eight_workers_expire_five_thousand_windows_exactly_once(
     stripe.reset_calls()
 
     workers.start(8)
-    await wait_until_all_closed(seeder, total, timeout=180)
+    await wait_until_all_closed(seeder, total, seconds=180)
     assert workers.stop_all() == [0] * 8
 
     await assert_each_expired_exactly_once(seeder, total)
@@ -178,7 +178,7 @@ async def test_workers_killed_mid_batch_lose_nothing_and_expire_nothing_twice(
         await asyncio.sleep(0.8)
         workers.kill_one()
         workers.start(1)
-    await wait_until_all_closed(seeder, total, timeout=120)
+    await wait_until_all_closed(seeder, total, seconds=120)
     workers.stop_all()
 
     await assert_each_expired_exactly_once(seeder, total)
@@ -205,7 +205,7 @@ async def test_sigterm_finishes_the_window_in_hand_and_gives_the_rest_back(
         # due again at once.
         report = await expiry_task(container).run_pass()
         assert report.expired > 0
-        await wait_until_all_closed(container, total, timeout=5)
+        await wait_until_all_closed(container, total, seconds=5)
         await assert_each_expired_exactly_once(container, total)
     finally:
         await container.close()
