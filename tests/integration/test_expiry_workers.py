@@ -161,9 +161,8 @@ async def test_eight_workers_expire_five_thousand_windows_exactly_once(
     await assert_each_expired_exactly_once(seeder, total)
     assert stripe.calls("/expire") == total
     lateness = await lateness_seconds(seeder)
-    print(
-        f"lateness p50={lateness[len(lateness) // 2]:.3f}s p99={lateness[int(len(lateness) * 0.99)]:.3f}s"
-    )
+    p50, p99 = lateness[len(lateness) // 2], lateness[int(len(lateness) * 0.99)]
+    print(f"lateness p50={p50:.3f}s p99={p99:.3f}s")
 
 
 async def test_workers_killed_mid_batch_lose_nothing_and_expire_nothing_twice(
