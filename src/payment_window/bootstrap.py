@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from payment_window.adapters.changes import InProcessChangeFeed
+from payment_window.adapters.changes import InProcessChangeFeed, RedisChangeFeed
 from payment_window.adapters.clock import SystemClock
 from payment_window.adapters.index_factory import create_window_index
 from payment_window.adapters.metrics import DogStatsdMetrics, NullMetrics
@@ -16,8 +16,9 @@ from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
 from payment_window.adapters.stripe import StripeGateway
 from payment_window.config import Settings
 from payment_window.domain.policy import ExtensionPolicy
-from payment_window.domain.ports import Metrics, WindowIndex
+from payment_window.domain.ports import LiveChanges, Metrics, WindowIndex
 from payment_window.service import PaymentWindows
+from payment_window.webhooks import StripeWebhooks
 
 log = structlog.get_logger(__name__)
 
@@ -32,14 +33,16 @@ class Container:
     index: WindowIndex
     gateway: StripeGateway
     metrics: Metrics
-    changes: InProcessChangeFeed
+    changes: LiveChanges
     windows: PaymentWindows
+    webhooks: StripeWebhooks
     clock: SystemClock
     _closers: list[Any] = field(default_factory=list)
 
     async def close(self) -> None:
         await self.gateway.close()
         await self.index.close()
+        await self.changes.close()
         await self.engine.dispose()
         self.metrics.close()
         for closer in self._closers:
@@ -61,6 +64,13 @@ def create_metrics(settings: Settings) -> Metrics:
     return DogStatsdMetrics(settings.dogstatsd_host, settings.dogstatsd_port)
 
 
+def create_changes(settings: Settings) -> LiveChanges:
+    """Redis pub/sub when Redis is configured (viewers hear every process), else this process."""
+    if settings.redis_url:
+        return RedisChangeFeed.from_url(settings.redis_url, settings.redis_prefix)
+    return InProcessChangeFeed()
+
+
 def create_gateway(settings: Settings) -> StripeGateway:
     return StripeGateway.from_settings(settings)
 
@@ -72,7 +82,7 @@ async def bootstrap(settings: Settings) -> Container:
     index = create_window_index(settings, engine)
     gateway = create_gateway(settings)
     metrics = create_metrics(settings)
-    changes = InProcessChangeFeed()
+    changes = create_changes(settings)
     clock = SystemClock()
     windows = PaymentWindows(
         uow=uow,
@@ -83,6 +93,7 @@ async def bootstrap(settings: Settings) -> Container:
         changes=changes,
         default_policy=default_policy(settings),
         window_minutes=settings.window_minutes,
+        reminder_offsets=settings.reminder_offsets_minutes,
     )
     return Container(
         settings=settings,
@@ -93,5 +104,6 @@ async def bootstrap(settings: Settings) -> Container:
         metrics=metrics,
         changes=changes,
         windows=windows,
+        webhooks=StripeWebhooks(windows, gateway),
         clock=clock,
     )

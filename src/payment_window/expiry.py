@@ -70,6 +70,7 @@ class PassReport:
     paid: int = 0
     rescheduled: int = 0
     rotated: int = 0
+    reminded: int = 0
     retried: int = 0
     dropped: int = 0
     reindexed: int = 0
@@ -82,6 +83,7 @@ class PassReport:
             "paid": self.paid,
             "rescheduled": self.rescheduled,
             "rotated": self.rotated,
+            "reminded": self.reminded,
             "retried": self.retried,
             "dropped": self.dropped,
             "reindexed": self.reindexed,
@@ -215,6 +217,7 @@ class ExpiryTask:
                 report.paid += 1
         report.rescheduled += sum(1 for s in batch.unchanged if s.is_open) + len(batch.busy)
         report.rotated += len(batch.rotated)
+        report.reminded += len(batch.reminded)
         report.dropped += len(batch.missing)
         report.retried += len(batch.failed)
 

@@ -106,6 +106,7 @@ class ExpiryBatch:
     changed: list[PaymentSession] = field(default_factory=list)
     rotated: list[PaymentSession] = field(default_factory=list)
     unchanged: list[PaymentSession] = field(default_factory=list)
+    reminded: list[PaymentSession] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     failed: list[tuple[str, str, int]] = field(default_factory=list)
@@ -129,6 +130,7 @@ class PaymentWindows:
         changes: ChangeFeed,
         default_policy: ExtensionPolicy,
         window_minutes: int,
+        reminder_offsets: Sequence[int] = (),
     ) -> None:
         self._uow = uow
         self.index = index
@@ -138,6 +140,7 @@ class PaymentWindows:
         self._changes = changes
         self.default_policy = default_policy
         self._window_minutes = window_minutes
+        self._reminder_offsets = tuple(reminder_offsets)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -214,7 +217,7 @@ class PaymentWindows:
             expires_at=ends,
             created_at=now,
             updated_at=now,
-        )
+        ).with_reminders_planned(self._reminder_offsets)
         async with self._uow() as uow:
             if await uow.sessions.unsettled_for_auction(session.auction_id) is not None:
                 raise WindowAlreadyOpen(session.auction_id)
@@ -264,7 +267,9 @@ class PaymentWindows:
         now = self._clock.now()
         async with self._uow() as uow:
             session, policy = await self._load_for_override(uow, session_id, actor, if_match)
-            extended = session.extend(minutes, policy, now)
+            extended = session.extend(minutes, policy, now).with_reminders_planned(
+                self._reminder_offsets
+            )
             if extended.outlives_checkout():
                 extended = await self._rotate(extended, now)
             await uow.sessions.update(extended)
@@ -362,6 +367,11 @@ class PaymentWindows:
             batch.unchanged = [
                 session for session in locked if session not in due and session not in rotating
             ]
+            batch.reminded = self._send_due_reminders(uow, batch.unchanged, now)
+            reminded_ids = {session.id for session in batch.reminded}
+            batch.unchanged = [
+                session for session in batch.unchanged if session.id not in reminded_ids
+            ] + batch.reminded
             policies = await uow.policies.get_many({session.maker_id for session in due})
             gate = asyncio.Semaphore(STRIPE_CONCURRENCY)
 
@@ -421,6 +431,7 @@ class PaymentWindows:
                         )
                     )
             await uow.sessions.update_many([*batch.changed, *batch.rotated])
+            await uow.sessions.record_reminders(batch.reminded)
             attempts = await uow.sessions.record_expiry_failures(failures)
             await uow.commit()
         batch.failed = [(sid, error, attempts.get(sid, 1)) for sid, error in failures]
@@ -445,6 +456,29 @@ class PaymentWindows:
         paced = copy.copy(self)
         paced._gateway = gateway
         return paced
+
+    def _send_due_reminders(
+        self, uow: UnitOfWork, sessions: list[PaymentSession], now: datetime
+    ) -> list[PaymentSession]:
+        """Queue the buyer reminders that came due; the row locks make each one go out once.
+
+        Returns the sessions that sent one, as they stand afterwards."""
+        reminded_sessions = []
+        for session in sessions:
+            if session.reminder_due(now):
+                reminded, offset = session.send_reminder(self._reminder_offsets, now)
+                uow.record(
+                    self._audit(
+                        reminded,
+                        "reminder_sent",
+                        access.SYSTEM_EXPIRY,
+                        session.status,
+                        {"reminderMinutes": offset, "expiresAt": messages.iso(session.expires_at)},
+                    ),
+                    [messages.on_reminder(reminded, offset, now)],
+                )
+                reminded_sessions.append(reminded)
+        return reminded_sessions
 
     async def _expire_at_stripe(self, session: PaymentSession) -> CheckoutSession | None:
         """Stripe first: None once Stripe can no longer take the money for this window, or the

@@ -23,6 +23,7 @@ async def seed_windows(
     deadline: datetime | None = None,
     spread: timedelta = timedelta(0),
     maker_id: str = "mk_seed",
+    reminder_offsets: tuple[int, ...] = (),
 ) -> list[PaymentSession]:
     """`count` open windows with Stripe sessions, deadlines from `deadline` over `spread`.
 
@@ -72,7 +73,7 @@ async def seed_windows(
             checkout_session_id=checkout["id"],
             checkout_url=checkout["url"],
             checkout_expires_at=datetime.fromtimestamp(checkout["expires_at"], UTC),
-        )
+        ).with_reminders_planned(reminder_offsets)
 
     sessions = [one(number) for number in range(count)]
     for start in range(0, count, 500):

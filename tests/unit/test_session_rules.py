@@ -187,3 +187,56 @@ def test_total_extension_never_exceeds_the_policy(requests: list[int], maximum: 
             assert refused.still_allowed == maximum - session.extended_minutes
     assert session.extended_minutes <= maximum
     assert session.expires_at == NOW + timedelta(hours=24, minutes=session.extended_minutes)
+
+
+# --- reminders ---------------------------------------------------------------------------------
+
+OFFSETS = (720, 60)
+
+
+def test_the_first_reminder_is_the_earliest_offset_inside_the_window() -> None:
+    session = a_session().with_reminders_planned(OFFSETS)
+    assert session.next_reminder_at == session.expires_at - timedelta(minutes=720)
+
+
+def test_an_offset_longer_than_the_window_is_never_planned() -> None:
+    session = a_session(expires_at=NOW + timedelta(hours=2)).with_reminders_planned(OFFSETS)
+    assert session.next_reminder_at == session.expires_at - timedelta(minutes=60)
+
+
+def test_sending_a_reminder_plans_the_next_and_the_last_plans_none() -> None:
+    session = a_session().with_reminders_planned(OFFSETS)
+    first, offset = session.send_reminder(OFFSETS, session.next_reminder_at)  # type: ignore[arg-type]
+    assert offset == 720
+    assert first.next_reminder_at == first.expires_at - timedelta(minutes=60)
+    last, offset = first.send_reminder(OFFSETS, first.next_reminder_at)  # type: ignore[arg-type]
+    assert offset == 60
+    assert last.next_reminder_at is None
+    assert last.reminders_sent == (60, 720)
+
+
+def test_reminders_missed_together_send_only_the_nearest_to_the_deadline() -> None:
+    session = a_session().with_reminders_planned(OFFSETS)
+    late = session.expires_at - timedelta(minutes=30)
+    sent, offset = session.send_reminder(OFFSETS, late)
+    assert offset == 60
+    assert sent.next_reminder_at is None
+
+
+def test_an_extension_replans_unsent_reminders_but_never_repeats_a_sent_one() -> None:
+    session = a_session().with_reminders_planned(OFFSETS)
+    sent, _ = session.send_reminder(OFFSETS, session.next_reminder_at)  # type: ignore[arg-type]
+    extended = sent.extend(120, POLICY, NOW).with_reminders_planned(OFFSETS)
+    assert extended.next_reminder_at == extended.expires_at - timedelta(minutes=60)
+    assert 720 in extended.reminders_sent
+
+
+def test_a_closed_window_plans_no_reminder() -> None:
+    closed = a_session().expire(CloseReason.WINDOW_ELAPSED, NOW).with_reminders_planned(OFFSETS)
+    assert closed.next_reminder_at is None
+    assert not closed.reminder_due(NOW + timedelta(days=2))
+
+
+def test_the_expiry_task_looks_at_a_window_at_its_next_reminder() -> None:
+    session = a_session().with_reminders_planned(OFFSETS)
+    assert session.due_at == session.next_reminder_at

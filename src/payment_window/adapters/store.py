@@ -6,18 +6,27 @@ messages; it rolls back unless committed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, fields
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from payment_window.adapters.tables import audit_log, maker_policies, outbox, payment_sessions
+from payment_window import outbox as outbox_relay
+from payment_window.adapters.tables import (
+    audit_log,
+    checkout_sessions,
+    maker_policies,
+    outbox,
+    payment_sessions,
+    stripe_events,
+)
 from payment_window.config import Settings
 from payment_window.domain.errors import VersionConflict, WindowAlreadyOpen
 from payment_window.domain.events import AuditEntry, OutboxMessage
@@ -57,12 +66,14 @@ def session_from_row(row: Row[Any]) -> PaymentSession:
     values = row._mapping
     data = {name: values[name] for name in _SESSION_FIELDS}
     data["status"] = Status(data["status"])
+    data["reminders_sent"] = tuple(data["reminders_sent"] or ())
     return PaymentSession(**data)
 
 
 def session_values(session: PaymentSession) -> dict[str, Any]:
     values = asdict(session)
     values["status"] = session.status.value
+    values["reminders_sent"] = list(session.reminders_sent)
     return values
 
 
@@ -83,9 +94,35 @@ def outbox_values(message: OutboxMessage, session_id: str | None, now: datetime)
     }
 
 
+def _insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING on either backend."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
 class SqlSessionRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+
+    async def _remember_checkouts(self, sessions: Sequence[PaymentSession]) -> None:
+        """Record the windows' Checkout Sessions in their history, in this transaction.
+
+        Only an open window can be given a new Checkout Session (opening, rotation), so closed
+        ones are skipped; a session already on record is left as it is.
+        """
+        rows = [
+            {
+                "checkout_session_id": session.checkout_session_id,
+                "session_id": session.id,
+                "created_at": session.updated_at,
+            }
+            for session in sessions
+            if session.is_open and session.checkout_session_id
+        ]
+        if rows:
+            await self._connection.execute(
+                _insert_ignoring_duplicates(self._connection, checkout_sessions), rows
+            )
 
     async def get(self, session_id: str, *, for_update: bool = False) -> PaymentSession | None:
         query = select(payment_sessions).where(payment_sessions.c.id == session_id)
@@ -138,6 +175,7 @@ class SqlSessionRepository:
             )
         )
         await self._connection.execute(statement, rows)
+        await self._remember_checkouts(sessions)
 
     async def record_expiry_failures(self, failures: Sequence[tuple[str, str]]) -> dict[str, int]:
         return {
@@ -151,6 +189,29 @@ class SqlSessionRepository:
             update(payment_sessions)
             .where(payment_sessions.c.id == "")
             .values(version=payment_sessions.c.version)
+        )
+
+    async def record_reminders(self, sessions: Sequence[PaymentSession]) -> None:
+        """Bookkeeping under the batch's locks: reminders sent and the next one's time."""
+        if not sessions:
+            return
+        await self._connection.execute(
+            update(payment_sessions)
+            .where(payment_sessions.c.id == bindparam("b_id"))
+            .values(
+                reminders_sent=bindparam("b_sent"),
+                next_reminder_at=bindparam("b_next"),
+                due_at=bindparam("b_due"),
+            ),
+            [
+                {
+                    "b_id": session.id,
+                    "b_sent": list(session.reminders_sent),
+                    "b_next": session.next_reminder_at,
+                    "b_due": session.due_at,
+                }
+                for session in sessions
+            ],
         )
 
     async def record_expiry_failure(self, session_id: str, error: str) -> int:
@@ -183,14 +244,16 @@ class SqlSessionRepository:
         )
         return [session_from_row(row) for row in result]
 
-    async def get_by_checkout_session(self, checkout_session_id: str) -> PaymentSession | None:
-        result = await self._connection.execute(
-            select(payment_sessions).where(
-                payment_sessions.c.checkout_session_id == checkout_session_id
+    async def get_by_checkout_session(
+        self, checkout_session_id: str, *, for_update: bool = False
+    ) -> PaymentSession | None:
+        """The window that had this Checkout Session, current or rotated away."""
+        owner = await self._connection.scalar(
+            select(checkout_sessions.c.session_id).where(
+                checkout_sessions.c.checkout_session_id == checkout_session_id
             )
         )
-        row = result.first()
-        return session_from_row(row) if row else None
+        return None if owner is None else await self.get(owner, for_update=for_update)
 
     async def unsettled_for_auction(self, auction_id: str) -> PaymentSession | None:
         result = await self._connection.execute(
@@ -209,6 +272,7 @@ class SqlSessionRepository:
             await self._connection.execute(insert(payment_sessions).values(**values))
         except IntegrityError as clash:
             raise WindowAlreadyOpen(session.auction_id) from clash
+        await self._remember_checkouts([session])
 
     async def update(self, session: PaymentSession) -> None:
         values = session_values(session)
@@ -224,6 +288,24 @@ class SqlSessionRepository:
         )
         if result.rowcount != 1:
             raise VersionConflict(session.id, session.version - 1)
+        await self._remember_checkouts([session])
+
+
+class SqlStripeEventRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def add(self, event_id: str, event_type: str, received_at: datetime) -> bool:
+        """Record an event as acted on; False when it already was (a redelivery).
+
+        A concurrent delivery of the same event waits here for the first one's transaction.
+        """
+        result = await self._connection.execute(
+            _insert_ignoring_duplicates(self._connection, stripe_events)
+            .values(event_id=event_id, type=event_type, received_at=received_at)
+            .returning(stripe_events.c.event_id)
+        )
+        return result.first() is not None
 
 
 def _policy_from_row(row: Row[Any]) -> ExtensionPolicy:
@@ -275,6 +357,7 @@ class SqlUnitOfWork:
 
     sessions: SqlSessionRepository
     policies: SqlPolicyRepository
+    stripe_events: SqlStripeEventRepository
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -286,6 +369,7 @@ class SqlUnitOfWork:
         await self.connection.begin()
         self.sessions = SqlSessionRepository(self.connection)
         self.policies = SqlPolicyRepository(self.connection)
+        self.stripe_events = SqlStripeEventRepository(self.connection)
         return self
 
     async def __aexit__(
@@ -303,6 +387,12 @@ class SqlUnitOfWork:
     def record(self, audit: AuditEntry, messages: Sequence[OutboxMessage] = ()) -> None:
         self._audit.append(audit)
         self._outbox.extend((message, audit.session_id, audit.at) for message in messages)
+
+    async def cancel_pending(
+        self, session_id: str, event_types: Collection[str], now: datetime
+    ) -> int:
+        """Cancel the session's undelivered outbox messages of these types, in this transaction."""
+        return await outbox_relay.cancel_pending(self.connection, session_id, event_types, now)
 
     async def commit(self) -> None:
         if self._audit:

@@ -69,6 +69,8 @@ payment_sessions = Table(
     Column("version", Integer, nullable=False),
     Column("expiry_attempts", Integer, nullable=False, default=0),
     Column("last_expiry_error", Text, nullable=True),
+    Column("reminders_sent", JSON, nullable=False, default=list),
+    Column("next_reminder_at", UtcDateTime, nullable=True),
     # The SQL window index: when the row is next due for the expiry task, and whose claim holds it.
     Column("due_at", UtcDateTime, nullable=True),
     Column("lease_until", UtcDateTime, nullable=True),
@@ -130,4 +132,25 @@ maker_policies = Table(
     Column("makers_may_override", Boolean, nullable=False),
     Column("on_expiry", String(32), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Every Stripe Checkout Session a window ever had (rotation replaces the current one), so a
+# webhook about an old session still finds its window. Written with the session row.
+checkout_sessions = Table(
+    "checkout_sessions",
+    metadata,
+    Column("checkout_session_id", String(255), primary_key=True),
+    Column("session_id", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_checkout_sessions_session_id", "session_id"),
+)
+
+# Stripe events already acted on: Stripe delivers at least once, so an id seen before is a
+# redelivery. Inserted in the transaction of the change the event made.
+stripe_events = Table(
+    "stripe_events",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(128), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
 )

@@ -73,3 +73,24 @@ def may_open(actor: Actor) -> bool:
 
 def may_read_policy(actor: Actor, maker_id: str) -> bool:
     return actor.role is Role.ADMIN or (actor.role is Role.MAKER and actor.maker_id == maker_id)
+
+
+def may_operate(actor: Actor) -> bool:
+    """The operations view (every window, the summary) is for admins only."""
+    return actor.role is Role.ADMIN
+
+
+def may_read_audit_of_some(actor: Actor) -> bool:
+    """Roles that may read audit trails at all: buyers and services never may."""
+    return actor.role in (Role.ADMIN, Role.MAKER)
+
+
+def may_read_audit(actor: Actor, session: Owned) -> bool:
+    """A session's audit trail: admins, and the maker whose auction it is."""
+    if actor.role is Role.ADMIN:
+        return True
+    return (
+        actor.role is Role.MAKER
+        and actor.maker_id is not None
+        and actor.maker_id == session.maker_id
+    )

@@ -88,6 +88,34 @@ def on_close(
     ]
 
 
+FOLLOW_UP_EVENTS = ("auction.relist_requested", "auction.maker_review_requested")
+
+
+def on_late_payment(
+    paid: PaymentSession,
+    closed: PaymentSession,
+    checkout_session_id: str,
+    follow_ups_cancelled: int,
+) -> OutboxMessage:
+    """Stripe took the money for a window we had closed: operations must look (refund or sale).
+
+    `follow_ups_cancelled` is 0 when the relist (or maker review) had already left, or was in
+    flight: then the auction service may have relisted and must undo it on the payment.
+    """
+    return OutboxMessage(
+        Destination.OPERATIONS,
+        "operations.late_payment_after_expiry",
+        {
+            **_subject(paid),
+            "checkoutSessionId": checkout_session_id,
+            "closedReason": closed.reason,
+            "expiredAt": iso(closed.expired_at),
+            "paidAt": iso(paid.paid_at),
+            "followUpsCancelled": follow_ups_cancelled,
+        },
+    )
+
+
 def on_extend(
     before: PaymentSession, after: PaymentSession, minutes: int, actor: str, reason: str | None
 ) -> list[OutboxMessage]:
@@ -126,3 +154,18 @@ def on_payment(paid: PaymentSession) -> list[OutboxMessage]:
             )
         )
     return messages
+
+
+def on_reminder(session: PaymentSession, offset_minutes: int, now: datetime) -> OutboxMessage:
+    """Nudge the buyer before the window closes: a reminder is cheaper than a relist."""
+    return OutboxMessage(
+        Destination.BUYER,
+        "payment_window.reminder",
+        {
+            **_subject(session),
+            "reminderMinutes": offset_minutes,
+            "minutesLeft": max(0, int((session.expires_at - now).total_seconds() // 60)),
+            "expiresAt": iso(session.expires_at),
+            "checkoutUrl": session.checkout_url,
+        },
+    )

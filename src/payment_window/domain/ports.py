@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -38,6 +39,10 @@ class SessionRepository(Protocol):
 
     async def existing_ids(self, session_ids: Sequence[str]) -> set[str]: ...
 
+    async def record_reminders(self, sessions: Sequence[PaymentSession]) -> None:
+        """Bookkeeping (reminders sent, the next one's time): not a new version."""
+        ...
+
     async def update_many(self, sessions: Sequence[PaymentSession]) -> None:
         """Save sessions this transaction holds locked."""
         ...
@@ -46,7 +51,11 @@ class SessionRepository(Protocol):
         """Count failed attempts (session id, error); returns the attempts so far for each."""
         ...
 
-    async def get_by_checkout_session(self, checkout_session_id: str) -> PaymentSession | None: ...
+    async def get_by_checkout_session(
+        self, checkout_session_id: str, *, for_update: bool = False
+    ) -> PaymentSession | None:
+        """The window that had this Checkout Session, whether current or rotated away."""
+        ...
 
     async def unsettled_for_auction(self, auction_id: str) -> PaymentSession | None:
         """The auction's window that is open or awaiting confirmation, if any."""
@@ -67,6 +76,12 @@ class PolicyRepository(Protocol):
     async def put(self, maker_id: str, policy: ExtensionPolicy, now: datetime) -> None: ...
 
 
+class StripeEventRepository(Protocol):
+    async def add(self, event_id: str, event_type: str, received_at: datetime) -> bool:
+        """Record a Stripe event as acted on; False when it already was (a redelivery)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: rolled back on exit unless `commit` was called."""
 
@@ -75,6 +90,15 @@ class UnitOfWork(Protocol):
 
     @property
     def policies(self) -> PolicyRepository: ...
+
+    @property
+    def stripe_events(self) -> StripeEventRepository: ...
+
+    async def cancel_pending(
+        self, session_id: str, event_types: Collection[str], now: datetime
+    ) -> int:
+        """Cancel the session's undelivered outbox messages of these types; how many."""
+        ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -205,6 +229,24 @@ class WindowChange:
 
 class ChangeFeed(Protocol):
     async def publish(self, change: WindowChange) -> None: ...
+
+
+class ChangeSubscription(Protocol):
+    async def get(self) -> WindowChange:
+        """The next change to the subscribed window, waiting for one."""
+        ...
+
+
+class ChangeSubscriptions(Protocol):
+    def subscribe(self, session_id: str) -> AbstractAsyncContextManager[ChangeSubscription]:
+        """Hear the window's changes, published in any process, while the context is open."""
+        ...
+
+
+class LiveChanges(ChangeFeed, ChangeSubscriptions, Protocol):
+    """Publishing and subscribing: what server-sent events need."""
+
+    async def close(self) -> None: ...
 
 
 class RateLimiter(Protocol):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -70,6 +70,8 @@ class PaymentSession:
     version: int = 1
     expiry_attempts: int = 0
     last_expiry_error: str | None = None
+    reminders_sent: tuple[int, ...] = ()
+    next_reminder_at: datetime | None = None
 
     @property
     def is_open(self) -> bool:
@@ -93,9 +95,42 @@ class PaymentSession:
     def due_at(self) -> datetime:
         """When the expiry task must next look at this window: its deadline, or earlier when
         its Stripe session runs out first and must be replaced (Stripe caps one at 24 hours)."""
+        moments = [self.expires_at]
         if self.checkout_expires_at is not None:
-            return min(self.expires_at, self.checkout_expires_at - ROTATE_AHEAD)
-        return self.expires_at
+            moments.append(self.checkout_expires_at - ROTATE_AHEAD)
+        if self.next_reminder_at is not None:
+            moments.append(self.next_reminder_at)
+        return min(moments)
+
+    def with_reminders_planned(self, offsets_minutes: Sequence[int]) -> PaymentSession:
+        """Plan the next buyer reminder: the earliest offset not yet sent that still falls
+        inside the window. An offset already sent is never sent again, even after an extension
+        moves its moment later."""
+        upcoming = [
+            moment
+            for offset in offsets_minutes
+            if offset not in self.reminders_sent
+            and (moment := self.expires_at - timedelta(minutes=offset)) > self.created_at
+        ]
+        return replace(self, next_reminder_at=min(upcoming) if upcoming and self.is_open else None)
+
+    def reminder_due(self, now: datetime) -> bool:
+        return self.is_open and self.next_reminder_at is not None and self.next_reminder_at <= now
+
+    def send_reminder(
+        self, offsets_minutes: Sequence[int], now: datetime
+    ) -> tuple[PaymentSession, int]:
+        """Mark the reminder due now as sent; when several came due together (a worker was
+        down), only the nearest to the deadline is sent and the earlier ones are dropped."""
+        passed = [
+            offset
+            for offset in offsets_minutes
+            if offset not in self.reminders_sent
+            and self.expires_at - timedelta(minutes=offset) <= now
+        ]
+        offset = min(passed)
+        sent = replace(self, reminders_sent=tuple(sorted({*self.reminders_sent, *passed})))
+        return sent.with_reminders_planned(offsets_minutes), offset
 
     def needs_new_checkout(self, now: datetime) -> bool:
         """Open, not yet due, and its Stripe session is about to run out before the window."""
