@@ -45,5 +45,6 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # Not cached: configuring again (a Lambda's warm start, tests) must reach every logger.
+        cache_logger_on_first_use=False,
     )

@@ -50,8 +50,9 @@ def make_gateway(server: RunningStripe, **kwargs: Any) -> StripeGateway:
         stripe_api_base=server.url,
         stripe_webhook_secret=WEBHOOK_SECRET,  # type: ignore[arg-type]
         stripe_max_network_retries=RETRIES,
+        public_base_url="http://shop.test",
     )
-    return StripeGateway.from_settings(settings, public_base_url="http://shop.test", **kwargs)
+    return StripeGateway.from_settings(settings, **kwargs)
 
 
 @pytest.fixture

@@ -87,12 +87,19 @@ def new_session(expires_at: datetime) -> PaymentSession:
         updated_at=now,
         checkout_session_id=f"cs_test_{secrets.token_hex(29)}",
         checkout_url=CHECKOUT_URL,
-        checkout_expires_at=expires_at,
+        # Stripe's session outlives the window (its 30-minute minimum): due at the deadline.
+        checkout_expires_at=expires_at + timedelta(hours=1),
     )
 
 
 def extended(session: PaymentSession, expires_at: datetime) -> PaymentSession:
-    return replace(session, expires_at=expires_at, version=session.version + 1)
+    """Extended (and, past Stripe's session, given a new one, as the service does)."""
+    return replace(
+        session,
+        expires_at=expires_at,
+        checkout_expires_at=expires_at + timedelta(hours=1),
+        version=session.version + 1,
+    )
 
 
 def same_ms(left: datetime, right: datetime) -> bool:
