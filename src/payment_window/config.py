@@ -35,39 +35,64 @@ class Settings(BaseSettings):
         None, description="unset: the window index is served by the store"
     )
     redis_prefix: str = Field("", description="prefix for every Redis key; tests use one each")
-    window_minutes: int = Field(1440, ge=1, le=7 * 24 * 60)
-    stripe_api_key: SecretStr | None = None
+    window_minutes: int = Field(
+        1440, ge=1, le=7 * 24 * 60, description="length of a new payment window"
+    )
+    stripe_api_key: SecretStr | None = Field(
+        None, description="Stripe secret key; unset in development: a local Stripe stand-in"
+    )
     stripe_api_base: str | None = Field(None, description="point the Stripe SDK at another server")
-    stripe_webhook_secret: SecretStr | None = None
-    stripe_max_network_retries: int = Field(2, ge=0, le=10)
+    stripe_webhook_secret: SecretStr | None = Field(
+        None, description="verifies the Stripe-Signature of webhooks"
+    )
+    stripe_max_network_retries: int = Field(
+        2, ge=0, le=10, description="the Stripe SDK's own retries of failed calls"
+    )
     stripe_expire_rps: float = Field(
         20.0, gt=0, description="Stripe calls/s for expiry, all workers"
     )
-    sns_maker_topic_arn: str | None = None
-    sns_buyer_topic_arn: str | None = None
-    auction_events_topic_arn: str | None = None
-    aws_endpoint_url: str | None = None
-    aws_region: str = "us-east-1"
-    dogstatsd_host: str | None = None
-    dogstatsd_port: int = 8125
-    segment_write_key: SecretStr | None = None
-    segment_host: str | None = None
-    jwt_secret: SecretStr | None = None
+    sns_maker_topic_arn: str | None = Field(None, description="SNS topic for maker notices")
+    sns_buyer_topic_arn: str | None = Field(None, description="SNS topic for buyer notices")
+    auction_events_topic_arn: str | None = Field(
+        None, description="SNS topic for auction follow-ups and operations alerts"
+    )
+    aws_endpoint_url: str | None = Field(None, description="another AWS endpoint (moto in tests)")
+    aws_region: str = Field("us-east-1", description="AWS region of the SNS topics")
+    dogstatsd_host: str | None = Field(None, description="DogStatsD agent; unset: no metrics")
+    dogstatsd_port: int = Field(8125, description="DogStatsD agent port")
+    segment_write_key: SecretStr | None = Field(
+        None, description="Segment write key; unset: analytics wait in the outbox"
+    )
+    segment_host: str | None = Field(None, description="another Segment API host")
+    jwt_secret: SecretStr | None = Field(None, description="HS256 secret for bearer tokens")
     jwt_jwks_url: str | None = Field(None, description="RS256 keys in production")
     jwt_audience: str | None = Field(None, description="required `aud` claim, when set")
     jwt_issuer: str | None = Field(None, description="required `iss` claim, when set")
     public_base_url: str = Field(
         "http://127.0.0.1:8000", description="where buyers reach this service (Stripe return URLs)"
     )
-    default_max_extension_minutes: int = Field(1440, ge=0)
-    default_makers_may_override: bool = False
-    default_on_expiry: OnExpiry = OnExpiry.RELIST
-    reminder_offsets_minutes: Annotated[list[int], NoDecode] = Field(
-        default_factory=lambda: [720, 60]
+    default_max_extension_minutes: int = Field(
+        1440, ge=0, description="policy for makers without their own: total extension allowed"
     )
-    expiry_batch_size: int = Field(200, ge=1, le=5000)
-    claim_lease_seconds: float = Field(30.0, gt=0)
-    worker_max_sleep_seconds: float = Field(2.0, gt=0)
+    default_makers_may_override: bool = Field(
+        False, description="policy for makers without their own: may they extend/terminate"
+    )
+    default_on_expiry: OnExpiry = Field(
+        OnExpiry.RELIST, description="policy for makers without their own: relist|notify_maker"
+    )
+    reminder_offsets_minutes: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [720, 60],
+        description="buyer reminders, minutes before the deadline (comma-separated)",
+    )
+    expiry_batch_size: int = Field(
+        200, ge=1, le=5000, description="windows one expiry transaction claims and closes"
+    )
+    claim_lease_seconds: float = Field(
+        30.0, gt=0, description="a crashed worker's claims come back after this"
+    )
+    worker_max_sleep_seconds: float = Field(
+        2.0, gt=0, description="longest a worker sleeps between looks at the index"
+    )
     log_json: bool | None = Field(
         None, description="default: JSON in production, console otherwise"
     )
