@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -108,21 +109,28 @@ async def outbox_backlog(settings: Settings) -> OutboxStatus:
         return await outbox_status(container.engine, metrics=container.metrics)
 
 
-def with_embedded_stripe(settings: Settings) -> Settings:
-    """Without a Stripe key in development, serve the local Stripe-compatible server too."""
+def with_embedded_stripe(settings: Settings, api_url: str) -> Settings:
+    """Without a Stripe key in development, serve a local Stripe stand-in too: its hosted page
+    lets a buyer finish a test payment, reported back to `api_url` as a signed webhook."""
     if settings.stripe_api_key is not None or settings.env is Environment.PRODUCTION:
         return settings
-    from payment_window.devstripe.app import create_app
+    from payment_window.devstripe.hosted import HostedCheckoutApp
     from payment_window.devstripe.server import DEFAULT_PORT, ServerThread, bind
     from payment_window.devstripe.testing import TEST_API_KEY
 
+    secret = (
+        settings.stripe_webhook_secret.get_secret_value()
+        if settings.stripe_webhook_secret
+        else f"whsec_local_{secrets.token_hex(16)}"
+    )
     host = "127.0.0.1"
     try:
         sock = bind(host, DEFAULT_PORT)
     except OSError:
         log.warning("local_stripe_port_taken", port=DEFAULT_PORT, detail="using the one there")
     else:
-        ServerThread(create_app(), sock).start()
+        stand_in = HostedCheckoutApp(f"{api_url}/payments/stripe/webhook", secret)
+        ServerThread(stand_in, sock).start()
     url = f"http://{host}:{DEFAULT_PORT}"
     log.warning(
         "using_local_stripe",
@@ -131,7 +139,14 @@ def with_embedded_stripe(settings: Settings) -> Settings:
         "stand-in and no money moves",
     )
     return settings.model_copy(
-        update={"stripe_api_key": SecretStr(TEST_API_KEY), "stripe_api_base": url}
+        update={
+            "stripe_api_key": SecretStr(TEST_API_KEY),
+            "stripe_api_base": url,
+            "stripe_webhook_secret": SecretStr(secret),
+            "public_base_url": api_url
+            if settings.public_base_url == Settings.model_fields["public_base_url"].default
+            else settings.public_base_url,
+        }
     )
 
 
@@ -144,7 +159,9 @@ async def run_worker(settings: Settings) -> None:
             loop.add_signal_handler(signum, task.stop)
         log.info("worker_started", max_sleep_seconds=settings.worker_max_sleep_seconds)
         await Worker(
-            task, container.index, max_sleep_seconds=settings.worker_max_sleep_seconds,
+            task,
+            container.index,
+            max_sleep_seconds=settings.worker_max_sleep_seconds,
             metrics=container.metrics,
             windows=container.windows,
         ).run()
