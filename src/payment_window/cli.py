@@ -10,14 +10,26 @@ import json
 from typing import Annotated
 
 import typer
+from pydantic.fields import FieldInfo
 
 from payment_window.config import Settings
 from payment_window.logs import configure_logging
 
+
+def _default(field: FieldInfo) -> str:
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "unset"
+    return (
+        ",".join(map(str, value))
+        if isinstance(value, list)
+        else str(getattr(value, "value", value))
+    )
+
+
 SETTINGS_HELP = "\n".join(
-    f"PW_{name.upper()}: {field.description or ''} (default: {field.default!r})"
+    f"PW_{name.upper()}: {field.description} (default: {_default(field)})"
     for name, field in Settings.model_fields.items()
-    if "secret" not in name and "key" not in name
 )
 
 app = typer.Typer(
@@ -55,7 +67,7 @@ def serve(
     from payment_window.api.app import create_app
     from payment_window.runner import with_embedded_stripe
 
-    settings = with_embedded_stripe(_settings())
+    settings = with_embedded_stripe(_settings(), f"http://{host}:{port}")
     typer.echo(f"payment-window serving on http://{host}:{port}  (API docs: /docs)")
     typer.echo("open a sample window with: payment-window demo")
     uvicorn.run(create_app(settings, background=True), host=host, port=port, log_level="warning")
