@@ -182,5 +182,69 @@ def demo(
     typer.echo(f"\nadmin token (for curl):\n  {tokens['admin']}")
 
 
+@app.command()
+def windows(
+    overdue: Annotated[
+        bool, typer.Option("--overdue", help="only open windows whose deadline has passed")
+    ] = False,
+    due_within: Annotated[
+        str | None,
+        typer.Option(
+            "--due-within", help="only open windows due within this time, e.g. 30m, 1h, 2h30m"
+        ),
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option(help="open, awaiting_payment_confirmation, paid or expired")
+    ] = None,
+    maker: Annotated[str | None, typer.Option(help="only this maker's windows")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many rows")] = 50,
+) -> None:
+    """List payment windows by deadline, straight from the store."""
+    from datetime import UTC, datetime
+
+    from payment_window.cli_tables import read_windows, windows_table
+    from payment_window.domain.session import Status
+    from payment_window.operations import WindowFilter, parse_duration
+
+    if overdue and due_within:
+        raise typer.BadParameter("use --overdue or --due-within, not both")
+    try:
+        wanted = Status(status) if status else None
+        within = parse_duration(due_within) if due_within else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    now = datetime.now(UTC)
+    query = WindowFilter(
+        status=Status.OPEN if within and wanted is None else wanted,
+        maker_id=maker,
+        due_after=now if within else None,
+        due_before=now + within if within else None,
+        overdue=overdue,
+    )
+    listing = asyncio.run(read_windows(_settings(), query, limit))
+    if not listing.sessions:
+        typer.echo("no payment windows match")
+        return
+    for line in windows_table(listing):
+        typer.echo(line)
+    more = f"; more with --limit {limit * 2}" if listing.more else ""
+    typer.echo(f"\n{len(listing.sessions)} window(s){more}")
+
+
+@app.command()
+def audit(session_id: Annotated[str, typer.Argument(help="the payment session id")]) -> None:
+    """Print a payment session's audit trail, oldest first."""
+    from payment_window.cli_tables import audit_table, read_audit
+    from payment_window.domain.errors import SessionNotFound
+
+    try:
+        trail = asyncio.run(read_audit(_settings(), session_id))
+    except SessionNotFound as missing:
+        typer.echo(str(missing), err=True)
+        raise typer.Exit(1) from None
+    for line in audit_table(trail):
+        typer.echo(line)
+
+
 def main() -> None:
     app()

@@ -17,6 +17,7 @@ from payment_window.api.background import background_worker
 from payment_window.api.errors import install_error_handlers
 from payment_window.api.middleware import RequestContextMiddleware
 from payment_window.api.routes import checkout, health, override, page, policy
+from payment_window.api.routes import operations as operations_routes
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
 
@@ -64,5 +65,6 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     for module in (health, checkout, override, policy, page):
         app.include_router(module.router)
+    app.include_router(operations_routes.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     return app

@@ -3,20 +3,21 @@
 
 import { formatRemainingLong } from './format.js';
 
-const MARKUP = `
-  <h2 id="override-heading">Manage this payment window</h2>
-  <form id="extend-form" novalidate>
-    <label for="extend-minutes">Extend by (minutes)</label>
-    <input id="extend-minutes" name="minutes" type="number" min="1" step="1" inputmode="numeric"
-           value="30" required aria-describedby="override-error">
-    <label for="override-reason">Reason (optional, kept in the audit log)</label>
-    <input id="override-reason" name="reason" type="text" maxlength="200" autocomplete="off">
+// `prefix` keeps ids unique when one page holds several sets of controls (the operations table).
+const markup = (prefix, heading, level) => `
+  <h${level} id="${prefix}override-heading">${heading}</h${level}>
+  <form id="${prefix}extend-form" class="extend-form" novalidate>
+    <label for="${prefix}extend-minutes">Extend by (minutes)</label>
+    <input id="${prefix}extend-minutes" name="minutes" type="number" min="1" step="1" inputmode="numeric"
+           value="30" required aria-describedby="${prefix}override-error">
+    <label for="${prefix}override-reason">Reason (optional, kept in the audit log)</label>
+    <input id="${prefix}override-reason" name="reason" type="text" maxlength="200" autocomplete="off">
     <div class="actions">
-      <button id="extend-button" type="submit">Extend window</button>
-      <button id="terminate-button" class="danger" type="button">Close window now</button>
+      <button id="${prefix}extend-button" type="submit">Extend window</button>
+      <button id="${prefix}terminate-button" class="danger" type="button">Close window now</button>
     </div>
   </form>
-  <p id="override-error" class="override-error" hidden></p>`;
+  <p id="${prefix}override-error" class="override-error" hidden></p>`;
 
 const TERMINATE_LABEL = 'Close window now';
 const CONFIRM_LABEL = 'Confirm: close window now';
@@ -51,17 +52,28 @@ function describeError(status, body) {
  * Render the controls into `container`.
  * `post(body)` sends the override and resolves to `{status, body, timing}` (or throws when the
  * network fails); `applied(body, timing)` feeds a success into the timer and returns its state;
- * `announce(text)` speaks in the page's status region.
+ * `announce(text)` speaks in the page's status region. `idPrefix`, `heading` and `headingLevel`
+ * let a page hold several sets (the heading text is the caller's, inserted as markup: no user data).
  */
-export function mountOverride({ container, post, applied, announce, locale = 'en' }) {
-  container.innerHTML = MARKUP;
+export function mountOverride({
+  container,
+  post,
+  applied,
+  announce,
+  locale = 'en',
+  idPrefix = '',
+  heading = 'Manage this payment window',
+  headingLevel = 2,
+}) {
+  container.innerHTML = markup(idPrefix, heading, headingLevel);
   container.hidden = false;
-  const form = container.querySelector('#extend-form');
-  const minutes = container.querySelector('#extend-minutes');
-  const reason = container.querySelector('#override-reason');
-  const extendButton = container.querySelector('#extend-button');
-  const terminateButton = container.querySelector('#terminate-button');
-  const error = container.querySelector('#override-error');
+  const find = (id) => container.querySelector(`#${idPrefix}${id}`);
+  const form = find('extend-form');
+  const minutes = find('extend-minutes');
+  const reason = find('override-reason');
+  const extendButton = find('extend-button');
+  const terminateButton = find('terminate-button');
+  const error = find('override-error');
   let busy = false;
   let windowOpen = true;
   let confirmTimer = null;

@@ -1,0 +1,232 @@
+"""The operations view for admins: every window, the summary, a session's audit trail."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from payment_window.api.auth import CurrentActor
+from payment_window.api.deps import SessionId
+from payment_window.api.routes.page import PAGE_HEADERS, templates
+from payment_window.api.schemas import ID_PATTERN, StatusOut, error_responses
+from payment_window.domain import messages
+from payment_window.domain.session import PaymentSession, Status
+from payment_window.operations import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    AuditRecord,
+    Operations,
+    Summary,
+    WindowFilter,
+)
+from payment_window.service import WindowStatus, status_body
+
+router = APIRouter(tags=["operations"])
+
+TIME_HINT = "an ISO 8601 date-time with a zone, e.g. 2030-01-01T12:00:00Z"
+
+
+def _query_time(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError(f"must be {TIME_HINT}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"must be {TIME_HINT}") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"must be {TIME_HINT}")
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+QueryTime = Annotated[datetime, BeforeValidator(_query_time), AfterValidator(_utc)]
+
+
+async def get_operations(request: Request) -> Operations:
+    container = request.app.state.container
+    return Operations(container.engine, container.clock)
+
+
+OperationsDep = Annotated[Operations, Depends(get_operations)]
+
+
+# --- response bodies (documentation; the routes answer with plain JSON) ---------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class WindowItemOut(StatusOut):
+    """A window as the status endpoint shows it, plus what operators need to chase it."""
+
+    buyer_id: str
+    attempts: int = Field(ge=0, description="failed attempts to expire it at Stripe")
+    last_stripe_error: str | None
+
+
+class WindowListOut(_Out):
+    items: list[WindowItemOut]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null on the last page"
+    )
+
+
+class SummaryOut(_Out):
+    open_count: int
+    due_within_hour: int = Field(description="open, deadline within the next hour, not overdue")
+    overdue_count: int = Field(description="open with the deadline already passed")
+    oldest_overdue_seconds: int | None = Field(description="null when nothing is overdue")
+    failing_at_stripe: int = Field(description="open windows whose expiry at Stripe failed")
+    undelivered_outbox: int
+    expired_last_24h_by_reason: dict[str, int] = Field(
+        alias="expiredLast24hByReason", description="closed unpaid in the last 24 hours"
+    )
+    server_time: datetime
+
+
+class AuditEntryOut(_Out):
+    id: int
+    action: str
+    actor: str
+    from_status: str | None
+    to_status: str | None
+    details: dict[str, Any]
+    at: datetime
+
+
+# --- shaping ------------------------------------------------------------------------------
+
+
+def window_item(session: PaymentSession, now: datetime) -> dict[str, object]:
+    return {
+        **status_body(WindowStatus.of(session, now)),
+        "makerId": session.maker_id,
+        "buyerId": session.buyer_id,
+        "attempts": session.expiry_attempts,
+        "lastStripeError": session.last_expiry_error,
+    }
+
+
+def summary_body(summary: Summary) -> dict[str, object]:
+    return {
+        "openCount": summary.open_count,
+        "dueWithinHour": summary.due_within_hour,
+        "overdueCount": summary.overdue_count,
+        "oldestOverdueSeconds": summary.oldest_overdue_seconds,
+        "failingAtStripe": summary.failing_at_stripe,
+        "undeliveredOutbox": summary.undelivered_outbox,
+        "expiredLast24hByReason": summary.expired_last_24h_by_reason,
+        "serverTime": messages.iso(summary.now),
+    }
+
+
+def audit_body(record: AuditRecord) -> dict[str, object]:
+    return {
+        "id": record.id,
+        "action": record.action,
+        "actor": record.actor,
+        "fromStatus": record.from_status,
+        "toStatus": record.to_status,
+        "details": record.details,
+        "at": messages.iso(record.at),
+    }
+
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+# --- routes -------------------------------------------------------------------------------
+
+
+@router.get(
+    "/payments/windows",
+    response_model=None,
+    responses={200: {"model": WindowListOut}, **error_responses(400, 401, 403, 422)},
+)
+async def list_windows(
+    actor: CurrentActor,
+    operations: OperationsDep,
+    status: Annotated[Status | None, Query()] = None,
+    maker_id: Annotated[
+        str | None, Query(alias="makerId", min_length=1, max_length=128, pattern=ID_PATTERN)
+    ] = None,
+    auction_id: Annotated[
+        str | None, Query(alias="auctionId", min_length=1, max_length=128, pattern=ID_PATTERN)
+    ] = None,
+    due_before: Annotated[
+        QueryTime | None, Query(alias="dueBefore", description="deadline before this time")
+    ] = None,
+    due_after: Annotated[
+        QueryTime | None, Query(alias="dueAfter", description="deadline at or after this time")
+    ] = None,
+    overdue: Annotated[
+        bool, Query(description="only open windows whose deadline has passed")
+    ] = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None, Query(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_-]+$")
+    ] = None,
+) -> JSONResponse:
+    """Every window matching the filters, by deadline then id, a page at a time (admin only).
+
+    Keyset pagination: a window whose deadline does not move while you page is seen exactly
+    once. One extended after it was handed out may be handed out again at its new deadline,
+    with a higher `version`; keep the higher one.
+    """
+    query = WindowFilter(
+        status=status,
+        maker_id=maker_id,
+        auction_id=auction_id,
+        due_before=due_before,
+        due_after=due_after,
+        overdue=overdue,
+    )
+    page = await operations.windows(query, actor, limit=limit, cursor=cursor)
+    body = {
+        "items": [window_item(session, page.now) for session in page.sessions],
+        "nextCursor": page.next_cursor,
+    }
+    return JSONResponse(body, headers=NO_STORE)
+
+
+@router.get(
+    "/payments/windows/summary",
+    response_model=None,
+    responses={200: {"model": SummaryOut}, **error_responses(401, 403)},
+)
+async def windows_summary(actor: CurrentActor, operations: OperationsDep) -> JSONResponse:
+    """Open, due-soon, overdue and failing windows, the outbox backlog and recent closings
+    (admin only)."""
+    return JSONResponse(summary_body(await operations.summary(actor)), headers=NO_STORE)
+
+
+@router.get(
+    "/payments/checkout/{sessionId}/audit",
+    response_model=None,
+    responses={200: {"model": list[AuditEntryOut]}, **error_responses(401, 403, 404)},
+)
+async def session_audit(
+    session_id: SessionId, actor: CurrentActor, operations: OperationsDep
+) -> JSONResponse:
+    """The session's audit trail, oldest first: admins and the session's maker. Buyers and
+    services get 403; another maker gets 404."""
+    trail = await operations.audit_trail(session_id, actor)
+    return JSONResponse([audit_body(record) for record in trail], headers=NO_STORE)
+
+
+@router.get("/ops", response_class=HTMLResponse, include_in_schema=False)
+async def operations_page(request: Request) -> HTMLResponse:
+    """The operations page; its admin token arrives in the URL fragment, as on the checkout page."""
+    return templates.TemplateResponse(request, "ops.html", {}, headers=PAGE_HEADERS)

@@ -1,0 +1,142 @@
+"""Plain-text tables for `payment-window windows` and `payment-window audit`.
+
+The commands read the store directly (an operator with the database's credentials sees
+everything, as an admin would) through the operations queries; no Redis, no Stripe.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from payment_window.adapters.clock import SystemClock
+from payment_window.adapters.store import create_engine
+from payment_window.config import Settings
+from payment_window.domain.access import Actor, Role
+from payment_window.domain.session import PaymentSession
+from payment_window.operations import MAX_PAGE, AuditRecord, Operations, WindowFilter
+
+OPERATOR = Actor(subject="cli", role=Role.ADMIN)
+WINDOW_COLUMNS = ("ID", "AUCTION", "MAKER", "STATUS", "DEADLINE", "TIME LEFT", "ATTEMPTS")
+AUDIT_COLUMNS = ("TIME", "ACTION", "ACTOR", "STATUS", "DETAILS")
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    sessions: list[PaymentSession]
+    now: datetime
+    more: bool
+
+
+async def read_windows(settings: Settings, query: WindowFilter, limit: int) -> Listing:
+    """Up to `limit` windows matching `query`, by deadline, page by page from the store."""
+    engine = create_engine(settings)
+    try:
+        operations = Operations(engine, SystemClock())
+        sessions: list[PaymentSession] = []
+        cursor: str | None = None
+        now: datetime | None = None
+        while True:
+            page = await operations.windows(
+                query, OPERATOR, limit=min(MAX_PAGE, limit - len(sessions)), cursor=cursor
+            )
+            now = now or page.now
+            sessions += page.sessions
+            cursor = page.next_cursor
+            if cursor is None or len(sessions) >= limit:
+                return Listing(sessions, now, more=cursor is not None)
+    finally:
+        await engine.dispose()
+
+
+async def read_audit(settings: Settings, session_id: str) -> list[AuditRecord]:
+    engine = create_engine(settings)
+    try:
+        return await Operations(engine, SystemClock()).audit_trail(session_id, OPERATOR)
+    finally:
+        await engine.dispose()
+
+
+def duration(seconds: float) -> str:
+    """`2 h 05 min`, `7 min`, `40 s`: whole units, hours with zero-padded minutes."""
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    if hours >= 24:
+        days, hours = divmod(hours, 24)
+        return f"{days} d {hours:02d} h"
+    if hours:
+        return f"{hours} h {rest // 60:02d} min"
+    if total >= 60:
+        return f"{total // 60} min"
+    return f"{total} s"
+
+
+def time_left(session: PaymentSession, now: datetime) -> str:
+    """What an operator needs at a glance: time left, how late, or that it no longer runs."""
+    if not session.is_open:
+        return "-"
+    left = (session.expires_at - now).total_seconds()
+    if left >= 0:
+        return duration(left)
+    return f"overdue {duration(-left)}"
+
+
+def local_time(moment: datetime, *, seconds: bool = False) -> str:
+    """The operator's own zone: `Thu 26 Nov 14:05 CET`."""
+    local = moment.astimezone()
+    return local.strftime("%a %d %b %H:%M:%S %Z" if seconds else "%a %d %b %H:%M %Z")
+
+
+def aligned(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns two spaces apart; the last one is not padded."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return lines
+
+
+def windows_table(listing: Listing) -> list[str]:
+    rows = [
+        (
+            session.id,
+            session.auction_id,
+            session.maker_id,
+            session.status.value,
+            local_time(session.expires_at),
+            time_left(session, listing.now),
+            str(session.expiry_attempts),
+        )
+        for session in listing.sessions
+    ]
+    return aligned(WINDOW_COLUMNS, rows)
+
+
+def compact(details: dict[str, object]) -> str:
+    """`minutes=45 reason="bank holiday"`: scalars bare, text with spaces quoted."""
+    parts = []
+    for key, value in details.items():
+        if isinstance(value, str) and value and " " not in value and '"' not in value:
+            text = value
+        else:
+            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+def audit_table(trail: Sequence[AuditRecord]) -> list[str]:
+    rows = [
+        (
+            local_time(record.at, seconds=True),
+            record.action,
+            record.actor,
+            f"{record.from_status or '-'}→{record.to_status or '-'}",
+            compact(record.details),
+        )
+        for record in trail
+    ]
+    return aligned(AUDIT_COLUMNS, rows)
+

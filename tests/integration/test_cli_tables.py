@@ -1,0 +1,135 @@
+"""`payment-window windows` and `payment-window audit`: the real CLI in a child process."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from api_harness import Api, api_settings, running_api
+from conftest import settings_env
+from seeding import seed_windows
+
+from payment_window.config import Settings
+from payment_window.devstripe.testing import RunningStripe
+
+WINDOW_HEADER = ["ID", "AUCTION", "MAKER", "STATUS", "DEADLINE", "TIME LEFT", "ATTEMPTS"]
+
+
+@pytest.fixture
+async def api(pg_settings: Settings, stripe: RunningStripe) -> AsyncIterator[Api]:
+    async with running_api(api_settings(pg_settings, stripe)) as running:
+        yield running
+
+
+async def _cli(settings: Settings, *args: str) -> tuple[int, str, str]:
+    env = {**settings_env(settings), "TZ": "Europe/Berlin"}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "payment_window",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(child.communicate(), timeout=60)
+    assert child.returncode is not None
+    return child.returncode, out.decode(), err.decode()
+
+
+def _columns(line: str, header: str) -> list[str]:
+    """Cut a row at the header's column starts (the table is aligned, cells may hold spaces)."""
+    starts = [header.index(name) for name in WINDOW_HEADER]
+    ends = [*starts[1:], None]
+    return [line[start:end].strip() for start, end in zip(starts, ends, strict=True)]
+
+
+async def test_windows_overdue_prints_an_aligned_table(
+    api: Api, pg_settings: Settings, stripe: RunningStripe
+) -> None:
+    now = datetime.now(UTC)
+    await api.open_window(makerId="mk-later", windowMinutes=125)
+    overdue = await seed_windows(
+        api.container,
+        stripe,
+        2,
+        deadline=now - timedelta(minutes=13),
+        spread=timedelta(minutes=1),
+        maker_id="mk-late",
+    )
+    async with api.container.uow() as uow:
+        await uow.sessions.record_expiry_failure(overdue[0].id, "Stripe: 500")
+        await uow.commit()
+
+    code, out, err = await _cli(pg_settings, "windows", "--overdue")
+
+    assert code == 0, err
+    lines = out.splitlines()
+    header = lines[0]
+    assert header.split() == " ".join(WINDOW_HEADER).split()
+    rows = [_columns(line, header) for line in lines[1:3]]
+    assert [row[0] for row in rows] == [s.id for s in overdue]
+    for row, session in zip(rows, overdue, strict=True):
+        assert row[1] == session.auction_id and row[2] == "mk-late" and row[3] == "open"
+        # Local time in the operator's zone (TZ=Europe/Berlin): CET or CEST.
+        local = session.expires_at.astimezone(ZoneInfo("Europe/Berlin"))
+        assert row[4] == local.strftime("%a %d %b %H:%M %Z")
+        late = (datetime.now(UTC) - session.expires_at).total_seconds() // 60
+        assert row[5] in (f"overdue {late:.0f} min", f"overdue {late - 1:.0f} min"), row[5]
+    assert [row[6] for row in rows] == ["1", "0"]
+    assert lines[3] == "" and lines[4] == "2 window(s)"
+    # Every row starts its columns where the header does.
+    for line in lines[1:3]:
+        for name in WINDOW_HEADER[1:]:
+            at = header.index(name)
+            assert line[at - 2 : at] == "  " and line[at] != " "
+
+
+async def test_windows_due_within_and_time_left(api: Api, pg_settings: Settings) -> None:
+    soon = await api.open_window(makerId="mk-a", windowMinutes=125)
+    await api.open_window(makerId="mk-b", windowMinutes=600)
+
+    code, out, err = await _cli(pg_settings, "windows", "--due-within", "3h")
+
+    assert code == 0, err
+    lines = out.splitlines()
+    row = _columns(lines[1], lines[0])
+    assert row[0] == soon["sessionId"]
+    assert re.fullmatch(r"2 h 0[45] min", row[5]), row[5]
+    assert lines[3] == "1 window(s)"
+
+    code, out, _ = await _cli(pg_settings, "windows", "--limit", "1")
+    assert code == 0
+    assert out.splitlines()[-1] == "1 window(s); more with --limit 2"
+
+    code, _, err = await _cli(pg_settings, "windows", "--overdue", "--due-within", "1h")
+    assert code == 2 and "not both" in err
+
+
+async def test_audit_prints_the_trail(api: Api, pg_settings: Settings) -> None:
+    opened = await api.open_window()
+    sid = opened["sessionId"]
+    extend = {"action": "extend", "minutes": 45, "reason": "bank holiday"}
+    response = await api.client.post(
+        f"/payments/window/{sid}/override", json=extend, headers=api.admin
+    )
+    assert response.status_code == 200
+
+    code, out, err = await _cli(pg_settings, "audit", sid)
+
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.split() == ["TIME", "ACTION", "ACTOR", "STATUS", "DETAILS"]
+    assert len(rows) == 2
+    assert rows[0].split()[5:8] == ["payment_window_opened", "service:marketplace", "-→open"]
+    assert rows[1].split()[5:8] == ["payment_window_extended", "admin:admin-1", "open→open"]
+    assert 'minutes=45 reason="bank holiday"' in rows[1]
+    assert "role=admin" in rows[1]
+
+    code, out, err = await _cli(pg_settings, "audit", "pw_missing")
+    assert code == 1 and "no payment session pw_missing" in err
