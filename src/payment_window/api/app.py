@@ -12,11 +12,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from payment_window.api import sse
 from payment_window.api.auth import TokenVerifier
 from payment_window.api.background import background_worker
 from payment_window.api.errors import install_error_handlers
 from payment_window.api.middleware import RequestContextMiddleware
-from payment_window.api.routes import checkout, health, override, page, policy
+from payment_window.api.routes import checkout, events, health, override, page, policy, webhooks
 from payment_window.api.routes import operations as operations_routes
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
@@ -59,11 +60,12 @@ def create_app(
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
+    app.state.sse_heartbeat_seconds = sse.HEARTBEAT_SECONDS  # tests shorten it
     if container is not None:
         app.state.container = container
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
-    for module in (health, checkout, override, policy, page):
+    for module in (health, checkout, events, override, policy, webhooks, page):
         app.include_router(module.router)
     app.include_router(operations_routes.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")

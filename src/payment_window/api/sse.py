@@ -1,0 +1,104 @@
+"""Server-sent events of one window: its status changes, with the version as the event id.
+
+A viewer resumes with `Last-Event-ID`: when it is behind, the current status is sent first as
+the event that leads to it, so nothing is missed however many changes happened meanwhile. Redis
+pub/sub may drop a message across a reconnect, so each heartbeat also looks at the version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import structlog
+
+from payment_window.domain.access import Actor
+from payment_window.domain.ports import ChangeSubscriptions
+from payment_window.domain.session import CloseReason, Status
+from payment_window.service import PaymentWindows, status_body
+
+log = structlog.get_logger(__name__)
+
+HEARTBEAT_SECONDS = 15.0
+RETRY_MILLISECONDS = 3000
+FINAL = frozenset({Status.PAID.value, Status.EXPIRED.value})
+_TERMINATED = frozenset({CloseReason.ADMIN_TERMINATED.value, CloseReason.MAKER_TERMINATED.value})
+
+
+def frame(event: str, data: Mapping[str, Any], event_id: int) -> str:
+    """One event in the text/event-stream format (JSON has no raw newlines: one data line)."""
+    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def event_for(body: Mapping[str, Any]) -> str:
+    """The event that leads to this status, for a viewer that missed it."""
+    status = body.get("status")
+    if status == Status.OPEN.value:
+        return "extended"
+    if status == Status.EXPIRED.value:
+        return "terminated" if body.get("reason") in _TERMINATED else "expired"
+    return str(status)
+
+
+def last_event_id(header: str | None) -> int | None:
+    """The version the viewer last saw; anything but a small whole number means none."""
+    if header is None or not header.strip().isdigit() or len(header.strip()) > 9:
+        return None
+    return int(header.strip())
+
+
+def is_final(body: Mapping[str, Any]) -> bool:
+    return body.get("status") in FINAL
+
+
+async def window_events(
+    windows: PaymentWindows,
+    changes: ChangeSubscriptions,
+    session_id: str,
+    viewer: Actor,
+    seen: int | None,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
+) -> AsyncIterator[str]:
+    """The stream's text, until the window reaches a final status or the viewer leaves."""
+    async with changes.subscribe(session_id) as subscription:
+        # Read after subscribing: a change committed in between arrives as an event as well.
+        current = status_body(await windows.status(session_id, viewer))
+        sent = int(current["version"])  # type: ignore[call-overload]
+        yield f"retry: {RETRY_MILLISECONDS}\n\n"
+        if seen is None or seen > sent:
+            yield frame("status", current, sent)
+        elif seen < sent:
+            yield frame(event_for(current), current, sent)
+        if is_final(current):
+            return
+        while True:
+            try:
+                change = await asyncio.wait_for(subscription.get(), heartbeat_seconds)
+            except TimeoutError:
+                yield ": ping\n\n"
+                body = await _status_quietly(windows, session_id, viewer)
+                if body is not None and int(body["version"]) > sent:  # type: ignore[call-overload]
+                    sent = int(body["version"])  # type: ignore[call-overload]
+                    yield frame(event_for(body), body, sent)
+                    if is_final(body):
+                        return
+                continue
+            version = int(change.data.get("version", 0))
+            # An extension that also replaced the Stripe session sends both at one version.
+            if version > sent or (version == sent and change.event == "rotated"):
+                sent = version
+                yield frame(change.event, change.data, version)
+                if is_final(change.data):
+                    return
+
+
+async def _status_quietly(
+    windows: PaymentWindows, session_id: str, viewer: Actor
+) -> dict[str, object] | None:
+    try:
+        return status_body(await windows.status(session_id, viewer))
+    except Exception:
+        log.warning("sse_status_check_failed", session_id=session_id, exc_info=True)
+        return None
