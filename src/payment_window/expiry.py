@@ -183,13 +183,9 @@ class ExpiryTask:
             report.retried += len(claims)
             return
 
-        async def settle(session: PaymentSession) -> None:
-            # Whatever the store says now: open and not yet due (extended meanwhile) goes back
-            # on the schedule at its new deadline; a final one leaves it.
-            await self._index.put(session)
-            await self._index.release(session.id)
-
-        await _each([*batch.changed, *batch.unchanged], settle)
+        # Whatever the store says now: open and not yet due (extended meanwhile) goes back on
+        # the schedule at its new deadline; a final one leaves it.
+        await self._index.settle_many([*batch.changed, *batch.unchanged])
         await _each([session.id for session in batch.rotated], self._index.release)
         await _each(batch.missing, self._index.forget)
         # Backoffs count from now, not from the claim: Stripe's own retries may have taken a while.

@@ -13,6 +13,7 @@ import structlog
 from pydantic import SecretStr
 
 from payment_window.adapters.ratelimit import LocalRateLimiter, RedisRateLimiter
+from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.sinks import create_sinks
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Environment, Settings
@@ -27,7 +28,7 @@ log = structlog.get_logger(__name__)
 
 def stripe_budget(container: Container) -> RateLimiter:
     settings = container.settings
-    redis = getattr(container.index, "client", None)
+    redis = container.index.redis_client if isinstance(container.index, RedisWindowIndex) else None
     if redis is not None:
         key = f"{settings.redis_prefix}payment:stripe:{{expire-budget}}"
         return RedisRateLimiter(redis, key, settings.stripe_expire_rps)

@@ -364,9 +364,8 @@ class PaymentWindows:
                 batch.missing = [sid for sid in session_ids if sid not in found | existing]
             due = [session for session in locked if session.is_due(now)]
             rotating = [session for session in locked if session.needs_new_checkout(now)]
-            batch.unchanged = [
-                session for session in locked if session not in due and session not in rotating
-            ]
+            acting = {session.id for session in (*due, *rotating)}
+            batch.unchanged = [session for session in locked if session.id not in acting]
             batch.reminded = self._send_due_reminders(uow, batch.unchanged, now)
             reminded_ids = {session.id for session in batch.reminded}
             batch.unchanged = [

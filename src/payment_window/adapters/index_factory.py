@@ -1,8 +1,14 @@
-"""Choose the window index: Redis when `PW_REDIS_URL` is set, the store's own table otherwise."""
+"""Choose the window index: Redis when `PW_REDIS_URL` is set, the store's own table otherwise.
+
+A Redis Cluster is named by its scheme: `redis+cluster://host:port` (or `rediss+cluster://`),
+any one node being enough to discover the rest. The scheme, rather than asking the server
+(`INFO cluster`), because the factory must not connect: nothing connects before first use.
+"""
 
 from __future__ import annotations
 
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.redis_index import RedisWindowIndex
@@ -10,9 +16,19 @@ from payment_window.adapters.sql_index import SqlWindowIndex
 from payment_window.config import Settings
 from payment_window.domain.ports import WindowIndex
 
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
 
 def create_window_index(settings: Settings, engine: AsyncEngine) -> WindowIndex:
     """The configured index; connects lazily, on its first command."""
+    if settings.redis_url and settings.redis_url.startswith(CLUSTER_SCHEMES):
+        scheme, rest = settings.redis_url.split("+cluster://", 1)
+        cluster = RedisCluster.from_url(
+            f"{scheme}://{rest}", decode_responses=True, max_connections=256
+        )
+        # Every key the index uses carries a hash tag, so each script and pipeline step stays
+        # within one slot: the cluster client routes them like a single server's commands.
+        return RedisWindowIndex(cluster, settings.redis_prefix)
     if settings.redis_url:
         # A blocking pool: a burst of concurrent callers waits for a connection instead of failing.
         pool = redis.asyncio.BlockingConnectionPool.from_url(

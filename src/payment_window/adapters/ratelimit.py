@@ -9,20 +9,20 @@ from __future__ import annotations
 import asyncio
 import time
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 # GCRA (generic cell rate algorithm): one key holds the theoretical arrival time of the next
 # call; a call may go now if that is not further ahead than the allowed burst.
 _GCRA = """
 local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now_ms)
-if tat < now_ms then tat = now_ms end
-local wait = tat - now_ms - burst
+local tat = tonumber(redis.call('GET', KEYS[1]) or now_us)
+if tat < now_us then tat = now_us end
+local wait = tat - now_us - burst
 if wait > 0 then return wait end
-redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil(tat + interval - now_ms + 1000))
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil((tat + interval - now_us) / 1000) + 1000)
 return 0
 """
 
@@ -47,17 +47,20 @@ class LocalRateLimiter:
 class RedisRateLimiter:
     """One budget in Redis for every worker, judged by Redis's clock."""
 
-    def __init__(self, client: Redis, key: str, per_second: float, burst: int = 1) -> None:
+    def __init__(
+        self, client: Redis | RedisCluster, key: str, per_second: float, burst: int = 1
+    ) -> None:
         self._script = client.register_script(_GCRA)
         self._key = key
-        self._interval_ms = max(1, round(1000 / per_second))
-        self._burst_ms = (burst - 1) * self._interval_ms
+        # Microseconds, so budgets above 1,000 calls/s keep their meaning.
+        self._interval_us = max(1, round(1_000_000 / per_second))
+        self._burst_us = (burst - 1) * self._interval_us
 
     async def acquire(self) -> None:
         while True:
-            wait_ms = int(
-                await self._script(keys=[self._key], args=[self._interval_ms, self._burst_ms])
+            wait_us = int(
+                await self._script(keys=[self._key], args=[self._interval_us, self._burst_us])
             )
-            if wait_ms <= 0:
+            if wait_us <= 0:
                 return
-            await asyncio.sleep(wait_ms / 1000)
+            await asyncio.sleep(wait_us / 1_000_000)

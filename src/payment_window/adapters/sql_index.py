@@ -9,6 +9,7 @@ clock serves and one conditional UPDATE is atomic enough.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -155,6 +156,11 @@ class SqlWindowIndex:
         except TimeoutError:
             return
         self._woken.clear()
+
+    async def settle_many(self, sessions: Sequence[PaymentSession]) -> None:
+        for session in sessions:
+            await self.put(session)
+            await self.release(session.id)
 
     async def needs_rebuild(self) -> bool:
         return False  # the store is the index: there is nothing to lose

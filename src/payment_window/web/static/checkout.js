@@ -109,6 +109,17 @@ function showPageError(text) {
   stop();
 }
 
+// aria-disabled rather than disabled once the page runs: disabling the focused button at zero
+// would drop a keyboard or screen-reader user's focus to the top of the page.
+function setPayable(payable) {
+  el.pay.disabled = false;
+  el.pay.setAttribute('aria-disabled', String(!payable));
+}
+
+function mayPay() {
+  return !el.pay.disabled && el.pay.getAttribute('aria-disabled') !== 'true';
+}
+
 function paint(state) {
   if (state.status != null && el.countdown.textContent !== state.text) el.countdown.textContent = state.text;
   if (document.title !== state.title) document.title = state.title;
@@ -122,7 +133,7 @@ function paint(state) {
   if (amount != null && currency) el.amount.textContent = formatAmount(amount, currency, locale);
   el.warning.hidden = !state.warning;
   el.connection.hidden = !state.approximate;
-  el.pay.disabled = state.closed || state.status !== 'open' || !state.checkoutUrl;
+  setPayable(!state.closed && state.status === 'open' && Boolean(state.checkoutUrl));
   if (state.checkoutUrl) el.pay.dataset.checkoutUrl = state.checkoutUrl;
   root.dataset.state = state.status === 'paid' ? 'paid' : state.closed ? 'closed' : state.warning ? 'warning' : 'open';
   if (state.announce) announce(state.announce);
@@ -252,7 +263,7 @@ async function setUpOverride(state) {
 function wireLifecycle() {
   el.pay.addEventListener('click', () => {
     const url = timer.state?.checkoutUrl;
-    if (url && !el.pay.disabled) location.assign(url);
+    if (url && mayPay()) location.assign(url);
   });
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible' && !stopped) apply(timer.dispatch({ type: 'visible', ...clock() }));

@@ -1,0 +1,198 @@
+"""Status reads under load: `GET /payments/checkout/{id}/status` against `GET /healthz`.
+
+One uvicorn process (PW_REDIS_URL set, so status is served from the Redis index) and `wrk` in a
+separate process: 64 connections, one thread, the buyer's bearer token, session ids rotated over
+1,000 seeded windows by a small Lua script. wrk is closed-loop (each connection waits for its
+answer), which is the "open-loop-ish" compromise: it needs `apt-get install -y wrk` (Debian); the
+benchmark says so and stops when wrk is missing. It is not part of `make test`.
+
+That status reads never touch PostgreSQL is checked on the benchmark's own schema: the scan
+counters of `payment_sessions` (pg_stat_user_tables) do not move during the status run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    PYTHON,
+    Processes,
+    bench_settings,
+    free_port,
+    pg_schema,
+    progress,
+    run,
+    seed_windows,
+    settings_env,
+    start_devstripe,
+    start_redis,
+    wait_until,
+    write_result,
+)
+from pydantic import SecretStr
+from sqlalchemy import text
+
+from payment_window.api.auth import mint_token
+from payment_window.bootstrap import bootstrap
+
+CONNECTIONS = 64
+SECONDS = int(os.environ.get("BENCH_STATUS_SECONDS", "10"))
+WINDOWS = 1000
+TARGET_RATIO = 0.7
+TARGET_P99_MS = 25.0
+
+LUA = """
+local ids = {%s}
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/payments/checkout/" .. ids[(n %% #ids) + 1] .. "/status")
+end
+"""
+
+
+def wrk(url: str, token: str, script: Path | None) -> dict[str, Any]:
+    argv = [
+        "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "--timeout", "5s",
+        "-H", f"Authorization: Bearer {token}",
+    ]  # fmt: skip
+    if script is not None:
+        argv += ["-s", str(script)]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=SECONDS + 60)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    text_out = out.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text_out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", text_out)
+    p50 = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", text_out)
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text_out)
+    return {
+        "requests_per_second": rps,
+        "p50_ms": _ms(p50),
+        "p99_ms": _ms(p99),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "raw": text_out,
+    }
+
+
+def _ms(match: re.Match[str] | None) -> float:
+    if match is None:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return {"us": value / 1000, "ms": value, "s": value * 1000}[unit]
+
+
+async def table_reads(container: Any) -> int:
+    async with container.engine.connect() as connection:
+        await connection.execute(text("SELECT pg_stat_clear_snapshot()"))
+        return int(
+            await connection.scalar(
+                text(
+                    "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables"
+                    " WHERE relname = 'payment_sessions' AND schemaname = current_schema()"
+                )
+            )
+        )
+
+
+async def main() -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        sys.exit("status_load needs wrk: apt-get install -y wrk (Debian), then run it again")
+    logs = Path(tempfile.mkdtemp(prefix="bench-status-"))
+    with Processes(logs) as processes:
+        progress(f"status_load: {CONNECTIONS} connections, {SECONDS} s each; logs in {logs}")
+        stripe_url = start_devstripe(processes)
+        redis_url, _ = start_redis(processes)
+        async with pg_schema("bench_status") as schema:
+            settings = bench_settings(
+                schema, redis_url, stripe_url, jwt_secret=SecretStr("bench-secret-" + "x" * 32)
+            )
+            container = await bootstrap(settings)
+            try:
+                sessions = await seed_windows(
+                    container,
+                    stripe_url,
+                    WINDOWS,
+                    first_deadline=datetime.now(UTC) + timedelta(hours=1),
+                    buyer_id="by_bench",
+                )
+                await container.index.mark_rebuilt()
+                port = free_port()
+                processes.start(
+                    "uvicorn",
+                    [
+                        PYTHON, "-m", "uvicorn", "payment_window.api.app:create_app", "--factory",
+                        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                        "--no-access-log", "--http", "httptools", "--loop", "uvloop",
+                    ],
+                    env=settings_env(settings, PW_LOG_JSON="true"),
+                )  # fmt: skip
+                base = f"http://127.0.0.1:{port}"
+                wait_until(
+                    lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200,
+                    "uvicorn",
+                    30,
+                )
+                token = mint_token(settings, "by_bench", "buyer")
+                probe = httpx.get(
+                    f"{base}/payments/checkout/{sessions[0].id}/status",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert probe.status_code == 200, probe.text
+                script = logs / "status.lua"
+                script.write_text(LUA % ", ".join(json.dumps(s.id) for s in sessions))
+                wrk(f"{base}/healthz", token, None)  # warm-up
+                progress("  healthz")
+                health = wrk(f"{base}/healthz", token, None)
+                before = await table_reads(container)
+                progress("  status")
+                status = wrk(base, token, script)
+                time.sleep(1.5)  # PostgreSQL flushes table statistics about once a second
+                after = await table_reads(container)
+            finally:
+                await container.close()
+    ratio = status["requests_per_second"] / health["requests_per_second"]
+    result = {
+        "connections": CONNECTIONS,
+        "seconds_each": SECONDS,
+        "baseline": {k: v for k, v in health.items() if k != "raw"},
+        "status": {k: v for k, v in status.items() if k != "raw"},
+        "ratio": round(ratio, 3),
+        "postgres_reads_during_status_run": after - before,
+        "target": f">= {TARGET_RATIO}x healthz requests/s, status p99 <= {TARGET_P99_MS} ms",
+        "met": ratio >= TARGET_RATIO
+        and status["p99_ms"] <= TARGET_P99_MS
+        and status["non_2xx"] == 0
+        and after == before,
+        "how": "wrk -t1 -c64 (closed loop) in its own process; one uvicorn process "
+        "(httptools, uvloop) with PW_REDIS_URL; 1,000 windows rotated",
+        "load_average": os.getloadavg(),
+    }
+    print(f"ratio (status / healthz requests/s): {ratio:.3f}")
+    for name, figures in (("healthz", health), ("status", status)):
+        print(
+            f"{name:8} {figures['requests_per_second']:8.0f} req/s  p50={figures['p50_ms']:.2f} ms"
+            f"  p99={figures['p99_ms']:.2f} ms  non-2xx={figures['non_2xx']}"
+        )
+    print(f"payment_sessions scans during the status run: {after - before} (must be 0)")
+    print(f"target: {result['target']}: {'met' if result['met'] else 'MISSED'}")
+    write_result("status_load", result)
+    return result
+
+
+if __name__ == "__main__":
+    run(main())

@@ -1,0 +1,222 @@
+"""Helpers for the browser tests: the HTTP API as a test drives it, and the checkout page."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from playwright.sync_api import Locator, Page, Request, Route, expect
+
+from payment_window.api.auth import mint_token
+from payment_window.config import Settings
+
+STATUS_PATH = re.compile(r"/payments/checkout/[^/]+/status$")
+
+
+def iso(moment: datetime | float) -> str:
+    """An ISO 8601 UTC time with `Z`, from a datetime or epoch milliseconds."""
+    if not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment / 1000, UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass
+class Api:
+    """The real HTTP API, called the way the marketplace and the operators call it."""
+
+    client: httpx.Client
+    settings: Settings
+
+    @property
+    def base_url(self) -> str:
+        return str(self.client.base_url).rstrip("/")
+
+    def token(self, role: str, sub: str | None = None, maker_id: str | None = None) -> str:
+        return mint_token(self.settings, sub or f"{role}-1", role, maker_id=maker_id)
+
+    def auth(
+        self, role: str, sub: str | None = None, maker_id: str | None = None
+    ) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, sub, maker_id)}"}
+
+    def open_window(self, **fields: Any) -> dict[str, Any]:
+        """A new window for a fresh auction, opened with a service token; its status body."""
+        body = {
+            "auctionId": f"auc-{uuid.uuid4().hex[:8]}",
+            "makerId": "maker-1",
+            "buyerId": "buyer-1",
+            "amount": 12_500,
+            "currency": "eur",
+            **fields,
+        }
+        response = self.client.post(
+            "/payments/checkout", json=body, headers=self.auth("service", "marketplace")
+        )
+        assert response.status_code == 201, response.text
+        opened: dict[str, Any] = response.json()
+        return opened
+
+    def status(self, session_id: str) -> dict[str, Any]:
+        response = self.client.get(
+            f"/payments/checkout/{session_id}/status", headers=self.auth("admin")
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def set_policy(
+        self, maker_id: str, *, max_minutes: int = 1440, makers_may_override: bool = True
+    ) -> None:
+        response = self.client.put(
+            f"/makers/{maker_id}/policy",
+            json={
+                "maxExtensionMinutes": max_minutes,
+                "makersMayOverride": makers_may_override,
+                "onExpiry": "relist",
+            },
+            headers=self.auth("admin"),
+        )
+        assert response.status_code == 200, response.text
+
+    def override(self, session_id: str, **body: Any) -> httpx.Response:
+        return self.client.post(
+            f"/payments/window/{session_id}/override", json=body, headers=self.auth("admin")
+        )
+
+
+@dataclass
+class StatusRoute:
+    """Answers the page's status requests from the real server, with a server clock of our own.
+
+    `follow_device`: the server's "now" is the browser's `Date.now()` at the moment the request
+    is answered (plus `server_ahead`), so a faked browser clock and the server agree however far
+    a test fast-forwards. Otherwise the server's "now" is real time plus `server_ahead`.
+    `expires_at` replaces the real deadline, for deadlines the API would refuse (January, July).
+    """
+
+    page: Page
+    follow_device: bool = False
+    server_ahead: timedelta = timedelta(0)
+    expires_at: datetime | None = None
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    def install(self) -> StatusRoute:
+        self.page.route(STATUS_PATH, self._answer)
+        return self
+
+    def _answer(self, route: Route) -> None:
+        response = route.fetch()
+        if response.status != 200:
+            route.fulfill(response=response)
+            return
+        body = response.json()
+        now_ms = self.page.evaluate("Date.now()") if self.follow_device else time.time() * 1000
+        server_now = datetime.fromtimestamp(now_ms / 1000, UTC) + self.server_ahead
+        if self.expires_at is not None:
+            body["expiresAt"] = iso(self.expires_at)
+        body["serverTime"] = iso(server_now)
+        left = (parse_iso(body["expiresAt"]) - server_now).total_seconds()
+        body["remainingTime"] = max(0, int(left))
+        self.bodies.append(body)
+        route.fulfill(response=response, json=body)
+
+
+class CheckoutPage:
+    """The checkout page in one browser context, by the element ids the page promises."""
+
+    def __init__(self, page: Page, api: Api) -> None:
+        self.page = page
+        self.api = api
+        self.status_requests: list[str] = []
+        self.status_done = 0
+        page.on("request", self._count)
+        page.on("requestfinished", self._done)
+        page.on("requestfailed", self._done)
+
+    def _count(self, request: Request) -> None:
+        if STATUS_PATH.search(request.url.split("?")[0]):
+            self.status_requests.append(request.url)
+
+    def _done(self, request: Request) -> None:
+        if STATUS_PATH.search(request.url.split("?")[0]):
+            self.status_done += 1
+
+    def url_for(self, session_id: str) -> str:
+        return f"{self.api.base_url}/checkout/{session_id}"
+
+    def open(
+        self,
+        session_id: str,
+        role: str = "buyer",
+        sub: str | None = None,
+        maker_id: str | None = None,
+    ) -> CheckoutPage:
+        """Navigate with the viewer's token in the fragment; wait for the start-up round trips.
+
+        The page takes START_SAMPLES (3) status samples one after another; a test that changes
+        the window or the clocks while one is still in flight would race it.
+        """
+        token = self.api.token(role, sub, maker_id)
+        self.page.goto(f"{self.url_for(session_id)}#token={token}")
+        expect(self.main).not_to_have_attribute("data-state", "loading")
+        self.wait_for_status_requests(3)
+        deadline = time.monotonic() + 5
+        while self.status_done < 3:
+            assert time.monotonic() < deadline, "the start-up status requests never finished"
+            self.page.wait_for_timeout(20)
+        self.page.wait_for_timeout(50)  # their promise chains
+        return self
+
+    def route_status(self, **options: Any) -> StatusRoute:
+        return StatusRoute(self.page, **options).install()
+
+    def wait_for_status_requests(self, count: int, timeout_s: float = 5) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.status_requests) < count:
+            assert time.monotonic() < deadline, (
+                f"expected {count} status requests, saw {len(self.status_requests)}"
+            )
+            self.page.wait_for_timeout(25)
+
+    @property
+    def main(self) -> Locator:
+        return self.page.locator("#checkout")
+
+    @property
+    def countdown(self) -> Locator:
+        return self.page.locator("#countdown")
+
+    @property
+    def pay_by(self) -> Locator:
+        return self.page.locator("#pay-by")
+
+    @property
+    def announcer(self) -> Locator:
+        return self.page.locator("#announcer")
+
+    @property
+    def pay_button(self) -> Locator:
+        return self.page.locator("#pay-button")
+
+    def seconds_left(self) -> int:
+        """The countdown read back in seconds (minute precision an hour or more out)."""
+        return parse_countdown(self.countdown.inner_text())
+
+
+_UNITS = {"hr": 3600, "hrs": 3600, "min": 60, "mins": 60, "sec": 1, "secs": 1}
+
+
+def parse_countdown(text: str) -> int:
+    """Seconds in "1 hr 5 mins" (3900), "42 mins 7 secs" (2527), "9 secs" (9), en-GB or en-US."""
+    parts = re.findall(r"(\d+)\s*(hrs?|mins?|secs?)\b", text)
+    assert parts, f"not a countdown: {text!r}"
+    return sum(int(count) * _UNITS[name] for count, name in parts)
