@@ -139,4 +139,3 @@ def audit_table(trail: Sequence[AuditRecord]) -> list[str]:
         for record in trail
     ]
     return aligned(AUDIT_COLUMNS, rows)
-

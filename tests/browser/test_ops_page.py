@@ -104,20 +104,14 @@ def test_the_page_shows_the_summary_and_every_window(ops_page: Page, api: Api) -
     expect(ops_page.locator("#open-count")).to_have_text(str(summary["openCount"]))
     expect(ops_page.locator("#due-within-hour")).to_have_text(str(summary["dueWithinHour"]))
     expect(ops_page.locator("#overdue-count")).to_have_text(str(summary["overdueCount"]))
-    expect(ops_page.locator("#undelivered-outbox")).to_have_text(
-        str(summary["undeliveredOutbox"])
-    )
+    expect(ops_page.locator("#undelivered-outbox")).to_have_text(str(summary["undeliveredOutbox"]))
     expect(ops_page.locator("#server-time")).not_to_have_text("…")
     soon, later = (_row(ops_page, sid) for sid in mine)
     expect(soon.locator("td.maker")).to_have_text(f"{run}-maker")
     expect(soon.locator("td.status")).to_have_text("open")
-    expect(soon.locator("td.time-left")).to_have_text(
-        re.compile(r"^44 mins? \d+ secs?$")
-    )
+    expect(soon.locator("td.time-left")).to_have_text(re.compile(r"^44 mins? \d+ secs?$"))
     expect(soon).to_have_attribute("data-mood", "soon")
-    expect(later.locator("td.time-left")).to_have_text(
-        re.compile(r"^3 hrs 1[89] mins?$")
-    )
+    expect(later.locator("td.time-left")).to_have_text(re.compile(r"^3 hrs 1[89] mins?$"))
     # Live: the seconds count down without a reload.
     first = soon.locator("td.time-left").inner_text()
     expect(soon.locator("td.time-left")).not_to_have_text(first)

@@ -22,7 +22,9 @@ async def background_worker(container: Container) -> AsyncIterator[None]:
     """Run the expiry worker until the app shuts down; a pass in flight may finish first."""
     task = expiry_task(container)
     worker = Worker(
-        task, container.index, max_sleep_seconds=container.settings.worker_max_sleep_seconds,
+        task,
+        container.index,
+        max_sleep_seconds=container.settings.worker_max_sleep_seconds,
         metrics=container.metrics,
         windows=container.windows,
     )
