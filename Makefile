@@ -44,10 +44,13 @@ lint: install
 
 # One shell for the whole run: test-services.sh may start private servers, and stops
 # them when this shell exits. pytest's exit 5 (no test ran) fails the target like any other.
+# The browser tests run in a pytest of their own: Playwright's sync API keeps an event loop
+# running in the main thread, which the asyncio tests must not find there.
 test: install system-deps lint .venv-checkov/bin/checkov
-	source scripts/test-services.sh; \
-	if compgen -G 'tests/js/*.test.mjs' >/dev/null; then node --test --test-reporter=spec tests/js/; fi; \
-	$(BIN)/pytest
+	source scripts/test-services.sh && \
+	if compgen -G 'tests/js/*.test.mjs' >/dev/null; then node --test --test-reporter=spec tests/js/; fi && \
+	$(BIN)/pytest --ignore=tests/browser && \
+	$(BIN)/pytest tests/browser
 
 fmt: install
 	$(BIN)/ruff format src tests
