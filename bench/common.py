@@ -214,26 +214,7 @@ def bench_settings(
 
 
 def _create_schema(settings: Settings) -> None:
-    from alembic.util.exc import CommandError
-
-    try:
-        migrate(settings)
-    except CommandError as error:
-        # Migrations mid-edit (say two heads): the tables as the code declares them will do.
-        progress(f"alembic refused ({error}); creating tables from the code's metadata")
-        asyncio.run(_create_from_metadata(settings))
-
-
-async def _create_from_metadata(settings: Settings) -> None:
-    from payment_window.adapters.store import create_engine
-    from payment_window.adapters.tables import metadata
-
-    engine = create_engine(settings)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
-    finally:
-        await engine.dispose()
+    migrate(settings)
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -348,6 +329,8 @@ def fill_index(redis_url: str, prefix: str, sessions: Sequence[PaymentSession]) 
             pipe.zadd(due_key(prefix), {session.id: to_ms(session.expires_at)})
             if number % 2000 == 0:
                 pipe.execute()
+        # As a deployed index has it: built once, so workers do not start by rebuilding it.
+        pipe.set(f"{due_key(prefix)}:built", "1")
         pipe.execute()
     finally:
         client.close()

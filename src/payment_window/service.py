@@ -434,8 +434,9 @@ class PaymentWindows:
             attempts = await uow.sessions.record_expiry_failures(failures)
             await uow.commit()
         batch.failed = [(sid, error, attempts.get(sid, 1)) for sid, error in failures]
+        # The expiry task settles the whole batch in the index at once afterwards.
         for session in batch.changed:
-            await self._closed(session)
+            await self._closed(session, reindex=False)
         for session in batch.rotated:
             await self._after_change(session, "rotated")
         return batch
@@ -528,7 +529,7 @@ class PaymentWindows:
         kind = error.kind if isinstance(error, PaymentProviderUnavailable) else "other"
         self._metrics.increment("payments.window.stripe_errors", tags=[f"kind:{kind}"])
 
-    async def _closed(self, session: PaymentSession) -> PaymentSession:
+    async def _closed(self, session: PaymentSession, *, reindex: bool = True) -> PaymentSession:
         """Announce a committed close (or a payment discovered while closing)."""
         if session.status is Status.EXPIRED:
             tags = [f"reason:{session.reason}"]
@@ -541,9 +542,9 @@ class PaymentWindows:
                 if session.reason in (CloseReason.ADMIN_TERMINATED, CloseReason.MAKER_TERMINATED)
                 else "expired"
             )
-            await self._after_change(session, event)
+            await self._after_change(session, event, reindex=reindex)
         else:
-            await self._after_change(session, session.status.value)
+            await self._after_change(session, session.status.value, reindex=reindex)
         log.info(
             "payment_window_closed",
             session_id=session.id,
@@ -591,8 +592,12 @@ class PaymentWindows:
             raise WindowNotOpen(session.id, session.status.value)
         return session, policy
 
-    async def _after_change(self, session: PaymentSession, event: str) -> None:
-        await self.index.put(session)
+    async def _after_change(
+        self, session: PaymentSession, event: str, *, reindex: bool = True
+    ) -> None:
+        """Tell the index (unless the caller settles it in bulk) and live viewers."""
+        if reindex:
+            await self.index.put(session)
         if event in ("extended", "rotated"):
             await self.index.wake()
         await self._changes.publish(

@@ -7,7 +7,7 @@ messages; it rolls back unless committed.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -34,6 +34,7 @@ from payment_window.domain.policy import ExtensionPolicy, OnExpiry
 from payment_window.domain.session import PaymentSession, Status
 
 _SESSION_FIELDS = [f.name for f in fields(PaymentSession)]
+_AUDIT_FIELDS = [f.name for f in fields(AuditEntry)]
 UNSETTLED = (Status.OPEN.value, Status.AWAITING_PAYMENT_CONFIRMATION.value)
 
 
@@ -71,14 +72,15 @@ def session_from_row(row: Row[Any]) -> PaymentSession:
 
 
 def session_values(session: PaymentSession) -> dict[str, Any]:
-    values = asdict(session)
+    # Shallow on purpose: `asdict` deep-copies every value, a measurable cost per closed window.
+    values = {name: getattr(session, name) for name in _SESSION_FIELDS}
     values["status"] = session.status.value
     values["reminders_sent"] = list(session.reminders_sent)
     return values
 
 
 def audit_values(entry: AuditEntry) -> dict[str, Any]:
-    return asdict(entry)
+    return {name: getattr(entry, name) for name in _AUDIT_FIELDS}
 
 
 def outbox_values(message: OutboxMessage, session_id: str | None, now: datetime) -> dict[str, Any]:

@@ -87,6 +87,9 @@ def actor_from_claims(claims: dict[str, Any]) -> Actor:
     )
 
 
+VERIFIED_TOKENS_KEPT = 10_000
+
+
 class TokenVerifier:
     """Verifies bearer tokens with the one configured algorithm and key."""
 
@@ -95,6 +98,7 @@ class TokenVerifier:
         self._secret: str | None = None
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
+        self._verified: dict[str, tuple[Actor, float]] = {}
         if settings.jwt_jwks_url:
             self.algorithm = "RS256"
             # Constructing the client fetches nothing; keys are fetched on first use and cached.
@@ -111,6 +115,25 @@ class TokenVerifier:
                 )
 
     async def verify(self, token: str) -> Actor:
+        """The token's actor; a token already verified is only checked for expiry again.
+
+        A checkout page polls with one token for hours: verifying its signature once, not on
+        every status read, takes the JWT work off the hot path. Nothing else about a token can
+        change while this process runs (the key changes only with a restart).
+        """
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            actor, expires = remembered
+            if time.time() < expires:
+                return actor
+            del self._verified[token]
+        actor, expires = await self._verify(token)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = (actor, expires)
+        return actor
+
+    async def _verify(self, token: str) -> tuple[Actor, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -135,7 +158,7 @@ class TokenVerifier:
             raise Unauthorized(f"the token lacks the {missing.claim} claim") from None
         except jwt.PyJWTError:
             raise Unauthorized("the token could not be verified") from None
-        return actor_from_claims(claims)
+        return actor_from_claims(claims), float(claims["exp"])
 
     @staticmethod
     async def _signing_key(client: jwt.PyJWKClient, token: str) -> Any:
