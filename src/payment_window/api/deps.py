@@ -36,12 +36,16 @@ async def get_clock(request: Request) -> Clock:
     return clock
 
 
-async def bound_session_id(session_id: Annotated[str, Path(alias="sessionId")]) -> str:
+def checked_session_id(session_id: str) -> str:
     """The path's session id; one that cannot exist is simply not found (no store round trip)."""
     if len(session_id) > 128 or not _SESSION_ID.fullmatch(session_id):
         raise SessionNotFound(session_id)
     structlog.contextvars.bind_contextvars(session_id=session_id)
     return session_id
+
+
+async def bound_session_id(session_id: Annotated[str, Path(alias="sessionId")]) -> str:
+    return checked_session_id(session_id)
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
