@@ -5,6 +5,7 @@ import { formatAmount } from './format.js';
 import { mayOverride, mountOverride } from './override.js';
 import { subscribe } from './sse.js';
 import { createTimer } from './timer.js';
+import { takeToken } from './token.js';
 
 const START_SAMPLES = 3; // round trips at start, so the lowest-RTT offset has a choice
 const RESYNC_GAP_MS = 2_000; // resync requests closer together than this are one request
@@ -45,30 +46,6 @@ function pickLocale(pageLanguage = document.documentElement.lang || 'en') {
   return pageLanguage;
 }
 
-// The fragment keeps the token out of server logs and Referer headers; taking it out of the
-// address bar keeps it out of history. sessionStorage lets a reload in the same tab still work.
-function takeToken() {
-  const key = `payment-window-token:${sessionId}`;
-  const params = new URLSearchParams(location.hash.slice(1));
-  const fromUrl = params.get('token');
-  if (fromUrl) {
-    params.delete('token');
-    const rest = params.toString();
-    history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
-    try {
-      sessionStorage.setItem(key, fromUrl);
-    } catch {
-      // Storage disabled: the token still works until the page is left.
-    }
-    return fromUrl;
-  }
-  try {
-    return sessionStorage.getItem(key);
-  } catch {
-    return null;
-  }
-}
-
 // Display only: the server verifies the token on every request.
 function readClaims(jwt) {
   try {
@@ -83,7 +60,7 @@ function readClaims(jwt) {
 const locale = pickLocale();
 const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
 const timer = createTimer({ locale, timeZone });
-const token = takeToken();
+const token = takeToken(`payment-window-token:${sessionId}`);
 const claims = token ? readClaims(token) : {};
 const clock = () => ({ now: Date.now(), mono: performance.now() });
 

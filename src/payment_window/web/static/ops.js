@@ -5,6 +5,7 @@
 import { formatRemaining } from './format.js';
 import { mountOverride } from './override.js';
 import { createTimer } from './timer.js';
+import { takeToken } from './token.js';
 
 const PAGE_SIZE = 100;
 const STATUS_ORDER = ['open', 'awaiting_payment_confirmation', 'paid', 'expired'];
@@ -43,30 +44,7 @@ let stopped = false;
 let tickHandle = null;
 const serverClock = createTimer({ locale, timeZone }); // the summary's own drift-corrected clock
 
-// The fragment keeps the token out of logs and Referer headers; sessionStorage survives a reload.
-function takeToken() {
-  const key = 'payment-window-token:ops';
-  const params = new URLSearchParams(location.hash.slice(1));
-  const fromUrl = params.get('token');
-  if (fromUrl) {
-    params.delete('token');
-    const rest = params.toString();
-    history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
-    try {
-      sessionStorage.setItem(key, fromUrl);
-    } catch {
-      // Storage disabled: the token still works until the page is left.
-    }
-    return fromUrl;
-  }
-  try {
-    return sessionStorage.getItem(key);
-  } catch {
-    return null;
-  }
-}
-
-const token = takeToken();
+const token = takeToken('payment-window-token:ops');
 
 function announce(text) {
   if (el.announcer.textContent === text) el.announcer.textContent = '';
