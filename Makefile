@@ -39,7 +39,7 @@ run: install
 	$(BIN)/payment-window serve --host $(HOST) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy --strict src
 
 # One shell for the whole run: test-services.sh may start private servers, and stops

@@ -60,7 +60,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[rank]
 
 
@@ -163,9 +163,7 @@ def start_devstripe(processes: Processes, http: str = "httptools") -> str:
         ],
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    wait_until(
-        lambda: httpx.get(f"{url}/_test/health", timeout=1).status_code == 200, "devstripe"
-    )
+    wait_until(lambda: httpx.get(f"{url}/_test/health", timeout=1).status_code == 200, "devstripe")
     return url
 
 
@@ -218,18 +216,9 @@ def _create_schema(settings: Settings) -> None:
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment that gives a child process these settings."""
+    """This process's environment, with its own PW_ variables replaced by `settings`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PW_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if isinstance(value, list):
-            value = ",".join(str(item) for item in value)
-        env[f"PW_{name.upper()}"] = str(value.value if hasattr(value, "value") else value)
-    env.update(extra)
-    return env
+    return {**env, **settings.as_environment(), **extra}
 
 
 async def seed_windows(
@@ -351,5 +340,6 @@ async def open_count(container: Container) -> int:
 
 
 def wait_for_log(path: Path, needle: str, timeout: float = 30.0) -> None:
-    wait_until(lambda: needle in path.read_text(errors="replace"), f"{needle!r} in {path.name}",
-               timeout)
+    wait_until(
+        lambda: needle in path.read_text(errors="replace"), f"{needle!r} in {path.name}", timeout
+    )

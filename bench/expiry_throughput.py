@@ -168,12 +168,12 @@ async def with_workers(
             for process in started_workers:
                 processes.stop(process)
             async with container.engine.connect() as connection:
-                last = await connection.scalar(
-                    text("SELECT max(expired_at) FROM payment_sessions")
-                )
+                last = await connection.scalar(text("SELECT max(expired_at) FROM payment_sessions"))
                 audits = await connection.scalar(
-                    text("SELECT count(DISTINCT session_id) = count(*) AND count(*) = :n "
-                         "FROM audit_log"),
+                    text(
+                        "SELECT count(DISTINCT session_id) = count(*) AND count(*) = :n "
+                        "FROM audit_log"
+                    ),
                     {"n": WINDOWS},
                 )
                 events = await connection.scalar(text("SELECT count(*) FROM outbox"))

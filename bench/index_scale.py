@@ -66,10 +66,26 @@ def write_windows(port: int, start: int, stop: int) -> None:
                 pieces += [f"u{piece}", url[at : at + URL_PIECE]]
             chunk.append(
                 _resp(
-                    "HSET", key, "v", 1, "e", due, "s", "open",
-                    "a", f"auc_{number}", "m", f"mk_{number % 5000}", "b", f"by_{number}",
-                    "n", 1000 + number % 9000, "c", "eur", *pieces,
-                )  # fmt: skip
+                    "HSET",
+                    key,
+                    "v",
+                    1,
+                    "e",
+                    due,
+                    "s",
+                    "open",
+                    "a",
+                    f"auc_{number}",
+                    "m",
+                    f"mk_{number % 5000}",
+                    "b",
+                    f"by_{number}",
+                    "n",
+                    1000 + number % 9000,
+                    "c",
+                    "eur",
+                    *pieces,
+                )
             )
             chunk.append(_resp("PEXPIREAT", key, due + 7 * 86_400_000 + 3_600_000))
             chunk.append(_resp("ZADD", due_key(""), due, session_id))

@@ -2,7 +2,7 @@
 
 Windows fall due at 100 per second — for 25 s here, not a whole minute, to keep the run short —
 and 2 `payment-window worker` processes close them (PostgreSQL, a private Redis, the local Stripe
-server as its own process). Lateness is `expired_at − expires_at` from the store.
+server as its own process). Lateness is `expired_at - expires_at` from the store.
 
 Baseline, the EventBridge-only design (a pass once a minute), is computed analytically from the
 same deadlines: each window waits for the next whole-minute tick, plus the measured duration of
@@ -62,7 +62,8 @@ async def worker_lateness(processes: Processes, redis_url: str, stripe_url: str)
             await container.index.mark_rebuilt()
             env = settings_env(settings)
             for number in range(WORKERS):
-                processes.start(f"lateness-worker-{number}", [PYTHON, "-m", "payment_window", "worker"], env=env)
+                command = [PYTHON, "-m", "payment_window", "worker"]
+                processes.start(f"lateness-worker-{number}", command, env=env)
             for number in range(WORKERS):
                 wait_for_log(processes.logs / f"lateness-worker-{number}.log", "worker_started")
             first = datetime.now(UTC) + timedelta(seconds=6)
@@ -83,8 +84,10 @@ async def worker_lateness(processes: Processes, redis_url: str, stripe_url: str)
                 await asyncio.sleep(2)
             async with container.engine.connect() as connection:
                 rows = await connection.execute(
-                    text("SELECT EXTRACT(EPOCH FROM expired_at - expires_at), "
-                         "EXTRACT(EPOCH FROM expires_at) FROM payment_sessions")
+                    text(
+                        "SELECT EXTRACT(EPOCH FROM expired_at - expires_at), "
+                        "EXTRACT(EPOCH FROM expires_at) FROM payment_sessions"
+                    )
                 )
                 pairs = [(float(late), float(due)) for late, due in rows]
         finally:
@@ -98,7 +101,7 @@ DEADLINES: list[float] = []
 
 
 async def pass_duration(processes: Processes, redis_url: str, stripe_url: str) -> float:
-    """Wall time of one `payment-window expire-due` process over RATE × SECONDS due windows."""
+    """Wall time of one `payment-window expire-due` process over RATE * SECONDS due windows."""
     count = RATE * SECONDS
     async with pg_schema("bench_pass") as schema:
         settings = bench_settings(schema, redis_url, stripe_url, redis_prefix="pass:")
@@ -172,7 +175,8 @@ async def main() -> dict[str, Any]:
         f"once a minute: p50={batch[50]:.1f}s p99={batch[99]:.1f}s max={batch[100]:.1f}s "
         f"(analytic ticks + measured expire-due pass of {pass_seconds:.1f} s)"
     )
-    print(f"target p99 <= {TARGET_P99} s, >= {TARGET_RATIO:.0f}x: {'met' if result['met'] else 'MISSED'}")
+    verdict = "met" if result["met"] else "MISSED"
+    print(f"target p99 <= {TARGET_P99} s, >= {TARGET_RATIO:.0f}x: {verdict}")
     write_result("lateness", result)
     return result
 

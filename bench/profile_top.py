@@ -13,7 +13,9 @@ def main(path: str, top: int = 30) -> None:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
-    for line in open(path):
+    with open(path) as stacks:
+        lines = stacks.readlines()
+    for line in lines:
         match = PATTERN.match(line.rstrip("\n"))
         if not match:
             continue

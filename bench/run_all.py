@@ -30,9 +30,7 @@ def measured(name: str, r: dict) -> str:  # type: ignore[type-arg]
             f"once a minute p99 {m['p99']:.1f} s ({r['windows']} windows, {r['shortened']})"
         )
     if name == "expiry_throughput":
-        runs = ", ".join(
-            f"{x['workers']}w {x['windows_per_second']:.0f}/s" for x in r["runs"]
-        )
+        runs = ", ".join(f"{x['workers']}w {x['windows_per_second']:.0f}/s" for x in r["runs"])
         calls = sorted({x["stripe_expire_calls_per_window"] for x in r["runs"]})
         return (
             f"{runs}; set-based floor {r['baseline']['windows_per_second']:.0f}/s; "
@@ -71,8 +69,10 @@ def table(results: dict[str, dict | None]) -> str:  # type: ignore[type-arg]
     for name in BENCHMARKS:
         r = results.get(name)
         if r is None:
-            lines.append(f"| {name} | — | did not finish (see the run's output) | — | missed | — | "
-                         f"{datetime.now(UTC):%Y-%m-%d} |")
+            lines.append(
+                f"| {name} | — | did not finish (see the run's output) | — | missed | — | "
+                f"{datetime.now(UTC):%Y-%m-%d} |"
+            )
             continue
         how = r.get("how") or r.get("once_a_minute_method", "")
         load = r.get("load_average")
@@ -106,8 +106,11 @@ def main() -> int:
         print(f"\n=== [{number}/{len(BENCHMARKS)}] {name} ===", flush=True)
         started = time.monotonic()
         code = subprocess.call([sys.executable, str(HERE / f"{name}.py")], cwd=ROOT, env=os.environ)
-        print(f"=== {name}: {'ok' if code == 0 else f'FAILED ({code})'} in "
-              f"{time.monotonic() - started:.0f} s ===", flush=True)
+        print(
+            f"=== {name}: {'ok' if code == 0 else f'FAILED ({code})'} in "
+            f"{time.monotonic() - started:.0f} s ===",
+            flush=True,
+        )
         if code != 0:
             failed.append(name)
             results[name] = None

@@ -12,6 +12,7 @@ counters of `payment_sessions` (pg_stat_user_tables) do not move during the stat
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -19,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,8 @@ async def main() -> dict[str, Any]:
                     30,
                 )
                 token = mint_token(settings, "by_bench", "buyer")
-                probe = httpx.get(
+                probe = await asyncio.to_thread(
+                    httpx.get,
                     f"{base}/payments/checkout/{sessions[0].id}/status",
                     headers={"Authorization": f"Bearer {token}"},
                 )
@@ -161,7 +162,7 @@ async def main() -> dict[str, Any]:
                 before = await table_reads(container)
                 progress("  status")
                 status = wrk(base, token, script)
-                time.sleep(1.5)  # PostgreSQL flushes table statistics about once a second
+                await asyncio.sleep(1.5)  # PostgreSQL flushes table statistics about once a second
                 after = await table_reads(container)
             finally:
                 await container.close()

@@ -134,6 +134,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"production mode needs {', '.join(missing)}")
         return self
 
+    def as_environment(self) -> dict[str, str]:
+        """The `PW_` variables that give a child process (a worker, a server) these settings."""
+        variables: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, list):
+                value = ",".join(str(item) for item in value)
+            elif isinstance(value, StrEnum):
+                value = value.value
+            variables[f"PW_{name.upper()}"] = str(value)
+        return variables
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")

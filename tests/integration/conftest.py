@@ -95,17 +95,9 @@ async def container(
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process these settings."""
+    """This process's environment, with its own PW_ variables replaced by `settings`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PW_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if isinstance(value, list):
-            value = ",".join(str(item) for item in value)
-        env[f"PW_{name.upper()}"] = str(value.value if hasattr(value, "value") else value)
-    return env
+    return {**env, **settings.as_environment()}
 
 
 @pytest.fixture
