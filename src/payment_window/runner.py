@@ -152,18 +152,25 @@ def with_embedded_stripe(settings: Settings, api_url: str) -> Settings:
 
 
 async def run_worker(settings: Settings) -> None:
-    """Close windows as they fall due until SIGTERM or SIGINT."""
+    """Close windows as they fall due, and relay the outbox, until SIGTERM or SIGINT."""
     async with running(settings) as container:
         task = expiry_task(container)
+        relay_stop = asyncio.Event()
+
+        def stop() -> None:
+            task.stop()
+            relay_stop.set()
+
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, task.stop)
+            loop.add_signal_handler(signum, stop)
         log.info("worker_started", max_sleep_seconds=settings.worker_max_sleep_seconds)
-        await Worker(
+        worker = Worker(
             task,
             container.index,
             max_sleep_seconds=settings.worker_max_sleep_seconds,
             metrics=container.metrics,
             windows=container.windows,
-        ).run()
+        )
+        await asyncio.gather(worker.run(), outbox_relay(container).run(relay_stop))
         log.info("worker_stopped")

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from payment_window.api import sse
 from payment_window.api.auth import TokenVerifier
-from payment_window.api.background import background_worker
+from payment_window.api.background import background_relay, background_worker
 from payment_window.api.errors import install_error_handlers
 from payment_window.api.middleware import RequestContextMiddleware
 from payment_window.api.routes import checkout, events, health, override, page, policy, webhooks
@@ -49,6 +49,7 @@ def create_app(
                 app.state.container = built
             if background:
                 await stack.enter_async_context(background_worker(built))
+                await stack.enter_async_context(background_relay(built))
             yield
 
     app = FastAPI(

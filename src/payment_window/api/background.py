@@ -1,4 +1,4 @@
-"""`serve --background`: the expiry worker inside the API process (the embedded default)."""
+"""`serve`: the expiry worker and the outbox relay inside the API process (embedded default)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import structlog
 
 from payment_window.bootstrap import Container
 from payment_window.expiry import Worker
-from payment_window.runner import expiry_task
+from payment_window.runner import expiry_task, outbox_relay
 
 log = structlog.get_logger(__name__)
 
@@ -39,5 +39,22 @@ async def background_worker(container: Container) -> AsyncIterator[None]:
             await asyncio.wait_for(running, STOP_GRACE_SECONDS)
         except TimeoutError:
             log.warning("background_worker_cancelled", grace_seconds=STOP_GRACE_SECONDS)
+        with suppress(asyncio.CancelledError):
+            await running
+
+
+@asynccontextmanager
+async def background_relay(container: Container) -> AsyncIterator[None]:
+    """Deliver outbox messages until the app shuts down."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(outbox_relay(container).run(stop), name="payment-window-relay")
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(running, STOP_GRACE_SECONDS)
+        except TimeoutError:
+            log.warning("background_relay_cancelled", grace_seconds=STOP_GRACE_SECONDS)
         with suppress(asyncio.CancelledError):
             await running
