@@ -5,7 +5,7 @@ import { formatAmount } from './format.js';
 import { mayOverride, mountOverride } from './override.js';
 import { subscribe } from './sse.js';
 import { createTimer } from './timer.js';
-import { takeToken } from './token.js';
+import { requester, takeToken } from './token.js';
 
 const START_SAMPLES = 3; // round trips at start, so the lowest-RTT offset has a choice
 const RESYNC_GAP_MS = 2_000; // resync requests closer together than this are one request
@@ -61,6 +61,7 @@ const locale = pickLocale();
 const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
 const timer = createTimer({ locale, timeZone });
 const token = takeToken(`payment-window-token:${sessionId}`);
+const request = requester(token);
 const claims = token ? readClaims(token) : {};
 const clock = () => ({ now: Date.now(), mono: performance.now() });
 
@@ -127,19 +128,6 @@ function apply(state) {
     if (performance.now() - lastSyncAttempt > gap) sync();
   }
   return state;
-}
-
-async function request(path, init = {}) {
-  const sentAt = Date.now();
-  const sentMono = performance.now();
-  const response = await fetch(path, {
-    cache: 'no-store',
-    ...init,
-    headers: { Accept: 'application/json', Authorization: `Bearer ${token}`, ...init.headers },
-  });
-  const timing = { sentAt, sentMono, receivedAt: Date.now(), receivedMono: performance.now() };
-  const body = await response.json().catch(() => null);
-  return { status: response.status, body, timing };
 }
 
 function sync() {

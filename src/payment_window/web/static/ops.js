@@ -5,7 +5,7 @@
 import { formatRemaining } from './format.js';
 import { mountOverride } from './override.js';
 import { createTimer } from './timer.js';
-import { takeToken } from './token.js';
+import { requester, takeToken } from './token.js';
 
 const PAGE_SIZE = 100;
 const STATUS_ORDER = ['open', 'awaiting_payment_confirmation', 'paid', 'expired'];
@@ -45,6 +45,7 @@ let tickHandle = null;
 const serverClock = createTimer({ locale, timeZone }); // the summary's own drift-corrected clock
 
 const token = takeToken('payment-window-token:ops');
+const request = requester(token);
 
 function announce(text) {
   if (el.announcer.textContent === text) el.announcer.textContent = '';
@@ -57,19 +58,6 @@ function fail(text) {
   el.root.dataset.state = 'error';
   stopped = true;
   clearTimeout(tickHandle);
-}
-
-async function request(path, init = {}) {
-  const sentAt = Date.now();
-  const sentMono = performance.now();
-  const response = await fetch(path, {
-    cache: 'no-store',
-    ...init,
-    headers: { Accept: 'application/json', Authorization: `Bearer ${token}`, ...init.headers },
-  });
-  const timing = { sentAt, sentMono, receivedAt: Date.now(), receivedMono: performance.now() };
-  const body = await response.json().catch(() => null);
-  return { status: response.status, body, timing };
 }
 
 // 401 and 403 end the page: nothing on it would work.

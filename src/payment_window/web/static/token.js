@@ -22,3 +22,20 @@ export function takeToken(storageKey) {
     return null;
   }
 }
+
+// A JSON request with the bearer token; the send and receive times (wall and monotonic) let
+// the timer estimate the server clock from the round trip.
+export function requester(token) {
+  return async function request(path, init = {}) {
+    const sentAt = Date.now();
+    const sentMono = performance.now();
+    const response = await fetch(path, {
+      cache: 'no-store',
+      ...init,
+      headers: { Accept: 'application/json', Authorization: `Bearer ${token}`, ...init.headers },
+    });
+    const timing = { sentAt, sentMono, receivedAt: Date.now(), receivedMono: performance.now() };
+    const body = await response.json().catch(() => null);
+    return { status: response.status, body, timing };
+  };
+}
