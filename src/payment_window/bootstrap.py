@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,12 +15,18 @@ from payment_window.adapters.changes import InProcessChangeFeed, RedisChangeFeed
 from payment_window.adapters.clock import SystemClock
 from payment_window.adapters.index_factory import create_window_index
 from payment_window.adapters.metrics import DogStatsdMetrics, NullMetrics
+from payment_window.adapters.ratelimit import LocalRateLimiter, RedisRateLimiter
+from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
 from payment_window.adapters.stripe import StripeGateway
+from payment_window.api.bodies import status_body
 from payment_window.config import Settings
 from payment_window.domain.policy import ExtensionPolicy
-from payment_window.domain.ports import LiveChanges, Metrics, WindowIndex
+from payment_window.domain.ports import LiveChanges, Metrics, RateLimiter, WindowIndex
+from payment_window.expiry import ExpiryTask
+from payment_window.reconcile import reconcile
 from payment_window.service import PaymentWindows
+from payment_window.transitions import IndexRepairs, Transitions
 from payment_window.webhooks import StripeWebhooks
 
 log = structlog.get_logger(__name__)
@@ -34,10 +43,43 @@ class Container:
     gateway: StripeGateway
     metrics: Metrics
     changes: LiveChanges
+    transitions: Transitions
+    repairs: IndexRepairs
     windows: PaymentWindows
     webhooks: StripeWebhooks
     clock: SystemClock
-    _closers: list[Any] = field(default_factory=list)
+    stripe_budget: RateLimiter
+
+    def expiry_task(self) -> ExpiryTask:
+        """A new expiry task (each has its own stop switch) spending the shared Stripe budget."""
+        settings = self.settings
+
+        async def rebuild() -> int:
+            report = await reconcile(self.engine, self.index)
+            return report.added + report.updated
+
+        return ExpiryTask(
+            uow=self.uow,
+            transitions=self.transitions,
+            index=self.index,
+            budget=self.stripe_budget,
+            batch_size=settings.expiry_batch_size,
+            lease_seconds=settings.claim_lease_seconds,
+            reminder_offsets=tuple(settings.reminder_offsets_minutes),
+            rebuild=rebuild,
+        )
+
+    @asynccontextmanager
+    async def repairing(self) -> AsyncIterator[None]:
+        """Re-index, every second, the windows whose index update failed after a commit."""
+        stop = asyncio.Event()
+        running = asyncio.create_task(self.repairs.run(stop), name="payment-window-repairs")
+        try:
+            yield
+        finally:
+            stop.set()
+            with suppress(asyncio.CancelledError):
+                await running
 
     async def close(self) -> None:
         await self.gateway.close()
@@ -45,8 +87,6 @@ class Container:
         await self.changes.close()
         await self.engine.dispose()
         self.metrics.close()
-        for closer in self._closers:
-            closer()
 
 
 def default_policy(settings: Settings) -> ExtensionPolicy:
@@ -75,6 +115,14 @@ def create_gateway(settings: Settings) -> StripeGateway:
     return StripeGateway.from_settings(settings)
 
 
+def create_stripe_budget(settings: Settings, index: WindowIndex) -> RateLimiter:
+    """The expiry path's Stripe calls per second, shared by every worker through Redis."""
+    if isinstance(index, RedisWindowIndex):
+        key = f"{settings.redis_prefix}payment:stripe:{{expire-budget}}"
+        return RedisRateLimiter(index.redis_client, key, settings.stripe_expire_rps)
+    return LocalRateLimiter(settings.stripe_expire_rps)
+
+
 async def bootstrap(settings: Settings) -> Container:
     """Build the adapters and use cases for `settings`. Connects lazily: nothing at import."""
     engine = create_engine(settings)
@@ -84,16 +132,23 @@ async def bootstrap(settings: Settings) -> Container:
     metrics = create_metrics(settings)
     changes = create_changes(settings)
     clock = SystemClock()
-    windows = PaymentWindows(
-        uow=uow,
+    repairs = IndexRepairs(uow, index, metrics)
+    transitions = Transitions(
         index=index,
         gateway=gateway,
         clock=clock,
         metrics=metrics,
         changes=changes,
+        repairs=repairs,
         default_policy=default_policy(settings),
+        confirmation_recheck=timedelta(minutes=settings.confirmation_recheck_minutes),
+        render=status_body,
+    )
+    windows = PaymentWindows(
+        uow=uow,
+        transitions=transitions,
         window_minutes=settings.window_minutes,
-        reminder_offsets=settings.reminder_offsets_minutes,
+        reminder_offsets=tuple(settings.reminder_offsets_minutes),
     )
     return Container(
         settings=settings,
@@ -103,7 +158,10 @@ async def bootstrap(settings: Settings) -> Container:
         gateway=gateway,
         metrics=metrics,
         changes=changes,
+        transitions=transitions,
+        repairs=repairs,
         windows=windows,
-        webhooks=StripeWebhooks(windows, gateway),
+        webhooks=StripeWebhooks(uow, transitions),
         clock=clock,
+        stripe_budget=create_stripe_budget(settings, index),
     )

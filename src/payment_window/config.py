@@ -85,10 +85,16 @@ class Settings(BaseSettings):
         description="buyer reminders, minutes before the deadline (comma-separated)",
     )
     expiry_batch_size: int = Field(
-        200, ge=1, le=5000, description="windows one expiry transaction claims and closes"
+        200, ge=1, le=5000, description="most windows one expiry worker claims at a time"
     )
     claim_lease_seconds: float = Field(
         30.0, gt=0, description="a crashed worker's claims come back after this"
+    )
+    confirmation_recheck_minutes: int = Field(
+        60,
+        ge=1,
+        le=7 * 24 * 60,
+        description="ask Stripe again about a payment awaiting confirmation after this long",
     )
     worker_max_sleep_seconds: float = Field(
         2.0, gt=0, description="longest a worker sleeps between looks at the index"

@@ -1,8 +1,11 @@
 """The expiry task: close every overdue window exactly once, through crashes and Stripe faults.
 
-One pass claims due windows from the index in batches (a claim is a lease: a worker killed
-mid-batch loses nothing, its claims come back when the lease ends) and asks the service to close
-each one. The worker repeats passes, sleeping until the next deadline or a wake-up.
+A pass claims due windows from the index (a claim is a lease: a worker killed mid-way loses
+nothing, its claims come back when the lease ends) and takes each on by itself: its row is locked
+for at most one Stripe call, and it is recorded closed the moment Stripe confirms it. Stripe's
+budget is spent in deadline order, so in a burst the k-th window closes about k / budget after
+the deadline. The same pass sends due buyer reminders, replaces the Stripe session of a window
+that outlives it, and asks Stripe again about payments still awaiting confirmation.
 """
 
 from __future__ import annotations
@@ -11,54 +14,38 @@ import asyncio
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
 
+from payment_window.domain import access, messages, window
+from payment_window.domain.errors import CheckoutSessionMissing, PaymentProviderUnavailable
 from payment_window.domain.ports import (
-    CheckoutGateway,
     CheckoutSession,
     Claim,
     Metrics,
     RateLimiter,
+    UnitOfWork,
+    UnitOfWorkFactory,
     WindowIndex,
 )
-from payment_window.domain.session import PaymentSession, Status
-from payment_window.service import PaymentWindows
+from payment_window.domain.session import CloseReason, PaymentSession, Status
+from payment_window.transitions import PAID, Transitions
 
 log = structlog.get_logger(__name__)
 
-MAX_RETRY_DELAY = timedelta(minutes=5)
-# How long past its deadline an open window may sit unindexed before the sweep re-indexes it; the
-# grace keeps the sweep out of the way of a worker that is about to close it anyway.
+ACTOR = access.SYSTEM_EXPIRY
+MAX_BACKOFF = timedelta(minutes=5)
+# How long past its due moment a window may sit unindexed before the sweep re-indexes it; the
+# grace keeps the sweep out of the way of a worker that is about to act on it anyway.
 SWEEP_GRACE = timedelta(seconds=10)
-
-
-class PacedGateway:
-    """The gateway the expiry path uses: every Stripe call waits for the shared budget."""
-
-    def __init__(self, gateway: CheckoutGateway, budget: RateLimiter) -> None:
-        self._gateway = gateway
-        self._budget = budget
-
-    async def create(
-        self, session: PaymentSession, expires_at: datetime, idempotency_key: str
-    ) -> CheckoutSession:
-        await self._budget.acquire()
-        return await self._gateway.create(session, expires_at, idempotency_key)
-
-    async def retrieve(self, checkout_session_id: str) -> CheckoutSession:
-        await self._budget.acquire()
-        return await self._gateway.retrieve(checkout_session_id)
-
-    async def expire(self, checkout_session_id: str, idempotency_key: str) -> CheckoutSession:
-        await self._budget.acquire()
-        return await self._gateway.expire(checkout_session_id, idempotency_key)
-
-    def parse_webhook(self, payload: bytes, signature: str | None) -> dict[str, Any]:
-        return self._gateway.parse_webhook(payload, signature)
+BUSY_RETRY = timedelta(seconds=1)
+# Windows in hand at once; each waits for its own turn in Stripe's budget.
+IN_FLIGHT = 64
+INDEX_CONCURRENCY = 64
+GAUGE_EVERY_SECONDS = 15.0
 
 
 @dataclass
@@ -71,55 +58,46 @@ class PassReport:
     rescheduled: int = 0
     rotated: int = 0
     reminded: int = 0
+    rechecked: int = 0
     retried: int = 0
     dropped: int = 0
     reindexed: int = 0
-    errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "claimed": self.claimed,
-            "expired": self.expired,
-            "paid": self.paid,
-            "rescheduled": self.rescheduled,
-            "rotated": self.rotated,
-            "reminded": self.reminded,
-            "retried": self.retried,
-            "dropped": self.dropped,
-            "reindexed": self.reindexed,
-        }
+        return dict(self.__dict__)
 
 
-def retry_delay(attempts: int) -> timedelta:
+def stripe_backoff(attempts: int) -> timedelta:
     """Exponential backoff with jitter, so a Stripe outage is not met with a synchronized storm."""
-    base = min(MAX_RETRY_DELAY.total_seconds(), 2.0 ** min(attempts, 10))
+    base = min(MAX_BACKOFF.total_seconds(), 2.0 ** min(attempts, 10))
     return timedelta(seconds=base * random.uniform(0.5, 1.0))
 
 
 T = TypeVar("T")
-INDEX_CONCURRENCY = 64
-BUSY_RETRY = timedelta(seconds=1)
-GAUGE_EVERY_SECONDS = 15.0
 
 
 class ExpiryTask:
-    """Claims due windows and closes them; safe with any number of workers at once."""
+    """Claims due windows and acts on each; safe with any number of workers at once."""
 
     def __init__(
         self,
-        windows: PaymentWindows,
-        index: WindowIndex,
         *,
+        uow: UnitOfWorkFactory,
+        transitions: Transitions,
+        index: WindowIndex,
+        budget: RateLimiter,
         batch_size: int,
         lease_seconds: float,
+        reminder_offsets: tuple[int, ...] = (),
         rebuild: Callable[[], Awaitable[int]] | None = None,
-        concurrency: int = 2,
     ) -> None:
-        self._windows = windows
+        self._uow = uow
+        self._t = transitions
         self._index = index
+        self._budget = budget
         self._batch_size = batch_size
         self._lease_seconds = lease_seconds
-        self._concurrency = concurrency
+        self._reminder_offsets = reminder_offsets
         self._rebuild = rebuild
         self._stopping = asyncio.Event()
 
@@ -132,7 +110,7 @@ class ExpiryTask:
         return self._stopping.is_set()
 
     async def run_pass(self, *, sweep: bool = False) -> PassReport:
-        """Claim and close due windows until none is due (or a stop is asked)."""
+        """Claim and act on due windows until none is due (or a stop is asked)."""
         structlog.contextvars.bind_contextvars(correlation_id=f"expiry-{uuid.uuid4().hex[:16]}")
         report = PassReport()
         if self._rebuild is not None and await self._index.needs_rebuild():
@@ -140,82 +118,262 @@ class ExpiryTask:
             report.reindexed = await self._rebuild()
         elif sweep:
             report.reindexed = await self.sweep_store()
-
-        async def claim_and_close() -> None:
-            while not self.stopping:
-                claims = await self._index.claim_due(self._batch_size, self._lease_seconds)
-                if not claims:
-                    return
-                report.claimed += len(claims)
-                await self._close_batch(claims, report)
-
-        # Two batches in flight: one waits on Stripe while the other commits.
-        await asyncio.gather(*(claim_and_close() for _ in range(self._concurrency)))
+        while not self.stopping:
+            claims = await self._index.claim_due(self._batch_size, self._lease_seconds)
+            if not claims:
+                break
+            report.claimed += len(claims)
+            await self.close_claims(claims, report)
         return report
 
-    async def close_claims(self, claims: list[Claim]) -> PassReport:
-        """Close windows already claimed from the index."""
-        report = PassReport(claimed=len(claims))
-        await self._close_batch(claims, report)
+    async def close_claims(
+        self, claims: Sequence[Claim], report: PassReport | None = None
+    ) -> PassReport:
+        """Act on claimed windows in deadline order, each as soon as Stripe's budget allows."""
+        if report is None:
+            report = PassReport(claimed=len(claims))
+        claims = sorted(claims, key=lambda claim: claim.due_at)
+        async with self._uow() as uow:
+            found = {s.id: s for s in await uow.sessions.get_many([c.session_id for c in claims])}
+        now = await self._index.now()
+        in_flight = asyncio.Semaphore(IN_FLIGHT)
+        tasks: list[asyncio.Task[None]] = []
+        for claim in claims:
+            session = found.get(claim.session_id)
+            if session is None:
+                await self._index.forget(claim.session_id)
+                report.dropped += 1
+                continue
+            if self.stopping:
+                await self._index.retry_at(claim.session_id, claim.due_at)
+                continue
+            await in_flight.acquire()
+            if _asks_stripe(session, now):
+                # The turn is taken before the row is locked: waiting holds no lock.
+                await self._budget.acquire()
+            task = asyncio.create_task(self._act_guarded(claim.session_id, report))
+            task.add_done_callback(lambda _: in_flight.release())
+            tasks.append(task)
+        await asyncio.gather(*tasks)
         return report
 
     async def sweep_store(self) -> int:
-        """Re-index overdue open windows the index lost (a flushed Redis): the backstop."""
+        """Re-index scheduled windows whose due moment passed without the index holding them
+        (a lost Redis key, a crash between commit and index update): the backstop."""
         now = await self._index.now()
-        missing = await self._windows.overdue_open(now - SWEEP_GRACE)
+        async with self._uow() as uow:
+            overdue = await uow.sessions.overdue_scheduled(now - SWEEP_GRACE, 10_000)
+        scheduled = await self._index.scheduled_ids() if overdue else set()
+        missing = [session for session in overdue if session.id not in scheduled]
         await _each(missing, self._index.put)
         if missing:
             log.warning("reindexed_overdue_windows", count=len(missing))
         return len(missing)
 
-    async def _close_batch(self, claims: list[Claim], report: PassReport) -> None:
-        if self.stopping:
-            await _each(claims, lambda claim: self._index.retry_at(claim.session_id, claim.due_at))
-            return
+    async def oldest_open_deadline(self) -> datetime | None:
+        """The earliest deadline of any open window (for the overdue gauge)."""
+        async with self._uow() as uow:
+            return await uow.sessions.oldest_open_deadline()
+
+    # --- one window -----------------------------------------------------------------------------
+
+    async def _act_guarded(self, session_id: str, report: PassReport) -> None:
+        structlog.contextvars.bind_contextvars(session_id=session_id)
         try:
-            now = await self._index.now()
-            batch = await self._windows.expire_due([claim.session_id for claim in claims], now)
-        except Exception:
-            # The store or Stripe path failed as a whole: every claim comes back after a backoff.
-            log.exception("expiry_batch_failed", claims=len(claims))
-            later = await self._index.now() + retry_delay(3)
-            await _each(claims, lambda claim: self._index.retry_at(claim.session_id, later))
-            report.retried += len(claims)
-            return
+            await self._act(session_id, report)
+        except Exception as error:
+            # Whatever failed (Stripe, the store), the window counts an attempt and comes back.
+            await self._failed(session_id, error, report)
 
-        # Whatever the store says now: open and not yet due (extended meanwhile) goes back on
-        # the schedule at its new deadline; a final one leaves it.
-        await self._index.settle_many([*batch.changed, *batch.unchanged])
-        await _each([session.id for session in batch.rotated], self._index.release)
-        await _each(batch.missing, self._index.forget)
-        # Backoffs count from now, not from the claim: Stripe's own retries may have taken a while.
+    async def _act(self, session_id: str, report: PassReport) -> None:
         now = await self._index.now()
-        soon = now + BUSY_RETRY
-        await _each(batch.busy, lambda session_id: self._index.retry_at(session_id, soon))
-
-        async def back_off(failure: tuple[str, str, int]) -> None:
-            session_id, error, attempts = failure
-            delay = retry_delay(attempts)
-            await self._index.retry_at(session_id, now + delay)
-            log.warning(
-                "expiry_retry_scheduled",
-                session_id=session_id,
-                error=error,
-                attempts=attempts,
-                retry_in_seconds=round(delay.total_seconds(), 1),
-            )
-
-        await _each(batch.failed, back_off)
-        for session in batch.changed:
-            if session.status is Status.EXPIRED:
+        async with self._uow() as uow:
+            locked = await uow.sessions.lock_many([session_id])
+            if not locked:
+                await self._not_locked(uow, session_id, now, report)
+                return
+            session = locked[0]
+            if session.is_due(now):
+                changed = await self._expire(uow, session)
+            elif session.reminder_due(now):
+                changed = self._remind(uow, session, now)
+                await uow.sessions.record_reminders([changed])
+                report.reminded += 1
+            else:
+                changed = None
+            if changed is not None:
+                await uow.commit()
+        if changed is not None and changed.status is not Status.OPEN:
+            await self._index.settle_many([changed])
+            await self._t.announce_closed(changed, reindex=False)
+            if changed.status is Status.EXPIRED:
                 report.expired += 1
             else:
                 report.paid += 1
-        report.rescheduled += sum(1 for s in batch.unchanged if s.is_open) + len(batch.busy)
-        report.rotated += len(batch.rotated)
-        report.reminded += len(batch.reminded)
-        report.dropped += len(batch.missing)
-        report.retried += len(batch.failed)
+            return
+        current = changed or session
+        if current.needs_new_checkout(now):
+            await self._replace_checkout(current, report)
+        elif current.confirmation_check_due(now):
+            await self._recheck_confirmation(current, report)
+        else:
+            # Extended meanwhile, reminded, or not due yet: back on the schedule as it stands.
+            await self._index.settle_many([current])
+            report.rescheduled += 1
+
+    async def _not_locked(
+        self, uow: UnitOfWork, session_id: str, now: datetime, report: PassReport
+    ) -> None:
+        if await uow.sessions.existing_ids([session_id]):
+            # Another transaction holds it (an extension, a webhook): look again shortly.
+            await self._index.retry_at(session_id, now + BUSY_RETRY)
+            report.rescheduled += 1
+        else:
+            await self._index.forget(session_id)
+            report.dropped += 1
+
+    async def _expire(self, uow: UnitOfWork, session: PaymentSession) -> PaymentSession:
+        """Stripe first, under the row's lock: one call, then the close is recorded."""
+        policy = await self._t.policy_for(uow, session.maker_id)
+        try:
+            completed = await self._t.expire_at_stripe(session)
+        except CheckoutSessionMissing:
+            closed = self._t.close_missing_checkout(uow, session, policy, ACTOR)
+        else:
+            if completed is not None:
+                closed = self._t.apply_payment(uow, session, completed, ACTOR)
+            else:
+                closed = self._t.close(uow, session, policy, CloseReason.WINDOW_ELAPSED, ACTOR)
+        await uow.sessions.update(closed)
+        return closed
+
+    def _remind(self, uow: UnitOfWork, session: PaymentSession, now: datetime) -> PaymentSession:
+        """Queue the buyer reminder that came due; the row lock makes it go out once."""
+        reminded, offset = session.send_reminder(self._reminder_offsets, now)
+        uow.record(
+            self._t.audit(
+                reminded,
+                "reminder_sent",
+                ACTOR,
+                session.status,
+                {"reminderMinutes": offset, "expiresAt": messages.iso(session.expires_at)},
+            ),
+            [messages.on_reminder(reminded, offset, now)],
+        )
+        return reminded
+
+    async def _replace_checkout(self, session: PaymentSession, report: PassReport) -> None:
+        """A window longer than one Stripe session gets a new one before the old runs out. The
+        new one is made without holding the row; it is attached only if nothing moved."""
+        now = self._t.clock.now()
+        checkout = await self._t.gateway.create(
+            session,
+            window.stripe_session_expiry(session.expires_at, now),
+            idempotency_key=f"rotate:{session.stripe_attempt_key}",
+        )
+        async with self._uow() as uow:
+            current = await uow.sessions.get(session.id, for_update=True)
+            attach = (
+                current is not None
+                and current.version == session.version
+                and current.needs_new_checkout(await self._index.now())
+            )
+            if current is not None and attach:
+                rotated = current.with_checkout(
+                    checkout.id, checkout.url or "", checkout.expires_at, now
+                )
+                uow.record(
+                    self._t.audit(
+                        rotated,
+                        "checkout_rotated",
+                        ACTOR,
+                        current.status,
+                        {
+                            "previousCheckoutSessionId": current.checkout_session_id,
+                            "checkoutSessionId": rotated.checkout_session_id,
+                            "checkoutExpiresAt": messages.iso(rotated.checkout_expires_at),
+                        },
+                    )
+                )
+                await uow.sessions.update(rotated)
+                await uow.commit()
+        if not attach or current is None:
+            # The window moved on meanwhile: nobody has this session's link.
+            await self._t.expire_quietly(checkout.id, f"unused:{checkout.id}")
+            if current is not None:
+                await self._index.settle_many([current])
+            return
+        await self._index.settle_many([rotated])
+        await self._t.announce(rotated, "rotated", reindex=False)
+        report.rotated += 1
+        if current.checkout_session_id:
+            await self._budget.acquire()
+            await self._t.expire_quietly(
+                current.checkout_session_id, f"rotated:{current.checkout_session_id}"
+            )
+
+    async def _recheck_confirmation(self, session: PaymentSession, report: PassReport) -> None:
+        """No webhook settled a pending payment: ask Stripe and settle from its answer."""
+        checkout_id = session.checkout_session_id
+        checkout = await self._t.gateway.retrieve(checkout_id) if checkout_id else None
+        async with self._uow() as uow:
+            current = await uow.sessions.get(session.id, for_update=True)
+            if current is None or not current.confirmation_check_due(await self._index.now()):
+                changed = current
+            elif checkout is not None and checkout.payment_status in PAID:
+                changed = self._t.apply_payment(uow, current, checkout, ACTOR)
+                await uow.sessions.update(changed)
+            elif checkout is None or checkout.status == "expired" or _payment_failed(checkout):
+                policy = await self._t.policy_for(uow, current.maker_id)
+                changed = self._t.close(uow, current, policy, CloseReason.PAYMENT_FAILED, ACTOR)
+                await uow.sessions.update(changed)
+            else:
+                changed = current.still_awaiting(self._t.clock.now(), self._t.confirmation_recheck)
+                await uow.sessions.record_bookkeeping(changed)
+            await uow.commit()
+        report.rechecked += 1
+        if changed is None:
+            await self._index.forget(session.id)
+            return
+        await self._index.settle_many([changed])
+        if changed.version != session.version:
+            await self._t.announce_closed(changed, reindex=False)
+
+    async def _failed(self, session_id: str, error: Exception, report: PassReport) -> None:
+        kind = error.kind if isinstance(error, PaymentProviderUnavailable) else "other"
+        self._t.metrics.increment("payments.window.stripe_errors", tags=[f"kind:{kind}"])
+        try:
+            async with self._uow() as uow:
+                attempts = await uow.sessions.record_expiry_failure(
+                    session_id, f"{type(error).__name__}: {error}"
+                )
+                await uow.commit()
+        except Exception:
+            attempts = 1
+        delay = stripe_backoff(attempts)
+        try:
+            await self._index.retry_at(session_id, await self._index.now() + delay)
+        except Exception:
+            log.warning("expiry_retry_not_scheduled", exc_info=True)
+        report.retried += 1
+        log.warning(
+            "expiry_retry_scheduled",
+            error=f"{type(error).__name__}: {error}",
+            attempts=attempts,
+            retry_in_seconds=round(delay.total_seconds(), 1),
+        )
+
+
+def _asks_stripe(session: PaymentSession, now: datetime) -> bool:
+    return (
+        session.is_due(now)
+        or session.needs_new_checkout(now)
+        or session.confirmation_check_due(now)
+    )
+
+
+def _payment_failed(checkout: CheckoutSession) -> bool:
+    return checkout.payment_intent_status in ("requires_payment_method", "canceled")
 
 
 async def _each(items: Sequence[T], action: Callable[[T], Awaitable[object]]) -> None:
@@ -234,7 +392,7 @@ class Worker:
         *,
         max_sleep_seconds: float,
         metrics: Metrics | None = None,
-        windows: PaymentWindows | None = None,
+        windows: ExpiryTask | None = None,
     ) -> None:
         self._task = task
         self._index = index

@@ -11,10 +11,11 @@ from typing import TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from payment_window.adapters.store import UNSETTLED as UNSETTLED_STATUSES
 from payment_window.adapters.store import session_from_row
 from payment_window.adapters.tables import payment_sessions
 from payment_window.domain.ports import WindowIndex
-from payment_window.domain.session import PaymentSession, Status
+from payment_window.domain.session import PaymentSession
 
 Progress = Callable[[int, int], None]
 _t = payment_sessions
@@ -53,7 +54,7 @@ async def reconcile(
     scheduled = await index.scheduled_ids()
     async with engine.connect() as connection:
         open_count = await connection.scalar(
-            select(func.count()).select_from(_t).where(_t.c.status == Status.OPEN.value)
+            select(func.count()).select_from(_t).where(_t.c.status.in_(UNSETTLED_STATUSES))
         )
     total = int(open_count or 0) + len(scheduled)
     done = 0
@@ -89,7 +90,7 @@ async def reconcile(
         session_id, session = item
         if session is None:
             await index.forget(session_id)
-        elif session.is_open:
+        elif session.is_scheduled:
             return  # opened after the pass began; its own put scheduled it
         else:
             await index.put(session)  # off the schedule, its final state still readable
@@ -115,7 +116,7 @@ async def _open_sessions_after(
         rows = (
             await connection.execute(
                 select(_t)
-                .where(_t.c.status == Status.OPEN.value, _t.c.id > last_id)
+                .where(_t.c.status.in_(UNSETTLED_STATUSES), _t.c.id > last_id)
                 .order_by(_t.c.id)
                 .limit(limit)
             )

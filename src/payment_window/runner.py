@@ -12,13 +12,10 @@ from contextlib import asynccontextmanager
 import structlog
 from pydantic import SecretStr
 
-from payment_window.adapters.ratelimit import LocalRateLimiter, RedisRateLimiter
-from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.sinks import create_sinks
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Environment, Settings
-from payment_window.domain.ports import RateLimiter
-from payment_window.expiry import ExpiryTask, PacedGateway, PassReport, Worker
+from payment_window.expiry import ExpiryTask, PassReport, Worker
 from payment_window.outbox import OutboxRelay, OutboxStatus
 from payment_window.outbox import status as outbox_status
 from payment_window.reconcile import reconcile
@@ -26,32 +23,8 @@ from payment_window.reconcile import reconcile
 log = structlog.get_logger(__name__)
 
 
-def stripe_budget(container: Container) -> RateLimiter:
-    settings = container.settings
-    redis = container.index.redis_client if isinstance(container.index, RedisWindowIndex) else None
-    if redis is not None:
-        key = f"{settings.redis_prefix}payment:stripe:{{expire-budget}}"
-        return RedisRateLimiter(redis, key, settings.stripe_expire_rps)
-    return LocalRateLimiter(settings.stripe_expire_rps)
-
-
 def expiry_task(container: Container) -> ExpiryTask:
-    settings = container.settings
-    paced = container.windows.with_gateway(
-        PacedGateway(container.gateway, stripe_budget(container))
-    )
-
-    async def rebuild() -> int:
-        report = await reconcile(container.engine, container.index)
-        return report.added + report.updated
-
-    return ExpiryTask(
-        paced,
-        container.index,
-        batch_size=settings.expiry_batch_size,
-        lease_seconds=settings.claim_lease_seconds,
-        rebuild=rebuild,
-    )
+    return container.expiry_task()
 
 
 @asynccontextmanager
@@ -170,7 +143,7 @@ async def run_worker(settings: Settings) -> None:
             container.index,
             max_sleep_seconds=settings.worker_max_sleep_seconds,
             metrics=container.metrics,
-            windows=container.windows,
+            windows=task,
         )
         await asyncio.gather(worker.run(), outbox_relay(container).run(relay_stop))
         log.info("worker_stopped")

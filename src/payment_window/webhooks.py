@@ -1,23 +1,9 @@
 """Stripe webhooks: a verified event moves the window the way Stripe already moved its session.
 
-Stripe delivers at least once and in any order. The event id is stored in the transaction that
-acts on it, so a redelivery changes nothing; and every outcome is decided from the window's
-current state (locked), so a session's events converge whatever order they arrive in:
-
-| event | open | awaiting | paid | expired |
-| --- | --- | --- | --- | --- |
-| `completed`, paid | paid | paid | — | paid late: ops alert, follow-up cancelled |
-| `completed`, unpaid | awaiting | — | — | — |
-| `async_payment_succeeded` | paid | paid | — | paid late |
-| `async_payment_failed` | expired `payment_failed` | expired `payment_failed` | — | — |
-| `expired`, the current session | expired `stripe_expired` | — | — | — |
-| `expired`, a rotated-away session | — | — | — | — |
-
-(event types are `checkout.session.*`; `awaiting` is `awaiting_payment_confirmation`.)
-
-A window is found through every Checkout Session it ever had: a buyer who paid on the old link
-just before a rotation has paid. Changes go through the service's own building blocks (the
-expiry task's close, the payment record), so they audit, announce and index the same way.
+The event id is stored in the transaction that acts on it, so a redelivery changes nothing; what
+an event does is the domain's table (`domain/webhook_rules.py`), decided from the window's state
+under its row lock. A window is found through every Checkout Session it ever had: a buyer who paid
+on the old link just before a rotation has paid.
 """
 
 from __future__ import annotations
@@ -30,11 +16,12 @@ from typing import Any
 
 import structlog
 
-from payment_window.domain import access, messages
+from payment_window.domain import access
 from payment_window.domain.errors import InvalidWebhook
-from payment_window.domain.ports import CheckoutGateway, CheckoutSession, UnitOfWork
+from payment_window.domain.ports import CheckoutSession, UnitOfWork, UnitOfWorkFactory
 from payment_window.domain.session import CloseReason, PaymentSession, Status
-from payment_window.service import PaymentWindows
+from payment_window.domain.webhook_rules import Action, action_for
+from payment_window.transitions import PAID, Transitions
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +30,6 @@ ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
 ASYNC_FAILED = "checkout.session.async_payment_failed"
 EXPIRED = "checkout.session.expired"
 HANDLED = frozenset({COMPLETED, ASYNC_SUCCEEDED, ASYNC_FAILED, EXPIRED})
-PAID = frozenset({"paid", "no_payment_required"})
 ACTOR = access.SYSTEM_STRIPE
 
 
@@ -65,80 +51,72 @@ class WebhookResult:
     session: PaymentSession | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Change:
-    session: PaymentSession
-    late: bool = False
-
-
 class StripeWebhooks:
-    """The webhook use case, over the payment-window service's building blocks."""
+    """The webhook use case, over the shared transitions."""
 
-    def __init__(self, windows: PaymentWindows, gateway: CheckoutGateway) -> None:
-        self._windows = windows
-        self._gateway = gateway
+    def __init__(self, uow: UnitOfWorkFactory, transitions: Transitions) -> None:
+        self._uow = uow
+        self._t = transitions
 
     async def handle(self, payload: bytes, signature: str | None) -> WebhookResult:
         """Verify the raw body's signature, then act on the event at most once."""
-        event = self._gateway.parse_webhook(payload, signature)
+        event = self._t.gateway.parse_webhook(payload, signature)
         event_id, event_type, checkout = _parse(event)
         if event_type not in HANDLED or checkout is None:
             return self._done(WebhookResult(event_id, event_type, Outcome.IGNORED))
-        windows = self._windows
-        now = windows._clock.now()
-        async with windows._uow() as uow:
+        now = self._t.clock.now()
+        async with self._uow() as uow:
             session = await uow.sessions.get_by_checkout_session(checkout.id, for_update=True)
             if session is None:
                 log.info("stripe_webhook_unknown_session", checkout_session_id=checkout.id)
                 return self._done(WebhookResult(event_id, event_type, Outcome.UNKNOWN_SESSION))
             if not await uow.stripe_events.add(event_id, event_type, now):
                 return self._done(WebhookResult(event_id, event_type, Outcome.DUPLICATE, session))
-            change = await self._apply(uow, session, event_type, checkout)
-            if change is not None:
-                await uow.sessions.update(change.session)
+            changed = await self._apply(uow, session, event_type, checkout)
+            if changed is not None:
+                await uow.sessions.update(changed)
             await uow.commit()
-        if change is None:
+        if changed is None:
             return self._done(WebhookResult(event_id, event_type, Outcome.UNCHANGED, session))
-        await windows._closed(change.session)
+        await self._t.announce_closed(changed)
         paid_elsewhere = (
             session.is_open
-            and change.session.status is not Status.EXPIRED
+            and changed.status is not Status.EXPIRED
             and session.checkout_session_id not in (None, checkout.id)
         )
         if paid_elsewhere and session.checkout_session_id:
             # Paid on a rotated-away link: the current one must not take the money twice.
-            await windows._expire_quietly(
-                session.checkout_session_id, f"paid-elsewhere:{session.id}:v{session.version}"
+            await self._t.expire_quietly(
+                session.checkout_session_id, f"paid-elsewhere:{session.checkout_session_id}"
             )
-        return self._done(WebhookResult(event_id, event_type, Outcome.APPLIED, change.session))
+        return self._done(WebhookResult(event_id, event_type, Outcome.APPLIED, changed))
 
     async def _apply(
         self, uow: UnitOfWork, session: PaymentSession, event_type: str, checkout: CheckoutSession
-    ) -> _Change | None:
+    ) -> PaymentSession | None:
         """The change this event makes to the window as it stands, if any."""
-        windows = self._windows
-        status = session.status
         if event_type == ASYNC_SUCCEEDED:
             checkout = replace(checkout, payment_status="paid")
-        if event_type in (COMPLETED, ASYNC_SUCCEEDED):
-            if checkout.payment_status in PAID:
-                if status is Status.EXPIRED:
-                    return _Change(await self._late_payment(uow, session, checkout), late=True)
-                if status is Status.PAID:
-                    return None
-                return _Change(windows._apply_payment(uow, session, checkout, ACTOR))
-            if status is Status.OPEN:
-                return _Change(windows._apply_payment(uow, session, checkout, ACTOR))
-            return None
-        if event_type == ASYNC_FAILED:
-            if status not in (Status.OPEN, Status.AWAITING_PAYMENT_CONFIRMATION):
+        action = action_for(
+            event_type.removeprefix("checkout.session."),
+            session.status,
+            paid=checkout.payment_status in PAID,
+            current_checkout=checkout.id == session.checkout_session_id,
+        )
+        match action:
+            case Action.RECORD_PAYMENT:
+                return self._t.apply_payment(uow, session, checkout, ACTOR)
+            case Action.RECORD_LATE_PAYMENT:
+                return await self._t.late_payment(uow, session, checkout, ACTOR)
+            case Action.ALERT_DUPLICATE_PAYMENT:
+                self._t.duplicate_payment(uow, session, checkout, ACTOR)
                 return None
-            return await self._close(uow, session, checkout, CloseReason.PAYMENT_FAILED)
-        # EXPIRED: only the window's current session ends it; a rotated-away one expiring is
-        # the rotation itself.
-        if status is not Status.OPEN or checkout.id != session.checkout_session_id:
-            return None
-        return await self._close(uow, session, checkout, CloseReason.STRIPE_EXPIRED)
+            case Action.CLOSE_PAYMENT_FAILED:
+                return await self._close(uow, session, checkout, CloseReason.PAYMENT_FAILED)
+            case Action.CLOSE_STRIPE_EXPIRED:
+                return await self._close(uow, session, checkout, CloseReason.STRIPE_EXPIRED)
+            case Action.NONE:
+                return None
 
     async def _close(
         self,
@@ -146,58 +124,18 @@ class StripeWebhooks:
         session: PaymentSession,
         checkout: CheckoutSession,
         reason: CloseReason,
-    ) -> _Change:
+    ) -> PaymentSession:
         """Close the window unpaid, as the expiry task does.
 
         Stripe has already closed `checkout`; when that is not the window's current session
         (a payment failed on a rotated-away link), the current one is expired first.
         """
-        windows = self._windows
         if session.is_open and session.checkout_session_id not in (None, checkout.id):
-            completed = await windows._expire_at_stripe(session)
+            completed = await self._t.expire_at_stripe(session)
             if completed is not None:
-                return _Change(windows._apply_payment(uow, session, completed, ACTOR))
-        policy = await uow.policies.get(session.maker_id) or windows.default_policy
-        return _Change(windows._apply_close(uow, session, policy, reason, ACTOR))
-
-    async def _late_payment(
-        self, uow: UnitOfWork, closed: PaymentSession, checkout: CheckoutSession
-    ) -> PaymentSession:
-        """The buyer paid in the last instant of a window we closed: the payment wins.
-
-        The relist (or maker review) is cancelled if it has not left yet; operations hear of it
-        either way, and the auction service gets `auction.payment_received` to undo a relist.
-        """
-        windows = self._windows
-        now = windows._clock.now()
-        paid = closed.record_late_payment(now)
-        cancelled = await uow.cancel_pending(closed.id, messages.FOLLOW_UP_EVENTS, now)
-        uow.record(
-            windows._audit(
-                paid,
-                "payment_completed",
-                ACTOR,
-                closed.status,
-                {
-                    "checkoutSessionId": checkout.id,
-                    "paymentStatus": checkout.payment_status,
-                    "lateAfterExpiry": True,
-                    "closedReason": closed.reason,
-                    "followUpsCancelled": cancelled,
-                },
-            ),
-            [
-                messages.on_late_payment(paid, closed, checkout.id, cancelled),
-                *messages.on_payment(paid),
-            ],
-        )
-        log.warning(
-            "late_payment_after_expiry",
-            session_id=closed.id,
-            closed_reason=closed.reason,
-            follow_ups_cancelled=cancelled,
-        )
-        return paid
+                return self._t.apply_payment(uow, session, completed, ACTOR)
+        policy = await self._t.policy_for(uow, session.maker_id)
+        return self._t.close(uow, session, policy, reason, ACTOR)
 
     def _done(self, result: WebhookResult) -> WebhookResult:
         log.info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from seeding import count_rows, seed_windows
 from sqlalchemy import select
 
@@ -12,6 +13,7 @@ from payment_window.adapters.tables import audit_log, outbox
 from payment_window.bootstrap import Container
 from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.access import Actor, Role
+from payment_window.domain.errors import WindowElapsed
 from payment_window.domain.session import Status
 from payment_window.runner import expiry_task
 
@@ -123,27 +125,28 @@ async def test_a_delayed_payment_method_at_the_last_second_stops_the_window(
     session = await stored(container, window.id)
     assert session.status is Status.AWAITING_PAYMENT_CONFIRMATION
     assert await audit_actions(container, window.id) == ["payment_pending"]
-    assert await container.index.pending_count() == 0
+    # The window no longer runs; Stripe is asked again about the payment in an hour.
+    next_look = await container.index.next_due()
+    assert next_look is not None
+    wait = next_look - await container.index.now()
+    assert timedelta(minutes=59) < wait <= timedelta(minutes=60)
 
 
-async def test_a_window_extended_while_a_worker_holds_its_claim_is_not_expired(
+async def test_a_window_past_its_deadline_cannot_be_extended_while_a_worker_holds_it(
     container: Container, stripe: RunningStripe
 ) -> None:
     [window] = await seed_windows(container, stripe, 1)
     claims = await container.index.claim_due(10, lease_seconds=30)
     assert [claim.session_id for claim in claims] == [window.id]
 
-    extended = await container.windows.extend(window.id, 30, ADMIN)
+    with pytest.raises(WindowElapsed):
+        await container.windows.extend(window.id, 30, ADMIN)
     report = await expiry_task(container).close_claims(claims)
 
     session = await stored(container, window.id)
-    assert report.rescheduled == 1 and report.expired == 0
-    assert session.status is Status.OPEN
-    assert session.expires_at == extended.expires_at
-    assert stripe.session(window.checkout_session_id)["status"] == "open"
-    next_due = await container.index.next_due()
-    assert next_due is not None
-    assert abs((next_due - session.expires_at).total_seconds()) < 0.001
+    assert report.expired == 1
+    assert session.status is Status.EXPIRED
+    assert stripe.session(window.checkout_session_id)["status"] == "expired"
 
 
 async def test_a_session_stripe_already_expired_is_closed_once(

@@ -183,7 +183,7 @@ class RedisWindowIndex:
             return  # a newer version is already recorded, and scheduled by its own put
         # The sets live in another slot, so this cannot join the script above. Two concurrent
         # puts may still land here out of order; the worker re-reads the store on every claim.
-        if session.is_open:
+        if session.is_scheduled:
             await self._client.zadd(self._due, {session.id: to_ms(session.due_at)})
         else:
             async with self._client.pipeline(transaction=False) as pipe:
@@ -210,7 +210,7 @@ class RedisWindowIndex:
             accepted = await pipe.execute()
         async with self._client.pipeline(transaction=False) as pipe:
             for session, ok in zip(sessions, accepted, strict=True):
-                if ok and session.is_open:
+                if ok and session.is_scheduled:
                     pipe.zadd(self._due, {session.id: to_ms(session.due_at)})
                 elif ok:
                     pipe.zrem(self._due, session.id)

@@ -49,7 +49,7 @@ class SqlWindowIndex:
         await self._execute(
             update(_t)
             .where(_t.c.id == session.id, _t.c.version <= session.version)
-            .values(due_at=session.due_at if session.is_open else None, lease_until=None)
+            .values(due_at=session.due_at if session.is_scheduled else None, lease_until=None)
         )
 
     async def snapshot(self, session_id: str) -> WindowSnapshot | None:

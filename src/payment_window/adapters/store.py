@@ -12,7 +12,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy import and_, bindparam, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
@@ -77,6 +77,10 @@ def session_values(session: PaymentSession) -> dict[str, Any]:
     values["status"] = session.status.value
     values["reminders_sent"] = list(session.reminders_sent)
     return values
+
+
+def _due_at(session: PaymentSession) -> datetime | None:
+    return session.due_at if session.is_scheduled else None
 
 
 def audit_values(entry: AuditEntry) -> dict[str, Any]:
@@ -155,35 +159,13 @@ class SqlSessionRepository:
         )
         return {row.id for row in result}
 
-    async def update_many(self, sessions: Sequence[PaymentSession]) -> None:
-        """Save sessions this transaction holds locked (so their versions cannot have moved)."""
-        if not sessions:
-            return
-        rows = []
-        for session in sessions:
-            values = {f"b_{name}": value for name, value in session_values(session).items()}
-            values["b_due_at"] = session.due_at if session.is_open else None
-            rows.append(values)
-        columns = [name for name in session_values(sessions[0]) if name not in ("id", "created_at")]
-        statement = (
-            update(payment_sessions)
-            .where(payment_sessions.c.id == bindparam("b_id"))
-            .values(
-                {
-                    **{name: bindparam(f"b_{name}") for name in columns},
-                    "due_at": bindparam("b_due_at"),
-                    "lease_until": None,
-                }
-            )
+    async def get_many(self, session_ids: Sequence[str]) -> list[PaymentSession]:
+        if not session_ids:
+            return []
+        result = await self._connection.execute(
+            select(payment_sessions).where(payment_sessions.c.id.in_(session_ids))
         )
-        await self._connection.execute(statement, rows)
-        await self._remember_checkouts(sessions)
-
-    async def record_expiry_failures(self, failures: Sequence[tuple[str, str]]) -> dict[str, int]:
-        return {
-            session_id: await self.record_expiry_failure(session_id, error)
-            for session_id, error in failures
-        }
+        return [session_from_row(row) for row in result]
 
     async def _take_sqlite_write_lock(self) -> None:
         # SQLite has no row locks: a no-op write takes the database's write lock instead.
@@ -210,7 +192,7 @@ class SqlSessionRepository:
                     "b_id": session.id,
                     "b_sent": list(session.reminders_sent),
                     "b_next": session.next_reminder_at,
-                    "b_due": session.due_at,
+                    "b_due": _due_at(session),
                 }
                 for session in sessions
             ],
@@ -236,15 +218,35 @@ class SqlSessionRepository:
         )
         return oldest
 
-    async def overdue_open(self, before: datetime, limit: int) -> list[PaymentSession]:
+    async def overdue_scheduled(self, before: datetime, limit: int) -> list[PaymentSession]:
+        """Keyed on the stored next due moment (deadline, reminder, rotation, recheck)."""
         result = await self._connection.execute(
             select(payment_sessions)
-            .where(payment_sessions.c.status == Status.OPEN.value)
-            .where(payment_sessions.c.expires_at <= before)
+            .where(payment_sessions.c.status.in_(UNSETTLED))
+            .where(
+                or_(
+                    payment_sessions.c.due_at <= before,
+                    # Its due moment lost too (the SQL index forgot it): the deadline still holds.
+                    and_(
+                        payment_sessions.c.status == Status.OPEN.value,
+                        payment_sessions.c.expires_at <= before,
+                    ),
+                )
+            )
             .order_by(payment_sessions.c.expires_at)
             .limit(limit)
         )
         return [session_from_row(row) for row in result]
+
+    async def record_bookkeeping(self, session: PaymentSession) -> None:
+        await self._connection.execute(
+            update(payment_sessions)
+            .where(payment_sessions.c.id == session.id)
+            .values(
+                confirmation_check_at=session.confirmation_check_at,
+                due_at=_due_at(session),
+            )
+        )
 
     async def get_by_checkout_session(
         self, checkout_session_id: str, *, for_update: bool = False
@@ -269,7 +271,7 @@ class SqlSessionRepository:
 
     async def add(self, session: PaymentSession) -> None:
         values = session_values(session)
-        values["due_at"] = session.due_at if session.is_open else None
+        values["due_at"] = _due_at(session)
         try:
             await self._connection.execute(insert(payment_sessions).values(**values))
         except IntegrityError as clash:
@@ -279,8 +281,9 @@ class SqlSessionRepository:
     async def update(self, session: PaymentSession) -> None:
         values = session_values(session)
         del values["id"], values["created_at"]
-        if not session.is_open:
-            values["due_at"] = None
+        # The stored due moment keys the expiry task's sweep (and the SQL index's schedule).
+        values["due_at"] = _due_at(session)
+        if not session.is_scheduled:
             values["lease_until"] = None
         result = await self._connection.execute(
             update(payment_sessions)

@@ -71,6 +71,7 @@ payment_sessions = Table(
     Column("last_expiry_error", Text, nullable=True),
     Column("reminders_sent", JSON, nullable=False, default=list),
     Column("next_reminder_at", UtcDateTime, nullable=True),
+    Column("confirmation_check_at", UtcDateTime, nullable=True),
     # The SQL window index: when the row is next due for the expiry task, and whose claim holds it.
     Column("due_at", UtcDateTime, nullable=True),
     Column("lease_until", UtcDateTime, nullable=True),

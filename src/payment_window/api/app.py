@@ -47,6 +47,7 @@ def create_app(
                 built = await bootstrap(resolved)
                 stack.push_async_callback(built.close)
                 app.state.container = built
+            await stack.enter_async_context(built.repairing())
             if background:
                 await stack.enter_async_context(background_worker(built))
                 await stack.enter_async_context(background_relay(built))

@@ -26,7 +26,7 @@ async def background_worker(container: Container) -> AsyncIterator[None]:
         container.index,
         max_sleep_seconds=container.settings.worker_max_sleep_seconds,
         metrics=container.metrics,
-        windows=container.windows,
+        windows=task,
     )
     running = asyncio.create_task(worker.run(), name="payment-window-expiry-worker")
     log.info("background_worker_started")

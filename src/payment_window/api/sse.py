@@ -14,10 +14,11 @@ from typing import Any
 
 import structlog
 
+from payment_window.api.bodies import status_body
 from payment_window.domain.access import Actor
 from payment_window.domain.ports import ChangeSubscriptions
 from payment_window.domain.session import CloseReason, Status
-from payment_window.service import PaymentWindows, status_body
+from payment_window.service import PaymentWindows
 
 log = structlog.get_logger(__name__)
 

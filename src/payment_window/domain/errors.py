@@ -44,6 +44,26 @@ class ExtensionExceedsPolicy(DomainError):
         self.still_allowed = still_allowed
 
 
+class WindowElapsed(DomainError):
+    """The deadline has passed: the window is closing, whether or not the worker got to it."""
+
+    code = "window_elapsed"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"payment window {session_id} is past its deadline")
+        self.session_id = session_id
+
+
+class CheckoutSessionMissing(DomainError):
+    """Stripe does not know this Checkout Session (resource_missing): asking again won't help."""
+
+    code = "checkout_session_missing"
+
+    def __init__(self, checkout_session_id: str) -> None:
+        super().__init__(f"Stripe has no checkout session {checkout_session_id}")
+        self.checkout_session_id = checkout_session_id
+
+
 class OverrideNotAllowed(DomainError):
     code = "forbidden"
 

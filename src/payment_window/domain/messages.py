@@ -116,6 +116,34 @@ def on_late_payment(
     )
 
 
+def on_checkout_missing(closed: PaymentSession, checkout_session_id: str | None) -> OutboxMessage:
+    """Stripe does not know the window's Checkout Session: operations must find out why."""
+    return OutboxMessage(
+        Destination.OPERATIONS,
+        "operations.checkout_missing",
+        {
+            **_subject(closed),
+            "checkoutSessionId": checkout_session_id,
+            "expiredAt": iso(closed.expired_at),
+        },
+    )
+
+
+def on_duplicate_payment(
+    paid: PaymentSession, first_checkout_session_id: str | None, second_checkout_session_id: str
+) -> OutboxMessage:
+    """A second Checkout Session of one window took money: a refund is for a person to decide."""
+    return OutboxMessage(
+        Destination.OPERATIONS,
+        "payment.duplicate_detected",
+        {
+            **_subject(paid),
+            "checkoutSessionIds": [first_checkout_session_id, second_checkout_session_id],
+            "paidAt": iso(paid.paid_at),
+        },
+    )
+
+
 def on_extend(
     before: PaymentSession, after: PaymentSession, minutes: int, actor: str, reason: str | None
 ) -> list[OutboxMessage]:

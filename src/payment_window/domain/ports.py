@@ -29,7 +29,15 @@ class SessionRepository(Protocol):
         Returns the attempts so far."""
         ...
 
-    async def overdue_open(self, before: datetime, limit: int) -> list[PaymentSession]: ...
+    async def overdue_scheduled(self, before: datetime, limit: int) -> list[PaymentSession]:
+        """Sessions the expiry task should have acted on before `before`, earliest first."""
+        ...
+
+    async def get_many(self, session_ids: Sequence[str]) -> list[PaymentSession]: ...
+
+    async def record_bookkeeping(self, session: PaymentSession) -> None:
+        """Save what is not a state change (no new version): when to look at it next."""
+        ...
 
     async def oldest_open_deadline(self) -> datetime | None: ...
 
@@ -41,14 +49,6 @@ class SessionRepository(Protocol):
 
     async def record_reminders(self, sessions: Sequence[PaymentSession]) -> None:
         """Bookkeeping (reminders sent, the next one's time): not a new version."""
-        ...
-
-    async def update_many(self, sessions: Sequence[PaymentSession]) -> None:
-        """Save sessions this transaction holds locked."""
-        ...
-
-    async def record_expiry_failures(self, failures: Sequence[tuple[str, str]]) -> dict[str, int]:
-        """Count failed attempts (session id, error); returns the attempts so far for each."""
         ...
 
     async def get_by_checkout_session(
@@ -206,6 +206,9 @@ class CheckoutSession:
     status: str  # open | complete | expired
     payment_status: str  # paid | unpaid | no_payment_required
     expires_at: datetime
+    # The PaymentIntent's status when Stripe was asked for it: tells a delayed payment that
+    # failed (requires_payment_method, canceled) from one still processing.
+    payment_intent_status: str | None = None
 
 
 class CheckoutGateway(Protocol):

@@ -12,6 +12,7 @@ from payment_window.domain.errors import (
     ExtensionExceedsPolicy,
     InvalidTransition,
     InvalidWindow,
+    WindowElapsed,
     WindowNotOpen,
 )
 from payment_window.domain.policy import ExtensionPolicy
@@ -32,6 +33,18 @@ class CloseReason(StrEnum):
     MAKER_TERMINATED = "maker_terminated"
     STRIPE_EXPIRED = "stripe_expired"
     PAYMENT_FAILED = "payment_failed"
+    # Stripe does not know the window's Checkout Session: nobody can pay through it.
+    CHECKOUT_MISSING = "checkout_missing"
+
+
+TERMINATED_REASONS = frozenset({CloseReason.ADMIN_TERMINATED, CloseReason.MAKER_TERMINATED})
+# The reason a paid window carries when Stripe took the money after we had closed it.
+PAID_AFTER_CLOSE = "paid_after_close"
+
+
+def closed_event(reason: str | None) -> str:
+    """What viewers and the audit call a close: a person ended it, or it ran out."""
+    return "terminated" if reason in TERMINATED_REASONS else "expired"
 
 
 ALLOWED_TRANSITIONS: Mapping[Status, frozenset[Status]] = {
@@ -72,14 +85,37 @@ class PaymentSession:
     last_expiry_error: str | None = None
     reminders_sent: tuple[int, ...] = ()
     next_reminder_at: datetime | None = None
+    # Awaiting confirmation: when to ask Stripe again, should its follow-up webhook not come.
+    confirmation_check_at: datetime | None = None
+
+    @property
+    def session_id(self) -> str:
+        return self.id
 
     @property
     def is_open(self) -> bool:
         return self.status is Status.OPEN
 
     @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
+    def is_scheduled(self) -> bool:
+        """The expiry task has something to do for it at `due_at`."""
+        return self.is_open or self.confirmation_check_due_at is not None
+
+    @property
+    def confirmation_check_due_at(self) -> datetime | None:
+        if self.status is Status.AWAITING_PAYMENT_CONFIRMATION:
+            return self.confirmation_check_at
+        return None
+
+    def confirmation_check_due(self, now: datetime) -> bool:
+        due = self.confirmation_check_due_at
+        return due is not None and due <= now
+
+    @property
+    def stripe_attempt_key(self) -> str:
+        """Part of every Stripe idempotency key for this window: Stripe replays a saved answer
+        (a 500 included) for a reused key, so each attempt after a failed one needs a new key."""
+        return f"{self.id}:a{self.expiry_attempts}"
 
     def remaining_seconds(self, now: datetime) -> int:
         """Seconds the buyer still has; 0 once the window no longer runs."""
@@ -93,10 +129,15 @@ class PaymentSession:
 
     @property
     def due_at(self) -> datetime:
-        """When the expiry task must next look at this window: its deadline, or earlier when
-        its Stripe session runs out first and must be replaced (Stripe caps one at 24 hours)."""
+        """When the expiry task must next look at this window: its deadline; earlier for a
+        reminder, or when the window outlives its Stripe session (Stripe caps one at 24 hours)
+        and the session must be replaced before it runs out. A window awaiting confirmation is
+        due when Stripe is next asked about it."""
+        check = self.confirmation_check_due_at
+        if check is not None:
+            return check
         moments = [self.expires_at]
-        if self.checkout_expires_at is not None:
+        if self.checkout_expires_at is not None and self.outlives_checkout():
             moments.append(self.checkout_expires_at - ROTATE_AHEAD)
         if self.next_reminder_at is not None:
             moments.append(self.next_reminder_at)
@@ -147,8 +188,11 @@ class PaymentSession:
         return self.checkout_expires_at is not None and self.expires_at > self.checkout_expires_at
 
     def extend(self, minutes: int, policy: ExtensionPolicy, now: datetime) -> PaymentSession:
-        """Move the deadline later, within the maker's total-extension policy."""
+        """Move the deadline later, within the maker's total-extension policy. Once the
+        deadline has passed the window can no longer be extended, closed yet or not."""
         self._require_open()
+        if self.is_due(now):
+            raise WindowElapsed(self.id)
         if minutes < 1 or minutes > MAX_EXTENSION_MINUTES_PER_REQUEST:
             raise InvalidWindow("minutes must be a whole number from 1 to 10080")
         still_allowed = policy.minutes_still_allowed(self.extended_minutes)
@@ -165,24 +209,50 @@ class PaymentSession:
     def expire(self, reason: CloseReason, now: datetime) -> PaymentSession:
         """Close the window unpaid."""
         moved = self._move_to(Status.EXPIRED, now)
-        return replace(moved, reason=reason.value, expired_at=now)
+        return replace(moved, reason=reason.value, expired_at=now, confirmation_check_at=None)
 
-    def record_payment(self, now: datetime, *, confirmed: bool) -> PaymentSession:
-        """Stripe says the buyer completed checkout; `confirmed` when the money is in."""
+    def record_payment(
+        self,
+        now: datetime,
+        *,
+        confirmed: bool,
+        checkout_session_id: str | None = None,
+        recheck_after: timedelta | None = None,
+    ) -> PaymentSession:
+        """Stripe says the buyer completed checkout on `checkout_session_id` (which the window
+        then names, so a payment on any other of its sessions is seen as a second one);
+        `confirmed` when the money is in, else Stripe is asked again after `recheck_after`
+        should its follow-up webhook not come."""
+        paid_with = checkout_session_id or self.checkout_session_id
         if not confirmed:
-            return self._move_to(Status.AWAITING_PAYMENT_CONFIRMATION, now)
-        return replace(self._move_to(Status.PAID, now), paid_at=now)
+            awaiting = self._move_to(Status.AWAITING_PAYMENT_CONFIRMATION, now)
+            check_at = now + recheck_after if recheck_after is not None else None
+            return replace(awaiting, confirmation_check_at=check_at, checkout_session_id=paid_with)
+        paid = self._move_to(Status.PAID, now)
+        return replace(paid, paid_at=now, confirmation_check_at=None, checkout_session_id=paid_with)
 
-    def record_late_payment(self, now: datetime) -> PaymentSession:
+    def still_awaiting(self, now: datetime, recheck_after: timedelta) -> PaymentSession:
+        """Stripe is still confirming the payment: ask again later (bookkeeping, no version)."""
+        return replace(self, confirmation_check_at=now + recheck_after)
+
+    def record_late_payment(
+        self, now: datetime, checkout_session_id: str | None = None
+    ) -> PaymentSession:
         """A payment Stripe took for a window we had already closed: the buyer's money wins.
 
         The one exception to final statuses: `expired` is only ever recorded after Stripe refused
         to expire the session, so this happens only if Stripe completed it concurrently.
         """
         if self.status is not Status.EXPIRED:
-            return self.record_payment(now, confirmed=True)
+            return self.record_payment(now, confirmed=True, checkout_session_id=checkout_session_id)
         return replace(
-            self, status=Status.PAID, paid_at=now, version=self.version + 1, updated_at=now
+            self,
+            status=Status.PAID,
+            checkout_session_id=checkout_session_id or self.checkout_session_id,
+            reason=PAID_AFTER_CLOSE,
+            paid_at=now,
+            version=self.version + 1,
+            updated_at=now,
         )
 
     def with_checkout(

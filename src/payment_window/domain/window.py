@@ -13,6 +13,9 @@ MAX_WINDOW = timedelta(days=7)
 STRIPE_MIN_LIFETIME = timedelta(minutes=30)
 STRIPE_MAX_LIFETIME = timedelta(hours=24)
 STRIPE_MARGIN = timedelta(minutes=1)
+# Stripe counts a session's 24 hours from its own `created`, a whole second taken on receipt; this
+# covers the request's latency and the difference between our clock and Stripe's.
+STRIPE_CLOCK_MARGIN = timedelta(seconds=10)
 
 
 def remaining_seconds(expires_at: datetime, now: datetime) -> int:
@@ -40,11 +43,32 @@ def window_end(
     return expires_at.replace(microsecond=expires_at.microsecond // 1000 * 1000)
 
 
-def stripe_session_expiry(window_ends: datetime, now: datetime) -> datetime:
-    """The Checkout Session `expires_at` for a window: its end, clamped to Stripe's range.
+def _whole_second_after(moment: datetime) -> datetime:
+    return (
+        moment if moment.microsecond == 0 else moment.replace(microsecond=0) + timedelta(seconds=1)
+    )
 
-    Stripe cannot move this later, so a window that outlives it needs a new session (rotation).
+
+def latest_checkout_end(now: datetime) -> datetime:
+    """The latest `expires_at` Stripe accepts for a session created now (whole seconds)."""
+    return (now + STRIPE_MAX_LIFETIME - STRIPE_CLOCK_MARGIN).replace(microsecond=0)
+
+
+def stripe_session_expiry(window_ends: datetime, now: datetime) -> datetime:
+    """The Checkout Session `expires_at` for a window: never before the window's end when
+    Stripe's range allows it, so a window that fits one session is never given a second.
+
+    Stripe's `expires_at` is whole seconds and cannot be moved later: a window that outlives
+    its session needs a new one (rotation).
     """
-    earliest = now + STRIPE_MIN_LIFETIME + STRIPE_MARGIN
-    latest = now + STRIPE_MAX_LIFETIME - STRIPE_MARGIN
-    return min(max(window_ends, earliest), latest).replace(microsecond=0)
+    earliest = _whole_second_after(now + STRIPE_MIN_LIFETIME + STRIPE_MARGIN)
+    return min(max(_whole_second_after(window_ends), earliest), latest_checkout_end(now))
+
+
+def fit_to_one_checkout(window_ends: datetime, now: datetime) -> datetime:
+    """A window asked to last about as long as a Stripe session (the default 24 hours) ends
+    with its one session rather than needing a second for its last seconds."""
+    latest = latest_checkout_end(now)
+    if latest < window_ends <= now + STRIPE_MAX_LIFETIME:
+        return latest
+    return window_ends

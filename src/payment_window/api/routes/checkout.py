@@ -12,7 +12,8 @@ from payment_window.api.auth import BEARER_SECURITY, CurrentActor, actor_of
 from payment_window.api.bodies import status_response
 from payment_window.api.deps import ClockDep, Windows, checked_session_id
 from payment_window.api.schemas import CheckoutIn, StatusOut, error_responses
-from payment_window.service import PaymentWindows, WindowStatus
+from payment_window.domain.status import WindowStatus
+from payment_window.service import PaymentWindows
 
 router = APIRouter(tags=["checkout"])
 

@@ -11,11 +11,13 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 
 from payment_window.api.auth import CurrentActor
+from payment_window.api.bodies import status_body
 from payment_window.api.deps import SessionId
 from payment_window.api.routes.page import PAGE_HEADERS, templates
 from payment_window.api.schemas import ID_PATTERN, StatusOut, error_responses
 from payment_window.domain import messages
 from payment_window.domain.session import PaymentSession, Status
+from payment_window.domain.status import WindowStatus
 from payment_window.operations import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -24,7 +26,6 @@ from payment_window.operations import (
     Summary,
     WindowFilter,
 )
-from payment_window.service import WindowStatus, status_body
 
 router = APIRouter(tags=["operations"])
 

@@ -13,7 +13,7 @@ from payment_window.api.bodies import status_response
 from payment_window.api.deps import ClockDep, SessionId, Windows
 from payment_window.api.errors import ApiError
 from payment_window.api.schemas import ExtendIn, OverrideIn, StatusOut, error_responses
-from payment_window.service import WindowStatus
+from payment_window.domain.status import WindowStatus
 
 router = APIRouter(tags=["override"])
 

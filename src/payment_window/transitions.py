@@ -1,0 +1,362 @@
+"""The steps every use case closes or pays a window with, shared by the requests, the expiry
+task and the Stripe webhooks, so each change audits, announces and indexes the same way.
+
+Inside a transaction: ask Stripe first, then record the change with its audit entry and outbox
+messages. After the commit: tell the index and live viewers. Those last steps never fail the
+change: what they miss is repaired from the store (`IndexRepairs`, the expiry task's sweep).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from payment_window.domain import messages
+from payment_window.domain.errors import CheckoutNotOpen
+from payment_window.domain.events import AuditEntry
+from payment_window.domain.policy import ExtensionPolicy
+from payment_window.domain.ports import (
+    ChangeFeed,
+    CheckoutGateway,
+    CheckoutSession,
+    Clock,
+    Metrics,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    WindowChange,
+    WindowIndex,
+)
+from payment_window.domain.session import CloseReason, PaymentSession, Status, closed_event
+from payment_window.domain.status import WindowStatus
+
+log = structlog.get_logger(__name__)
+
+PAID = frozenset({"paid", "no_payment_required"})
+REPAIR_EVERY_SECONDS = 1.0
+
+
+class IndexRepairs:
+    """Windows whose index entry may be stale because an update failed after a commit.
+
+    A short loop puts them again from the store until the index takes them; until then the
+    status read of this process serves them from the store.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, index: WindowIndex, metrics: Metrics) -> None:
+        self._uow = uow
+        self._index = index
+        self._metrics = metrics
+        self._pending: set[str] = set()
+        self._wake_pending = False
+
+    def add(self, session_id: str, *, wake: bool = False) -> None:
+        self._pending.add(session_id)
+        self._wake_pending = self._wake_pending or wake
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._pending
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def repair(self) -> int:
+        """Put every pending window as the store has it now; how many the index took."""
+        repaired = 0
+        for session_id in list(self._pending):
+            async with self._uow() as uow:
+                session = await uow.sessions.get(session_id)
+            if session is None:
+                self._pending.discard(session_id)
+                continue
+            await self._index.put(session)
+            self._pending.discard(session_id)
+            repaired += 1
+        if self._wake_pending:
+            await self._index.wake()
+            self._wake_pending = False
+        if repaired:
+            log.info("index_repaired", windows=repaired)
+        return repaired
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Repair every second until `stop`; an index still down is tried again next time."""
+        while not stop.is_set():
+            if self._pending or self._wake_pending:
+                try:
+                    await self.repair()
+                except Exception as error:
+                    log.warning("index_repair_failed", error=repr(error), pending=len(self))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), REPAIR_EVERY_SECONDS)
+
+
+class Transitions:
+    """Stripe first, record, audit, announce: the building blocks of every state change."""
+
+    def __init__(
+        self,
+        *,
+        index: WindowIndex,
+        gateway: CheckoutGateway,
+        clock: Clock,
+        metrics: Metrics,
+        changes: ChangeFeed,
+        repairs: IndexRepairs,
+        default_policy: ExtensionPolicy,
+        confirmation_recheck: timedelta,
+        render: Callable[[WindowStatus], dict[str, Any]],
+    ) -> None:
+        self.index = index
+        self.gateway = gateway
+        self.clock = clock
+        self.metrics = metrics
+        self.changes = changes
+        self.repairs = repairs
+        self.default_policy = default_policy
+        self.confirmation_recheck = confirmation_recheck
+        # How live viewers are shown a status (the API's body), so they see what a read shows.
+        self.render = render
+
+    # --- inside the transaction -----------------------------------------------------------------
+
+    async def expire_at_stripe(self, session: PaymentSession) -> CheckoutSession | None:
+        """Stripe first: None once Stripe can no longer take the money for this window, or the
+        completed Checkout Session when the buyer paid before Stripe could expire it.
+
+        Raises CheckoutSessionMissing when Stripe does not know the session at all."""
+        if not session.checkout_session_id:
+            return None
+        try:
+            await self.gateway.expire(
+                session.checkout_session_id,
+                idempotency_key=f"expire:{session.checkout_session_id}:{session.stripe_attempt_key}",
+            )
+        except CheckoutNotOpen as refused:
+            if refused.status == "complete":
+                return await self.gateway.retrieve(session.checkout_session_id)
+            # Already expired at Stripe (by us before a crash, or by Stripe itself): carry on.
+        return None
+
+    def close(
+        self,
+        uow: UnitOfWork,
+        session: PaymentSession,
+        policy: ExtensionPolicy,
+        reason: CloseReason,
+        actor: str,
+        *,
+        note: str | None = None,
+    ) -> PaymentSession:
+        """The window closed unpaid: its audit entry and messages join the transaction."""
+        closed = session.expire(reason, self.clock.now())
+        uow.record(
+            self.audit(
+                closed,
+                "payment_expired",
+                actor,
+                session.status,
+                {
+                    "reason": reason.value,
+                    "note": note,
+                    "expiresAt": messages.iso(session.expires_at),
+                    "checkoutSessionId": session.checkout_session_id,
+                },
+            ),
+            messages.on_close(closed, reason, policy, actor),
+        )
+        return closed
+
+    def close_missing_checkout(
+        self, uow: UnitOfWork, session: PaymentSession, policy: ExtensionPolicy, actor: str
+    ) -> PaymentSession:
+        """Stripe does not know the window's session, so nobody can pay through it: close the
+        window with its own reason and tell operations, who must find out why."""
+        closed = self.close(uow, session, policy, CloseReason.CHECKOUT_MISSING, actor)
+        uow.record(
+            self.audit(
+                closed,
+                "operations_alerted",
+                actor,
+                closed.status,
+                {"alert": "checkout_missing", "checkoutSessionId": session.checkout_session_id},
+            ),
+            [messages.on_checkout_missing(closed, session.checkout_session_id)],
+        )
+        log.error(
+            "checkout_session_missing_at_stripe",
+            session_id=session.id,
+            checkout_session_id=session.checkout_session_id,
+        )
+        return closed
+
+    def apply_payment(
+        self, uow: UnitOfWork, session: PaymentSession, checkout: CheckoutSession, actor: str
+    ) -> PaymentSession:
+        """Stripe says the buyer completed checkout: record it instead of closing."""
+        confirmed = checkout.payment_status in PAID
+        paid = session.record_payment(
+            self.clock.now(),
+            confirmed=confirmed,
+            checkout_session_id=checkout.id,
+            recheck_after=self.confirmation_recheck,
+        )
+        uow.record(
+            self.audit(
+                paid,
+                "payment_completed" if confirmed else "payment_pending",
+                actor,
+                session.status,
+                {"checkoutSessionId": checkout.id, "paymentStatus": checkout.payment_status},
+            ),
+            messages.on_payment(paid),
+        )
+        return paid
+
+    async def late_payment(
+        self, uow: UnitOfWork, closed: PaymentSession, checkout: CheckoutSession, actor: str
+    ) -> PaymentSession:
+        """The buyer paid in the last instant of a window we closed: the payment wins.
+
+        The relist (or maker review) is cancelled if it has not left yet; operations hear of it
+        either way, and the auction service gets `auction.payment_received` to undo a relist.
+        """
+        now = self.clock.now()
+        paid = closed.record_late_payment(now, checkout.id)
+        cancelled = await uow.cancel_pending(closed.id, messages.FOLLOW_UP_EVENTS, now)
+        uow.record(
+            self.audit(
+                paid,
+                "payment_completed",
+                actor,
+                closed.status,
+                {
+                    "checkoutSessionId": checkout.id,
+                    "paymentStatus": checkout.payment_status,
+                    "lateAfterExpiry": True,
+                    "closedReason": closed.reason,
+                    "followUpsCancelled": cancelled,
+                },
+            ),
+            [
+                messages.on_late_payment(paid, closed, checkout.id, cancelled),
+                *messages.on_payment(paid),
+            ],
+        )
+        log.warning(
+            "late_payment_after_expiry",
+            session_id=closed.id,
+            closed_reason=closed.reason,
+            follow_ups_cancelled=cancelled,
+        )
+        return paid
+
+    def duplicate_payment(
+        self, uow: UnitOfWork, paid: PaymentSession, checkout: CheckoutSession, actor: str
+    ) -> None:
+        """A second Checkout Session of a paid window took money too: a refund is a person's
+        decision, so operations are alerted and the audit log keeps both sessions."""
+        first = paid.checkout_session_id
+        uow.record(
+            self.audit(
+                paid,
+                "duplicate_payment_detected",
+                actor,
+                paid.status,
+                {
+                    "checkoutSessionId": checkout.id,
+                    "firstCheckoutSessionId": first,
+                    "paymentStatus": checkout.payment_status,
+                },
+            ),
+            [messages.on_duplicate_payment(paid, first, checkout.id)],
+        )
+        self.metrics.increment("payments.window.duplicate_payments")
+        log.error(
+            "duplicate_payment_detected",
+            session_id=paid.id,
+            checkout_session_id=checkout.id,
+            first_checkout_session_id=first,
+        )
+
+    async def policy_for(self, uow: UnitOfWork, maker_id: str) -> ExtensionPolicy:
+        return await uow.policies.get(maker_id) or self.default_policy
+
+    def audit(
+        self,
+        session: PaymentSession,
+        action: str,
+        actor: str,
+        from_status: Status | None,
+        details: dict[str, object],
+    ) -> AuditEntry:
+        return AuditEntry(
+            session_id=session.id,
+            action=action,
+            actor=actor,
+            from_status=from_status.value if from_status else None,
+            to_status=session.status.value,
+            details={key: value for key, value in details.items() if value is not None},
+            at=self.clock.now(),
+        )
+
+    # --- after the commit -----------------------------------------------------------------------
+
+    async def announce_closed(self, session: PaymentSession, *, reindex: bool = True) -> None:
+        """Metrics, index and live viewers for a committed close or payment."""
+        if session.status is Status.EXPIRED:
+            self.metrics.increment(
+                "payments.window.expired_count", tags=[f"reason:{session.reason}"]
+            )
+            if session.reason == CloseReason.WINDOW_ELAPSED and session.expired_at:
+                lateness = (session.expired_at - session.expires_at).total_seconds()
+                self.metrics.distribution("payments.window.expiry_lateness", max(0.0, lateness))
+            await self.announce(session, closed_event(session.reason), reindex=reindex)
+        else:
+            await self.announce(session, session.status.value, reindex=reindex)
+        log.info(
+            "payment_window_closed",
+            session_id=session.id,
+            status=session.status.value,
+            reason=session.reason,
+        )
+
+    async def announce(self, session: PaymentSession, event: str, *, reindex: bool = True) -> None:
+        """Tell the index (unless the caller settles it itself) and live viewers of a committed
+        change. Never raises: the change is stored, and what fails here is repaired."""
+        wake = event in ("opened", "extended", "rotated")
+        if reindex:
+            try:
+                await self.index.put(session)
+                if wake:
+                    await self.index.wake()
+            except Exception as error:
+                self.after_commit_failed("index", session.id, error)
+                self.repairs.add(session.id, wake=wake)
+        try:
+            await self.changes.publish(
+                WindowChange(
+                    session.id, event, self.render(WindowStatus.of(session, self.clock.now()))
+                )
+            )
+        except Exception as error:
+            self.after_commit_failed("live_events", session.id, error)
+
+    def after_commit_failed(self, step: str, session_id: str, error: Exception) -> None:
+        self.metrics.increment("payments.window.after_commit_failures", tags=[f"step:{step}"])
+        log.warning("after_commit_step_failed", step=step, session_id=session_id, error=repr(error))
+
+    async def expire_quietly(self, checkout_session_id: str, idempotency_key: str) -> None:
+        try:
+            await self.gateway.expire(checkout_session_id, idempotency_key=idempotency_key)
+        except CheckoutNotOpen:
+            pass
+        except Exception:
+            # Best effort: Stripe ends the session by itself at its own expires_at anyway.
+            log.warning(
+                "checkout_expire_failed", checkout_session_id=checkout_session_id, exc_info=True
+            )
