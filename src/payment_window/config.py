@@ -90,9 +90,9 @@ class Settings(BaseSettings):
     claim_lease_seconds: float = Field(
         30.0, gt=0, description="a crashed worker's claims come back after this"
     )
-    confirmation_recheck_minutes: int = Field(
+    confirmation_recheck_minutes: float = Field(
         60,
-        ge=1,
+        gt=0,
         le=7 * 24 * 60,
         description="ask Stripe again about a payment awaiting confirmation after this long",
     )

@@ -40,6 +40,8 @@ MAX_PAGE = 200
 DEFAULT_PAGE = 50
 DUE_SOON = timedelta(hours=1)
 RECENT = timedelta(hours=24)
+AWAITING_TOO_LONG = timedelta(days=1)
+DUPLICATES_SHOWN = timedelta(days=30)
 
 _T = payment_sessions.c
 
@@ -97,6 +99,8 @@ class Summary:
     overdue_count: int
     oldest_overdue_seconds: int | None
     failing_at_stripe: int
+    awaiting_confirmation_over_day: int
+    duplicate_payments: int
     undelivered_outbox: int
     expired_last_24h_by_reason: dict[str, int] = field(default_factory=dict)
 
@@ -204,6 +208,20 @@ class Operations:
             _count(overdue).label("overdue_count"),
             func.min(case((overdue, _T.expires_at), else_=None)).label("oldest_overdue"),
             _count(and_(is_open, _T.expiry_attempts > 0)).label("failing_at_stripe"),
+            _count(
+                and_(
+                    _T.status == Status.AWAITING_PAYMENT_CONFIRMATION.value,
+                    _T.updated_at < now - AWAITING_TOO_LONG,
+                )
+            ).label("awaiting_confirmation_over_day"),
+        )
+        duplicates = (
+            select(func.count())
+            .select_from(audit_log)
+            .where(
+                audit_log.c.action == "duplicate_payment_detected",
+                audit_log.c.at >= now - DUPLICATES_SHOWN,
+            )
         )
         reasons = (
             select(_T.reason, func.count())
@@ -212,6 +230,7 @@ class Operations:
         )
         async with self._engine.connect() as connection:
             row = (await connection.execute(figures)).one()
+            duplicate_payments = int(await connection.scalar(duplicates) or 0)
             by_reason = {
                 str(reason or "unknown"): int(count)
                 for reason, count in await connection.execute(reasons)
@@ -229,6 +248,8 @@ class Operations:
                 int((now - oldest).total_seconds()) if oldest is not None else None
             ),
             failing_at_stripe=int(row.failing_at_stripe),
+            awaiting_confirmation_over_day=int(row.awaiting_confirmation_over_day),
+            duplicate_payments=duplicate_payments,
             undelivered_outbox=sum(backlog.values()),
             expired_last_24h_by_reason=dict(sorted(by_reason.items())),
         )

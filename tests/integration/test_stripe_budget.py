@@ -9,7 +9,6 @@ import redis.asyncio
 
 from payment_window.adapters.ratelimit import LocalRateLimiter, RedisRateLimiter
 from payment_window.bootstrap import Container
-from payment_window.runner import stripe_budget
 
 
 async def test_two_workers_share_one_budget(redis_url: str, redis_prefix: str) -> None:
@@ -31,7 +30,7 @@ async def test_two_workers_share_one_budget(redis_url: str, redis_prefix: str) -
 async def test_workers_take_the_shared_budget_when_redis_is_configured(
     container: Container,
 ) -> None:
-    budget = stripe_budget(container)
+    budget = container.stripe_budget
     if container.settings.redis_url:
         assert isinstance(budget, RedisRateLimiter)
     else:

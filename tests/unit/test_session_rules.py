@@ -12,6 +12,7 @@ from payment_window.domain.errors import (
     ExtensionExceedsPolicy,
     InvalidTransition,
     InvalidWindow,
+    WindowElapsed,
     WindowNotOpen,
 )
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
@@ -240,3 +241,47 @@ def test_a_closed_window_plans_no_reminder() -> None:
 def test_the_expiry_task_looks_at_a_window_at_its_next_reminder() -> None:
     session = a_session().with_reminders_planned(OFFSETS)
     assert session.due_at == session.next_reminder_at
+
+
+def test_with_reminders_off_a_window_is_due_at_its_deadline() -> None:
+    session = a_session(checkout_expires_at=NOW + timedelta(hours=24))
+    assert not session.outlives_checkout()
+    assert session.due_at == session.expires_at
+    assert not session.needs_new_checkout(session.expires_at - timedelta(minutes=5))
+
+
+def test_a_window_outliving_its_stripe_session_is_due_before_that_session_ends() -> None:
+    session = a_session(
+        expires_at=NOW + timedelta(hours=30), checkout_expires_at=NOW + timedelta(hours=24)
+    )
+    assert session.due_at == NOW + timedelta(hours=24) - timedelta(minutes=10)
+    assert session.needs_new_checkout(session.due_at)
+
+
+def test_a_window_past_its_deadline_cannot_be_extended() -> None:
+    session = a_session()
+    with pytest.raises(WindowElapsed):
+        session.extend(30, POLICY, session.expires_at)
+    with pytest.raises(WindowElapsed):
+        session.extend(30, POLICY, session.expires_at + timedelta(milliseconds=5))
+    assert session.extend(30, POLICY, session.expires_at - timedelta(milliseconds=5)).is_open
+
+
+def test_a_payment_awaiting_confirmation_is_looked_at_again_later() -> None:
+    awaiting = a_session().record_payment(NOW, confirmed=False, recheck_after=timedelta(minutes=60))
+    assert awaiting.is_scheduled
+    assert awaiting.due_at == NOW + timedelta(minutes=60)
+    assert not awaiting.confirmation_check_due(NOW + timedelta(minutes=59))
+    assert awaiting.confirmation_check_due(NOW + timedelta(minutes=60))
+    paid = awaiting.record_payment(NOW, confirmed=True)
+    assert not paid.is_scheduled
+
+
+def test_a_late_payment_says_so_in_its_reason() -> None:
+    closed = a_session().expire(CloseReason.WINDOW_ELAPSED, NOW)
+    paid = closed.record_late_payment(NOW, "cs_2")
+    assert (paid.status, paid.reason, paid.checkout_session_id) == (
+        Status.PAID,
+        "paid_after_close",
+        "cs_2",
+    )

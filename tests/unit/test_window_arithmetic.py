@@ -12,6 +12,7 @@ from payment_window.domain.errors import InvalidWindow
 from payment_window.domain.window import (
     STRIPE_MAX_LIFETIME,
     STRIPE_MIN_LIFETIME,
+    fit_to_one_checkout,
     stripe_session_expiry,
     window_end,
 )
@@ -54,3 +55,27 @@ def test_stripe_sessions_always_fit_stripes_allowed_range(seconds_ahead: int) ->
 def test_a_window_inside_stripes_range_ends_with_its_session(seconds_ahead: int) -> None:
     ends = NOW + timedelta(seconds=seconds_ahead)
     assert stripe_session_expiry(ends, NOW) == ends
+
+
+@given(
+    st.integers(min_value=1, max_value=24 * 60),
+    st.integers(min_value=0, max_value=999_999),
+)
+def test_a_window_up_to_a_day_long_fits_one_stripe_session(minutes: int, micros: int) -> None:
+    now = NOW + timedelta(microseconds=micros)
+    ends = fit_to_one_checkout(window_end(now, minutes=minutes), now)
+    session_end = stripe_session_expiry(ends, now)
+    # Never a second session: Stripe's session lasts at least as long as the window...
+    assert session_end >= ends
+    # ...and stays within what Stripe accepts, counted from its own whole-second `created`.
+    created_at_stripe = now.replace(microsecond=0)
+    assert session_end <= created_at_stripe + STRIPE_MAX_LIFETIME
+    assert session_end >= now + STRIPE_MIN_LIFETIME
+    # The default window loses only the seconds Stripe's clock needs.
+    assert ends > now + timedelta(minutes=minutes) - timedelta(seconds=11)
+
+
+def test_a_window_longer_than_a_day_keeps_its_end() -> None:
+    ends = NOW + timedelta(hours=30)
+    assert fit_to_one_checkout(ends, NOW) == ends
+    assert stripe_session_expiry(ends, NOW) < ends

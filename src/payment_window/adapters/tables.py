@@ -105,6 +105,8 @@ audit_log = Table(
     Column("details", JSON, nullable=False),
     Column("at", UtcDateTime, nullable=False),
     Index("ix_audit_log_session_id", "session_id", "id"),
+    # The operations summary counts alerts (duplicate payments) by action over a period.
+    Index("ix_audit_log_action_at", "action", "at"),
 )
 
 outbox = Table(

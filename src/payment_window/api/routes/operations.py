@@ -90,6 +90,12 @@ class SummaryOut(_Out):
     overdue_count: int = Field(description="open with the deadline already passed")
     oldest_overdue_seconds: int | None = Field(description="null when nothing is overdue")
     failing_at_stripe: int = Field(description="open windows whose expiry at Stripe failed")
+    awaiting_confirmation_over_day: int = Field(
+        description="windows awaiting payment confirmation for more than a day"
+    )
+    duplicate_payments: int = Field(
+        description="second payments for one window in the last 30 days (refund decisions)"
+    )
     undelivered_outbox: int
     expired_last_24h_by_reason: dict[str, int] = Field(
         alias="expiredLast24hByReason", description="closed unpaid in the last 24 hours"
@@ -127,6 +133,8 @@ def summary_body(summary: Summary) -> dict[str, object]:
         "overdueCount": summary.overdue_count,
         "oldestOverdueSeconds": summary.oldest_overdue_seconds,
         "failingAtStripe": summary.failing_at_stripe,
+        "awaitingConfirmationOverDay": summary.awaiting_confirmation_over_day,
+        "duplicatePayments": summary.duplicate_payments,
         "undeliveredOutbox": summary.undelivered_outbox,
         "expiredLast24hByReason": summary.expired_last_24h_by_reason,
         "serverTime": messages.iso(summary.now),

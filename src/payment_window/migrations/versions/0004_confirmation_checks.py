@@ -1,4 +1,5 @@
-"""Windows awaiting payment confirmation are asked about at Stripe again if no webhook comes.
+"""Windows awaiting payment confirmation are asked about at Stripe again if no webhook comes;
+the operations summary counts audit alerts by action.
 
 Revision ID: 0004
 Revises: 0003
@@ -18,8 +19,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("payment_sessions") as table:
         table.add_column(sa.Column("confirmation_check_at", UtcDateTime, nullable=True))
+    op.create_index("ix_audit_log_action_at", "audit_log", ["action", "at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_log_action_at", "audit_log")
     with op.batch_alter_table("payment_sessions") as table:
         table.drop_column("confirmation_check_at")
