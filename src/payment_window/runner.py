@@ -115,9 +115,9 @@ def with_embedded_stripe(settings: Settings, api_url: str) -> Settings:
     lets a buyer finish a test payment, reported back to `api_url` as a signed webhook."""
     if settings.stripe_api_key is not None or settings.env is Environment.PRODUCTION:
         return settings
-    from payment_window.devstripe.hosted import HostedCheckoutApp
-    from payment_window.devstripe.server import DEFAULT_PORT, ServerThread, bind
-    from payment_window.devstripe.testing import TEST_API_KEY
+    from devstripe.hosted import HostedCheckoutApp
+    from devstripe.server import DEFAULT_PORT, ServerThread, bind
+    from devstripe.testing import TEST_API_KEY
 
     secret = (
         settings.stripe_webhook_secret.get_secret_value()

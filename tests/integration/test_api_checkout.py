@@ -11,9 +11,9 @@ from typing import Any
 import jwt
 import pytest
 from api_harness import JWT_SECRET, Api, api_settings, assert_error_shape, running_api
+from devstripe.testing import RunningStripe
 
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 STATUS_KEYS = {

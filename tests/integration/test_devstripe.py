@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from payment_window.devstripe.testing import RunningStripe
+from devstripe.testing import RunningStripe
 
 SESSIONS = "/v1/checkout/sessions"
 
@@ -192,7 +192,7 @@ def test_runs_from_the_command_line() -> None:
         [
             sys.executable,
             "-m",
-            "payment_window.devstripe",
+            "devstripe",
             "--port",
             str(port),
             "--log-level",

@@ -16,8 +16,8 @@ from stripe import _http_client
 
 from payment_window.adapters.stripe import StripeGateway
 from payment_window.config import Settings
-from payment_window.devstripe.control import Fault, FaultKind
-from payment_window.devstripe.testing import RunningStripe
+from devstripe.control import Fault, FaultKind
+from devstripe.testing import RunningStripe
 from payment_window.domain.errors import (
     CheckoutNotOpen,
     InvalidWebhook,

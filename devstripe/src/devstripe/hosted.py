@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import structlog
 
-from payment_window.devstripe.app import DevStripeApp, Receive, Scope, Send
-from payment_window.devstripe.store import JsonObject, StripeError, random_id
+from devstripe.app import DevStripeApp, Receive, Scope, Send
+from devstripe.store import JsonObject, StripeError, random_id
 
 log = structlog.get_logger(__name__)
 

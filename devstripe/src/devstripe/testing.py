@@ -6,9 +6,9 @@ import time
 from types import TracebackType
 from typing import Any, Self
 
-from payment_window.devstripe.app import DevStripeApp, create_app
-from payment_window.devstripe.control import Fault, FaultKind
-from payment_window.devstripe.server import ServerThread, bind
+from devstripe.app import DevStripeApp, create_app
+from devstripe.control import Fault, FaultKind
+from devstripe.server import ServerThread, bind
 
 TEST_API_KEY = "sk_test_devstripe"
 

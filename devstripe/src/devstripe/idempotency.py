@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from payment_window.devstripe.store import StripeError
+from devstripe.store import StripeError
 
 
 @dataclass(frozen=True, slots=True)

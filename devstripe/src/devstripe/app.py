@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from payment_window.devstripe.control import CallLog, Fault, FaultKind, Faults
-from payment_window.devstripe.idempotency import IdempotencyCache, StoredResponse
-from payment_window.devstripe.store import CheckoutStore, JsonObject, StripeError, random_id
+from devstripe.control import CallLog, Fault, FaultKind, Faults
+from devstripe.idempotency import IdempotencyCache, StoredResponse
+from devstripe.store import CheckoutStore, JsonObject, StripeError, random_id
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
