@@ -63,6 +63,11 @@ class ServerThread:
             name="devstripe",
         )
 
+    @property
+    def url(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
     def start(self, timeout: float = 10.0) -> None:
         self._thread.start()
         deadline = time.monotonic() + timeout

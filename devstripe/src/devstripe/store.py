@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from devstripe.minimums import MINIMUM_CHARGE, too_small_message
+
 MIN_EXPIRY_SECONDS = 30 * 60
 MAX_EXPIRY_SECONDS = 24 * 60 * 60
 MAX_METADATA_KEYS = 50
@@ -86,6 +88,13 @@ class CheckoutStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[str, JsonObject] = {}
+        self._events: list[tuple[str, JsonObject]] = []
+
+    def take_events(self) -> list[tuple[str, JsonObject]]:
+        """The `checkout.session.*` events the changes since the last call owe, oldest first."""
+        with self._lock:
+            events, self._events = self._events, []
+        return events
 
     def create(self, params: Mapping[str, Any], base_url: str) -> JsonObject:
         """Validate `params` the way Stripe does and store a new open session."""
@@ -101,6 +110,7 @@ class CheckoutStore:
                 param="mode",
             )
         currency, subtotal = _line_items(params.get("line_items"), mode)
+        _check_minimum(currency, subtotal)
         session_id = random_id("cs_test_", 58)
         session: JsonObject = {
             "id": session_id,
@@ -165,6 +175,7 @@ class CheckoutStore:
                     f"This Checkout Session has a status of `{session['status']}`.",
                 )
             session.update(status="expired", url=None)
+            self._events.append(("checkout.session.expired", copy.deepcopy(session)))
             return copy.deepcopy(session)
 
     def complete(self, session_id: str, payment_status: str = "paid") -> JsonObject:
@@ -183,11 +194,13 @@ class CheckoutStore:
                 payment_status=payment_status,
                 payment_intent=random_id("pi_"),
             )
+            self._events.append(("checkout.session.completed", copy.deepcopy(session)))
             return copy.deepcopy(session)
 
     def reset(self) -> None:
         with self._lock:
             self._sessions.clear()
+            self._events.clear()
 
     def _get(self, session_id: str) -> JsonObject:
         session = self._sessions.get(session_id)
@@ -201,6 +214,7 @@ class CheckoutStore:
         # Stripe expires sessions itself once `expires_at` passes.
         if session["status"] == "open" and self._clock() >= session["expires_at"]:
             session.update(status="expired", url=None)
+            self._events.append(("checkout.session.expired", copy.deepcopy(session)))
         return session
 
 
@@ -244,6 +258,14 @@ def _line_items(items: Any, mode: str) -> tuple[str | None, int | None]:
     if len(currencies) > 1:
         raise StripeError(400, "All line items must use the same currency.", param="line_items")
     return currencies.pop(), total
+
+
+def _check_minimum(currency: str | None, amount: int | None) -> None:
+    # Stripe refuses a total below its minimum charge for the currency, without naming a param.
+    if currency is None or amount is None or currency not in MINIMUM_CHARGE:
+        return
+    if amount < MINIMUM_CHARGE[currency]:
+        raise StripeError(400, too_small_message(currency), code="amount_too_small")
 
 
 def _expires_at(value: Any, now: float) -> int:
