@@ -488,7 +488,8 @@ class PaymentWindows:
         try:
             await self._gateway.expire(
                 session.checkout_session_id,
-                idempotency_key=f"expire:{session.id}:v{session.version}",
+                # One key per attempt: Stripe replays a saved 500 to every retry with its key.
+                idempotency_key=f"expire:{session.id}:v{session.version}:a{session.expiry_attempts}",
             )
         except CheckoutNotOpen as refused:
             if refused.status == "complete":
