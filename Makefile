@@ -37,7 +37,7 @@ system-deps:
 run: install
 	$(BIN)/payment-window migrate
 	@echo "payment-window: serving at http://$(HOST):$(PORT)/ (Ctrl-C stops)"
-	$(BIN)/payment-window serve --host $(HOST) --port $(PORT)
+	$(BIN)/payment-window serve --host $(HOST) --port $(PORT) --local-stripe
 
 lint: install
 	$(BIN)/ruff check src devstripe tests bench
