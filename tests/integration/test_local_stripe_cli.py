@@ -91,7 +91,9 @@ def impostor() -> Iterator[Impostor]:
 def test_local_stripe_serves_windows_on_a_stand_in_it_owns(
     sqlite_settings: Settings, impostor: Impostor
 ) -> None:
-    settings = sqlite_settings.model_copy(update={"jwt_secret": SecretStr("cli-test-secret-0123456789abcdef0123456789")})
+    settings = sqlite_settings.model_copy(
+        update={"jwt_secret": SecretStr("cli-test-secret-0123456789abcdef0123456789")}
+    )
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
