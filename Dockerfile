@@ -15,7 +15,9 @@ RUN python -m pip wheel --wheel-dir /wheels . \
  && /opt/payment-window/bin/python -m compileall -q /opt/payment-window
 
 FROM ${PYTHON_IMAGE} AS runtime
+# Production mode: start-up stops without a Stripe key or JWT secret; no stand-in is in the image.
 ENV PATH=/opt/payment-window/bin:$PATH \
+    PW_ENV=production \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PW_LOG_JSON=true

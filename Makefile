@@ -13,9 +13,9 @@ PORT ?= 8000
 .PHONY: help install system-deps run test lint fmt bench clean distclean
 
 help:
-	@echo "make run     install, migrate and serve on SQLite without Redis at http://$(HOST):$(PORT)"
+	@echo "make run     install, migrate and serve (SQLite, no Redis, local Stripe stand-in) at http://$(HOST):$(PORT)"
 	@echo "make test    install everything the tests need, then lint and run every test"
-	@echo "make lint    ruff check src tests; mypy --strict src"
+	@echo "make lint    ruff check src devstripe tests bench; mypy --strict src and devstripe"
 	@echo "make fmt     ruff format and ruff check --fix on src and tests"
 	@echo "make bench   run the benchmarks (bench/run_all.py)"
 	@echo "make clean   remove caches, build output and private test services (distclean: also .venv)"
@@ -23,9 +23,10 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installed only when pyproject.toml is newer than the stamp.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e '.[test]'
+# Re-installed only when either pyproject.toml is newer than the stamp. The local Stripe
+# stand-in (devstripe/) is a development distribution of its own: editable here, never in the wheel.
+$(STAMP): pyproject.toml devstripe/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]' -e ./devstripe
 	touch $@
 
 install: $(STAMP)
@@ -36,11 +37,12 @@ system-deps:
 run: install
 	$(BIN)/payment-window migrate
 	@echo "payment-window: serving at http://$(HOST):$(PORT)/ (Ctrl-C stops)"
-	$(BIN)/payment-window serve --host $(HOST) --port $(PORT)
+	$(BIN)/payment-window serve --host $(HOST) --port $(PORT) --local-stripe
 
 lint: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src devstripe tests bench
 	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict devstripe/src
 
 # One shell for the whole run: test-services.sh may start private servers, and stops
 # them when this shell exits. pytest's exit 5 (no test ran) fails the target like any other.
@@ -53,15 +55,16 @@ test: install system-deps lint .venv-checkov/bin/checkov
 	$(BIN)/pytest tests/browser
 
 fmt: install
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src devstripe tests
+	$(BIN)/ruff check --fix src devstripe tests
 
 bench: install
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .services build dist src/*.egg-info
-	find src tests bench -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .services build dist src/*.egg-info \
+	  devstripe/build devstripe/src/*.egg-info
+	find src devstripe tests bench -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
 	rm -rf $(VENV) .venv-checkov

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 import asyncpg
 import httpx
+from devstripe.testing import TEST_API_KEY
 from pydantic import SecretStr
 from sqlalchemy import insert
 
@@ -32,7 +33,6 @@ from payment_window.adapters.store import migrate, session_values
 from payment_window.adapters.tables import payment_sessions
 from payment_window.bootstrap import Container
 from payment_window.config import Settings
-from payment_window.devstripe.testing import TEST_API_KEY
 from payment_window.domain.session import PaymentSession
 from payment_window.service import new_session_id
 
@@ -158,7 +158,7 @@ def start_devstripe(processes: Processes, http: str = "httptools") -> str:
     processes.start(
         "devstripe",
         [
-            PYTHON, "-m", "payment_window.devstripe",
+            PYTHON, "-m", "devstripe",
             "--port", str(port), "--log-level", "warning", "--http", http,
         ],
     )  # fmt: skip

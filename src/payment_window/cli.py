@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from pydantic.fields import FieldInfo
@@ -56,18 +56,40 @@ def migrate() -> None:
     typer.echo("store is up to date")
 
 
+def _refuse(error: Exception) -> NoReturn:
+    typer.echo(f"payment-window: {error}", err=True)
+    raise typer.Exit(2)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    local_stripe: Annotated[
+        bool,
+        typer.Option(
+            "--local-stripe",
+            help="development: start the local Stripe stand-in (the devstripe package) on a "
+            "free port and use it instead of Stripe; no money moves",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the HTTP API (plus the worker and relay in-process on the embedded default)."""
+    """Serve the HTTP API (plus the worker and relay in-process on the embedded default).
+
+    Without PW_STRIPE_API_KEY it refuses to start unless --local-stripe asks for the stand-in.
+    """
     import uvicorn
 
     from payment_window.api.app import create_app
-    from payment_window.runner import with_embedded_stripe
+    from payment_window.runner import StartupRefused, require_stripe, with_local_stripe
 
-    settings = with_embedded_stripe(_settings(), f"http://{host}:{port}")
+    settings = _settings()
+    try:
+        if local_stripe:
+            settings = with_local_stripe(settings, f"http://{host}:{port}")
+        require_stripe(settings)
+    except StartupRefused as refused:
+        _refuse(refused)
     typer.echo(f"payment-window serving on http://{host}:{port}  (API docs: /docs)")
     typer.echo("open a sample window with: payment-window demo")
     uvicorn.run(create_app(settings, background=True), host=host, port=port, log_level="warning")
@@ -75,18 +97,34 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Close windows as they fall due, until SIGTERM (the long-running expiry task)."""
-    from payment_window.runner import run_worker
+    """Close windows as they fall due, until SIGTERM (the long-running expiry task).
 
-    asyncio.run(run_worker(_settings()))
+    Needs PW_STRIPE_API_KEY; with `serve --local-stripe` the worker already runs inside serve.
+    """
+    from payment_window.runner import StartupRefused, require_stripe, run_worker
+
+    settings = _settings()
+    try:
+        require_stripe(settings)
+    except StartupRefused as refused:
+        _refuse(refused)
+    asyncio.run(run_worker(settings))
 
 
 @app.command("expire-due")
 def expire_due() -> None:
-    """Run one expiry pass (what the EventBridge schedule invokes) and print what it did."""
-    from payment_window.runner import expire_due_once
+    """Run one expiry pass (what the EventBridge schedule invokes) and print what it did.
 
-    report = asyncio.run(expire_due_once(_settings()))
+    Needs PW_STRIPE_API_KEY: a window is only closed once Stripe can no longer take the payment.
+    """
+    from payment_window.runner import StartupRefused, expire_due_once, require_stripe
+
+    settings = _settings()
+    try:
+        require_stripe(settings)
+    except StartupRefused as refused:
+        _refuse(refused)
+    report = asyncio.run(expire_due_once(settings))
     typer.echo(json.dumps(report.as_dict()))
 
 

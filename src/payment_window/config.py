@@ -39,7 +39,7 @@ class Settings(BaseSettings):
         1440, ge=1, le=7 * 24 * 60, description="length of a new payment window"
     )
     stripe_api_key: SecretStr | None = Field(
-        None, description="Stripe secret key; unset in development: a local Stripe stand-in"
+        None, description="Stripe secret key; required unless `serve --local-stripe` (development)"
     )
     stripe_api_base: str | None = Field(None, description="point the Stripe SDK at another server")
     stripe_webhook_secret: SecretStr | None = Field(

@@ -83,14 +83,38 @@ async def outbox_backlog(settings: Settings) -> OutboxStatus:
         return await outbox_status(container.engine, metrics=container.metrics)
 
 
-def with_embedded_stripe(settings: Settings, api_url: str) -> Settings:
-    """Without a Stripe key in development, serve a local Stripe stand-in too: its hosted page
-    lets a buyer finish a test payment, reported back to `api_url` as a signed webhook."""
-    if settings.stripe_api_key is not None or settings.env is Environment.PRODUCTION:
-        return settings
-    from payment_window.devstripe.hosted import HostedCheckoutApp
-    from payment_window.devstripe.server import DEFAULT_PORT, ServerThread, bind
-    from payment_window.devstripe.testing import TEST_API_KEY
+class StartupRefused(Exception):
+    """The process must not start as configured; the message says what to change."""
+
+
+NO_STRIPE_MESSAGE = (
+    "PW_STRIPE_API_KEY is not set: set it to a Stripe secret key, or, for development, pass "
+    "--local-stripe to `payment-window serve` to start the local Stripe stand-in"
+)
+NO_STAND_IN_MESSAGE = (
+    "the local Stripe stand-in is a development package: pip install -e ./devstripe "
+    "(make install does)"
+)
+
+
+def require_stripe(settings: Settings) -> None:
+    """No fake Stripe unless asked for: without a key, a process that calls Stripe stops."""
+    if settings.stripe_api_key is None:
+        raise StartupRefused(NO_STRIPE_MESSAGE)
+
+
+def with_local_stripe(settings: Settings, api_url: str) -> Settings:
+    """Start the local Stripe stand-in in this process, on a port it binds itself (never one
+    another process may hold), and point the settings at it. Its hosted page lets a buyer
+    finish a test payment, reported back to `api_url` as a signed webhook."""
+    if settings.env is Environment.PRODUCTION:
+        raise StartupRefused("--local-stripe is for development; PW_ENV is production")
+    try:
+        from devstripe.hosted import HostedCheckoutApp
+        from devstripe.server import ServerThread, bind
+        from devstripe.testing import TEST_API_KEY
+    except ImportError as missing:
+        raise StartupRefused(NO_STAND_IN_MESSAGE) from missing
 
     secret = (
         settings.stripe_webhook_secret.get_secret_value()
@@ -98,19 +122,16 @@ def with_embedded_stripe(settings: Settings, api_url: str) -> Settings:
         else f"whsec_local_{secrets.token_hex(16)}"
     )
     host = "127.0.0.1"
-    try:
-        sock = bind(host, DEFAULT_PORT)
-    except OSError:
-        log.warning("local_stripe_port_taken", port=DEFAULT_PORT, detail="using the one there")
-    else:
-        stand_in = HostedCheckoutApp(f"{api_url}/payments/stripe/webhook", secret)
-        ServerThread(stand_in, sock).start()
-    url = f"http://{host}:{DEFAULT_PORT}"
+    sock = bind(host, 0)
+    url = f"http://{host}:{sock.getsockname()[1]}"
+    stand_in = HostedCheckoutApp(f"{api_url}/payments/stripe/webhook", secret)
+    # A daemon thread: it ends with the process, which is all a development server needs.
+    ServerThread(stand_in, sock).start()
     log.warning(
         "using_local_stripe",
         url=url,
-        detail="PW_STRIPE_API_KEY is not set: checkout sessions live in a local Stripe "
-        "stand-in and no money moves",
+        detail="--local-stripe: checkout sessions live in a local Stripe stand-in and no "
+        "money moves",
     )
     return settings.model_copy(
         update={

@@ -129,6 +129,8 @@ class PaymentWindows:
             created_at=now,
             updated_at=now,
         ).with_reminders_planned(self._reminder_offsets)
+        # Refused here with the minimum named, rather than by Stripe after a round trip.
+        money.check_minimum(session.amount, session.currency)
         async with self._uow() as uow:
             if await uow.sessions.unsettled_for_auction(session.auction_id) is not None:
                 raise WindowAlreadyOpen(session.auction_id)

@@ -22,13 +22,13 @@ import pytest
 import redis
 import uvicorn
 from checkout_page import Api, CheckoutPage
+from devstripe.testing import RunningStripe
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from pydantic import SecretStr
 
 from payment_window.adapters.store import migrate
 from payment_window.api.app import create_app
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from devstripe.testing import RunningStripe
 from fastapi import FastAPI
 from pydantic import SecretStr
 from seeding import count_rows
@@ -17,7 +18,6 @@ from payment_window.api.app import create_app
 from payment_window.api.auth import mint_token
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 
 JWT_SECRET = "api-tests-secret-0123456789abcdef0123456789abcdef"
 TABLES = ("payment_sessions", "audit_log", "outbox")

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from devstripe.testing import RunningStripe
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.store import create_engine, migrate
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from devstripe.testing import RunningStripe
 from sqlalchemy import func, select
 
 from payment_window.adapters.tables import audit_log, outbox, payment_sessions
 from payment_window.bootstrap import Container
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.session import PaymentSession
 from payment_window.service import new_session_id
 

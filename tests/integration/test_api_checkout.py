@@ -11,9 +11,10 @@ from typing import Any
 import jwt
 import pytest
 from api_harness import JWT_SECRET, Api, api_settings, assert_error_shape, running_api
+from devstripe.testing import RunningStripe
+from seeding import count_rows
 
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 STATUS_KEYS = {
@@ -311,3 +312,15 @@ async def test_stripe_down_at_creation_is_503_and_stores_nothing(
     assert assert_error_shape(response)["code"] == "payment_provider_unavailable"
     assert int(response.headers["retry-after"]) > 0
     assert await api.counts() == before
+
+
+async def test_an_amount_below_stripes_minimum_is_422_amount_too_small(api: Api) -> None:
+    response = await api.client.post(
+        "/payments/checkout", json=_valid_body(amount=49, currency="eur"), headers=api.admin
+    )
+
+    assert response.status_code == 422, response.text
+    error = assert_error_shape(response)
+    assert error["code"] == "amount_too_small"
+    assert "0.50" in error["message"]
+    assert await count_rows(api.container, "payment_sessions") == 0

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 import structlog
 from api_harness import Api, api_settings, assert_error_shape, running_api
+from devstripe.testing import RunningStripe
 from seeding import seed_windows
 
 from payment_window.api.app import create_app
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.session import Status
 

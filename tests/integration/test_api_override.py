@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from api_harness import Api, api_settings, assert_error_shape, running_api
+from devstripe.testing import RunningStripe
 from sqlalchemy import func, select
 
 from payment_window.adapters.tables import audit_log
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from api_harness import Api, api_settings, assert_error_shape, running_api
+from devstripe.testing import RunningStripe
 
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 
 POLICY = {"maxExtensionMinutes": 90, "makersMayOverride": True, "onExpiry": "notify_maker"}
 CALLERS: dict[str, dict[str, str] | None] = {

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import with_stripe
+from devstripe.testing import RunningStripe
 from motoserver import MotoServer, TopicTap
 from seeding import seed_windows
 
@@ -16,7 +17,6 @@ from payment_window.adapters.metrics import NullMetrics
 from payment_window.adapters.sinks import create_sinks
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.outbox import OutboxRelay
 from payment_window.runner import expiry_task
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from api_harness import api_settings
+from devstripe.testing import RunningStripe
 from liveserver import ThreadServer
 from motoserver import MotoServer, TopicTap
 from seeding import seed_windows
@@ -22,7 +23,6 @@ from payment_window.api.app import create_app
 from payment_window.api.auth import mint_token
 from payment_window.bootstrap import bootstrap
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.events import Destination
 
 

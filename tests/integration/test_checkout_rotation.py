@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+from devstripe.testing import RunningStripe
+
 from payment_window.bootstrap import Container
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.session import Status
 from payment_window.runner import expiry_task

@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from api_harness import Api, api_settings, running_api
 from conftest import settings_env
+from devstripe.testing import RunningStripe
 from seeding import seed_windows
 
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 
 WINDOW_HEADER = ["ID", "AUCTION", "MAKER", "STATUS", "DEADLINE", "TIME LEFT", "ATTEMPTS"]
 

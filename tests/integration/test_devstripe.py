@@ -11,8 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-
-from payment_window.devstripe.testing import RunningStripe
+import stripe
+from devstripe.hosted import HostedCheckoutApp
+from devstripe.server import ServerThread, bind
+from devstripe.testing import RunningStripe
+from httpcapture import CaptureServer
 
 SESSIONS = "/v1/checkout/sessions"
 
@@ -115,7 +118,20 @@ def test_idempotency_key_replays_the_first_answer(http: httpx.Client) -> None:
     assert "idempotent-replayed" not in first.headers
 
 
-def test_idempotency_key_with_other_params_is_refused(http: httpx.Client) -> None:
+def idempotency_refusal(key: str) -> dict[str, Any]:
+    return {
+        "error": {
+            "type": "idempotency_error",
+            "message": "Keys for idempotent requests can only be used with the same parameters "
+            f"they were first used with. Try using a key other than '{key}' if you meant to "
+            "execute a different request.",
+        }
+    }
+
+
+def test_idempotency_key_with_other_params_is_refused_and_runs_nothing(
+    http: httpx.Client, server: RunningStripe
+) -> None:
     http.post(SESSIONS, data=create_form(), headers={"Idempotency-Key": "k1"})
 
     response = http.post(
@@ -123,7 +139,98 @@ def test_idempotency_key_with_other_params_is_refused(http: httpx.Client) -> Non
     )
 
     assert response.status_code == 400
-    assert response.json()["error"]["type"] == "idempotency_error"
+    assert response.json() == idempotency_refusal("k1")
+    assert len(server.app.store.list(100)["data"]) == 1
+
+
+def test_idempotency_key_on_another_endpoint_is_refused(
+    http: httpx.Client, server: RunningStripe
+) -> None:
+    session_id = http.post(SESSIONS, data=create_form(), headers={"Idempotency-Key": "k1"})
+    session_id = session_id.json()["id"]
+
+    response = http.post(f"{SESSIONS}/{session_id}/expire", headers={"Idempotency-Key": "k1"})
+
+    assert response.status_code == 400
+    assert response.json() == idempotency_refusal("k1")
+    assert server.session(session_id)["status"] == "open"
+
+
+def test_a_refused_request_saves_nothing_under_its_key(http: httpx.Client) -> None:
+    form = create_form()
+    del form["mode"]
+    refused = http.post(SESSIONS, data=form, headers={"Idempotency-Key": "k1"})
+
+    created = http.post(SESSIONS, data=create_form(), headers={"Idempotency-Key": "k1"})
+
+    assert refused.status_code == 400
+    assert created.status_code == 200
+    assert "idempotent-replayed" not in created.headers
+
+
+def test_a_key_is_forgotten_after_24_hours() -> None:
+    now = time.time()
+    with RunningStripe(clock=lambda: now) as server, httpx.Client(base_url=server.url) as http:
+        headers = {"Authorization": f"Bearer {server.api_key}", "Idempotency-Key": "k1"}
+        first = http.post(
+            SESSIONS, data=create_form(expires_at=str(int(now) + 3600)), headers=headers
+        )
+        now += 24 * 3600 + 1
+        again = http.post(
+            SESSIONS, data=create_form(expires_at=str(int(now) + 3600)), headers=headers
+        )
+
+    assert again.status_code == 200
+    assert again.json()["id"] != first.json()["id"]
+    assert "idempotent-replayed" not in again.headers
+
+
+def test_an_expired_session_is_announced_by_a_signed_webhook() -> None:
+    secret = "whsec_devstripe_test"
+    with (
+        CaptureServer() as endpoint,
+        RunningStripe(webhook_url=f"{endpoint.url}/hook", webhook_secret=secret) as server,
+        httpx.Client(base_url=server.url, headers={"Authorization": "Bearer sk_test_x"}) as http,
+    ):
+        session_id = http.post(SESSIONS, data=create_form()).json()["id"]
+        http.post(f"{SESSIONS}/{session_id}/expire")
+        deadline = time.monotonic() + 5
+        while not endpoint.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    (delivered,) = endpoint.requests
+    event = stripe.Webhook.construct_event(
+        delivered.body.decode(), delivered.headers["Stripe-Signature"], secret
+    )
+    assert event.type == "checkout.session.expired"
+    assert (event.data.object["id"], event.data.object["status"]) == (session_id, "expired")
+
+
+def test_completing_on_the_hosted_page_is_announced_by_a_signed_webhook() -> None:
+    secret = "whsec_devstripe_test"
+    with CaptureServer() as endpoint:
+        stand_in = HostedCheckoutApp(f"{endpoint.url}/hook", secret)
+        thread = ServerThread(stand_in, bind("127.0.0.1", 0))
+        thread.start()
+        try:
+            created = httpx.post(
+                f"{thread.url}{SESSIONS}",
+                data=create_form(),
+                headers={"Authorization": "Bearer sk_test_x"},
+            )
+            assert httpx.post(created.json()["url"]).status_code == 303
+            deadline = time.monotonic() + 5
+            while not endpoint.requests and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            thread.stop()
+
+    (delivered,) = endpoint.requests
+    event = stripe.Webhook.construct_event(
+        delivered.body.decode(), delivered.headers["Stripe-Signature"], secret
+    )
+    assert event.type == "checkout.session.completed"
+    assert event.data.object["payment_status"] == "paid"
 
 
 def test_list_pages_newest_first(http: httpx.Client) -> None:
@@ -192,7 +299,7 @@ def test_runs_from_the_command_line() -> None:
         [
             sys.executable,
             "-m",
-            "payment_window.devstripe",
+            "devstripe",
             "--port",
             str(port),
             "--log-level",

@@ -6,12 +6,12 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from devstripe.testing import RunningStripe
 from seeding import count_rows, seed_windows
 from sqlalchemy import select
 
 from payment_window.adapters.tables import audit_log, outbox
 from payment_window.bootstrap import Container
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.errors import WindowElapsed
 from payment_window.domain.session import Status

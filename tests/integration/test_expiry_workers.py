@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from conftest import settings_env, with_stripe
+from devstripe.testing import RunningStripe
 from seeding import seed_windows
 from sqlalchemy import func, select, text
 
 from payment_window.adapters.tables import audit_log, outbox, payment_sessions
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.runner import expiry_task
 
 pytestmark = pytest.mark.slow

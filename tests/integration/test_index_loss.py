@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import redis.asyncio
 from conftest import with_stripe
+from devstripe.testing import RunningStripe
 from seeding import seed_windows
 
 from payment_window.bootstrap import bootstrap
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.session import Status
 from payment_window.runner import expiry_task, reconcile_index
 

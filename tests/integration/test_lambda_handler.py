@@ -7,11 +7,11 @@ import asyncio
 import pytest
 import structlog
 from conftest import settings_env, with_stripe
+from devstripe.testing import RunningStripe
 from seeding import seed_windows
 
 from payment_window.bootstrap import bootstrap
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.lambda_handler import handler
 
 

@@ -16,13 +16,13 @@ import pytest
 import redis.asyncio
 from api_harness import api_settings
 from conftest import settings_env
+from devstripe.testing import RunningStripe
 from liveserver import ProcessServer, ThreadServer
 
 from payment_window.adapters.changes import changes_channel
 from payment_window.api.app import create_app
 from payment_window.api.auth import mint_token
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 
 HEARTBEAT = 0.5
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import time
 
 import httpx
+from devstripe.hosted import HostedCheckoutApp
+from devstripe.server import ServerThread, bind
+from devstripe.testing import TEST_API_KEY
 from liveserver import ThreadServer
 from pydantic import SecretStr
 
 from payment_window.api.app import create_app
 from payment_window.api.auth import mint_token
 from payment_window.config import Settings
-from payment_window.devstripe.hosted import HostedCheckoutApp
-from payment_window.devstripe.server import ServerThread, bind
-from payment_window.devstripe.testing import TEST_API_KEY
 
 
 def test_paying_on_the_local_pay_page_marks_the_window_paid(pg_settings: Settings) -> None:

@@ -16,6 +16,7 @@ import pytest
 import structlog
 from api_harness import JWT_SECRET, Api
 from conftest import with_stripe
+from devstripe.testing import RunningStripe
 from pydantic import SecretStr
 from seeding import seed_windows
 
@@ -23,7 +24,6 @@ from payment_window.api.app import create_app
 from payment_window.api.auth import mint_token
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.logs import configure_logging
 from payment_window.redaction import JWT_MASK, Redactor, mask
 from payment_window.runner import expiry_task

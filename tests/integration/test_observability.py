@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 from conftest import with_stripe
+from devstripe.testing import RunningStripe
 from httpcapture import CaptureServer
 from outboxsupport import ManualClock
 from pydantic import SecretStr
@@ -26,7 +27,6 @@ from payment_window.adapters.sinks import SinkOptions, create_sinks
 from payment_window.adapters.tables import outbox
 from payment_window.bootstrap import Container, bootstrap, create_metrics
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.errors import WindowNotOpen
 from payment_window.domain.events import Destination

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 from api_harness import JWT_SECRET, api_settings
+from devstripe.testing import RunningStripe
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from pydantic import SecretStr
@@ -21,7 +22,6 @@ from schemathesis.python import asgi
 from payment_window.api.app import create_app
 from payment_window.api.auth import mint_token
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 
 EXAMPLES_PER_OPERATION = 30
 CASES: dict[str, int] = {}

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from api_harness import Api, api_settings, assert_error_shape, running_api
+from devstripe.testing import RunningStripe
 from seeding import count_rows, seed_windows
 
 from payment_window.api.routes.operations import (
@@ -19,7 +20,6 @@ from payment_window.api.routes.operations import (
     WindowListOut,
 )
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.runner import expiry_task
 
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from conftest import with_stripe
+from devstripe.testing import RunningStripe
 from motoserver import MotoServer, TopicTap
 from outboxsupport import ManualClock
 from test_outbox_relay import FAST, TOPICS, with_topics
@@ -17,7 +18,6 @@ from payment_window.adapters.metrics import NullMetrics
 from payment_window.adapters.sinks import create_sinks
 from payment_window.bootstrap import bootstrap
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.events import Destination
 from payment_window.outbox import OutboxRelay

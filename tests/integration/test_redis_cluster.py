@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import with_stripe
+from devstripe.testing import RunningStripe
 from seeding import seed_windows
 from test_expiry_workers import Workers, assert_each_expired_exactly_once, wait_until_all_closed
 
@@ -25,7 +26,6 @@ from payment_window.adapters.ratelimit import RedisRateLimiter
 from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.bootstrap import bootstrap
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.session import CloseReason, PaymentSession
 
 pytestmark = pytest.mark.slow

@@ -8,13 +8,13 @@ from datetime import timedelta
 
 import pytest
 from conftest import with_stripe
+from devstripe.testing import RunningStripe
 from seeding import seed_windows
 from sqlalchemy import func, select
 
 from payment_window.adapters.tables import audit_log, outbox
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.access import Actor, Role
 from payment_window.runner import expiry_task
 

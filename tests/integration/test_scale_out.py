@@ -13,13 +13,13 @@ import httpx
 import pytest
 from api_harness import api_settings
 from conftest import settings_env
+from devstripe.testing import RunningStripe
 from liveserver import ProcessServer
 from test_expiry_workers import Workers
 from test_live_events import Stream
 
 from payment_window.api.auth import mint_token
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 
 pytestmark = pytest.mark.slow
 

@@ -7,19 +7,22 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import stripe
+from devstripe.control import Fault, FaultKind
+from devstripe.testing import RunningStripe
 from stripe import _http_client
 
 from payment_window.adapters.stripe import StripeGateway
 from payment_window.config import Settings
-from payment_window.devstripe.control import Fault, FaultKind
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.errors import (
     CheckoutNotOpen,
+    CheckoutRefused,
+    CheckoutSessionMissing,
     InvalidWebhook,
     PaymentProviderUnavailable,
 )
@@ -185,16 +188,131 @@ async def test_unparseable_not_open_message_falls_back_to_retrieve(
     assert server.calls(f"/v1/checkout/sessions/{created.id}", method="GET") == 1
 
 
-async def test_server_errors_within_the_retry_budget_are_invisible(
+async def test_a_server_error_is_replayed_to_the_sdks_retries_under_the_same_key(
     gateway: StripeGateway, server: RunningStripe
 ) -> None:
-    server.fail_next(RETRIES, 500)
+    server.fail_next(1, 500)
 
-    created = await gateway.create(a_session(), in_hours(1), "create-ps_1")
+    # The SDK retries a 500 with the same key; Stripe answers the saved 500 each time, so only
+    # a new key (our next attempt) can create the session.
+    with pytest.raises(PaymentProviderUnavailable):
+        await gateway.create(a_session(), in_hours(1), "create-ps_1-attempt-1")
+    created = await gateway.create(a_session(), in_hours(1), "create-ps_1-attempt-2")
 
     assert created.status == "open"
-    assert server.calls("/v1/checkout/sessions", method="POST") == RETRIES + 1
+    assert server.calls("/v1/checkout/sessions", method="POST") == RETRIES + 2
     assert len(server.app.store.list(100)["data"]) == 1
+
+
+def raw_client(server: RunningStripe) -> stripe.StripeClient:
+    """The SDK without retries, to see each of Stripe's answers."""
+    return stripe.StripeClient(
+        server.api_key, base_addresses={"api": server.url}, max_network_retries=0
+    )
+
+
+CREATE = {
+    "mode": "payment",
+    "line_items": [
+        {
+            "quantity": 1,
+            "price_data": {
+                "currency": "eur",
+                "unit_amount": 1000,
+                "product_data": {"name": "Lot 1"},
+            },
+        }
+    ],
+}
+
+
+def test_a_saved_500_is_replayed_with_idempotent_replayed(server: RunningStripe) -> None:
+    client = raw_client(server)
+    server.fail_next(1, 500)
+
+    with pytest.raises(stripe.APIError) as first:
+        client.v1.checkout.sessions.create(CREATE, {"idempotency_key": "k-500"})
+    with pytest.raises(stripe.APIError) as replayed:
+        client.v1.checkout.sessions.create(CREATE, {"idempotency_key": "k-500"})
+
+    assert (first.value.http_status, replayed.value.http_status) == (500, 500)
+    assert replayed.value.json_body == first.value.json_body
+    assert replayed.value.headers is not None
+    assert replayed.value.headers.get("idempotent-replayed") == "true"
+    assert server.app.store.list(100)["data"] == []
+
+
+def test_a_rate_limited_request_is_not_saved_under_its_key(server: RunningStripe) -> None:
+    client = raw_client(server)
+    server.rate_limit_next(1)
+
+    with pytest.raises(stripe.RateLimitError):
+        client.v1.checkout.sessions.create(CREATE, {"idempotency_key": "k-429"})
+    created = client.v1.checkout.sessions.create(CREATE, {"idempotency_key": "k-429"})
+
+    assert created.status == "open"
+    assert created.last_response.headers.get("idempotent-replayed") is None
+
+
+def test_a_key_reused_with_other_parameters_is_stripes_idempotency_error(
+    server: RunningStripe,
+) -> None:
+    client = raw_client(server)
+    client.v1.checkout.sessions.create(CREATE, {"idempotency_key": "k-reused"})
+
+    with pytest.raises(stripe.IdempotencyError) as refused:
+        client.v1.checkout.sessions.create(
+            {**CREATE, "client_reference_id": "other"}, {"idempotency_key": "k-reused"}
+        )
+
+    assert refused.value.http_status == 400
+    assert refused.value.user_message == (
+        "Keys for idempotent requests can only be used with the same parameters they were "
+        "first used with. Try using a key other than 'k-reused' if you meant to execute a "
+        "different request."
+    )
+    assert len(server.app.store.list(100)["data"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "message"),
+    [
+        (49, "EUR", "must add up to at least €0.50 eur"),
+        (29, "GBP", "must add up to at least £0.30 gbp"),
+        (49, "JPY", "must add up to at least ¥50 jpy"),
+    ],
+)
+async def test_an_amount_below_stripes_minimum_is_refused_as_amount_too_small(
+    gateway: StripeGateway, server: RunningStripe, amount: int, currency: str, message: str
+) -> None:
+    session = replace(a_session(), amount=amount, currency=currency)
+
+    with pytest.raises(CheckoutRefused, match=message) as refused:
+        await gateway.create(session, in_hours(1), "create-ps_1")
+
+    assert refused.value.stripe_code == "amount_too_small"
+    assert server.app.store.list(100)["data"] == []
+
+
+async def test_the_minimum_itself_is_accepted(gateway: StripeGateway) -> None:
+    session = replace(a_session(), amount=30, currency="GBP")
+
+    assert (await gateway.create(session, in_hours(1), "create-ps_1")).status == "open"
+
+
+async def test_an_unknown_checkout_session_is_missing_for_retrieve_and_expire(
+    gateway: StripeGateway, server: RunningStripe
+) -> None:
+    with pytest.raises(CheckoutSessionMissing) as on_retrieve:
+        await gateway.retrieve("cs_test_gone")
+    with pytest.raises(CheckoutSessionMissing) as on_expire:
+        await gateway.expire("cs_test_gone", "expire-gone")
+
+    assert on_retrieve.value.checkout_session_id == "cs_test_gone"
+    assert on_expire.value.checkout_session_id == "cs_test_gone"
+    # Not a transient failure: the SDK did not retry it.
+    assert server.calls("/cs_test_gone") == 1
+    assert server.calls("/cs_test_gone/expire") == 1
 
 
 async def test_server_errors_beyond_the_retry_budget_are_unavailable(
@@ -315,10 +433,11 @@ async def test_a_429_storm_beyond_the_retry_budget_is_unavailable(
 async def test_expiry_outside_stripes_range_is_refused(
     gateway: StripeGateway, server: RunningStripe, hours: float, message: str
 ) -> None:
-    with pytest.raises(stripe.InvalidRequestError, match=message) as refused:
+    with pytest.raises(CheckoutRefused, match=message) as refused:
         await gateway.create(a_session(), in_hours(hours), "create-ps_1")
 
-    assert refused.value.param == "expires_at"
+    assert isinstance(refused.value.__cause__, stripe.InvalidRequestError)
+    assert refused.value.__cause__.param == "expires_at"
     assert server.calls("/v1/checkout/sessions") == 1
 
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 from api_harness import Api, api_settings, assert_error_shape, running_api
+from devstripe.testing import RunningStripe
 from pydantic import SecretStr
 from sqlalchemy import select
 from test_stripe_webhooks import COMPLETED, SECRET, send, stripe_event
 
 from payment_window.adapters.tables import audit_log, outbox
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.session import PaymentSession
 from payment_window.runner import expiry_task
 

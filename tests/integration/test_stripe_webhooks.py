@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 from api_harness import Api, api_settings, assert_error_shape, running_api
+from devstripe.testing import RunningStripe
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from payment_window.adapters.tables import audit_log, outbox, stripe_events
 from payment_window.config import Settings
-from payment_window.devstripe.testing import RunningStripe
 
 SECRET = "whsec_test_0123456789abcdef"
 URL = "/payments/stripe/webhook"

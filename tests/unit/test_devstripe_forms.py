@@ -1,6 +1,6 @@
 """Decoding the form bodies the Stripe SDKs send."""
 
-from payment_window.devstripe.app import decode_form
+from devstripe.app import decode_form
 
 
 def test_nested_keys_become_dicts_and_lists() -> None:

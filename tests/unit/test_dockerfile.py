@@ -6,7 +6,9 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,28 @@ def test_hadolint_finds_nothing() -> None:
         [hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_runs_in_production_mode() -> None:
+    env_lines = " ".join(rest for keyword, rest in _final_stage() if keyword == "ENV")
+    assert re.search(r"(^|\s)PW_ENV=production(\s|$)", env_lines), env_lines
+
+
+def test_the_build_context_leaves_out_the_stripe_stand_in() -> None:
+    ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    assert "devstripe/" in ignore
+    assert not [line for line in ignore if line.startswith("!") and "devstripe" in line]
+
+
+def test_the_wheel_holds_no_stripe_stand_in(tmp_path: Path) -> None:
+    # The same `pip wheel .` the Dockerfile's builder stage runs.
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+         "--wheel-dir", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = tmp_path.glob("payment_window-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(name.startswith("payment_window/service.py") for name in names)
+    assert not [name for name in names if "devstripe" in name]

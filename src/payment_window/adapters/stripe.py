@@ -16,6 +16,8 @@ from stripe.checkout import SessionService
 from payment_window.config import Settings
 from payment_window.domain.errors import (
     CheckoutNotOpen,
+    CheckoutRefused,
+    CheckoutSessionMissing,
     InvalidWebhook,
     PaymentProviderUnavailable,
 )
@@ -93,9 +95,10 @@ class StripeGateway:
     async def create(
         self, session: PaymentSession, expires_at: datetime, idempotency_key: str
     ) -> CheckoutSession:
-        """A Checkout Session for the window's amount, ending at `expires_at`, not recoverable."""
+        """A Checkout Session for the window's amount, ending at `expires_at`, not recoverable;
+        Stripe refusing the parameters (`amount_too_small`, ...) raises CheckoutRefused."""
         page = f"{self._public_base_url}/checkout/{session.id}"
-        with _unavailable_when_transient():
+        with _refused_as_checkout_refused(), _unavailable_when_transient():
             created = await self._sessions.create_async(
                 {
                     "mode": "payment",
@@ -127,14 +130,25 @@ class StripeGateway:
         return _to_checkout(created)
 
     async def retrieve(self, checkout_session_id: str) -> CheckoutSession:
-        with _unavailable_when_transient():
-            found = await self._sessions.retrieve_async(checkout_session_id)
+        """The session as Stripe has it; CheckoutSessionMissing when Stripe has none by that id."""
+        with (
+            _missing_as_checkout_session_missing(checkout_session_id),
+            _unavailable_when_transient(),
+        ):
+            # The PaymentIntent tells a delayed payment that failed from one still processing.
+            found = await self._sessions.retrieve_async(
+                checkout_session_id, {"expand": ["payment_intent"]}
+            )
         return _to_checkout(found)
 
     async def expire(self, checkout_session_id: str, idempotency_key: str) -> CheckoutSession:
-        """Expire an open session; raises CheckoutNotOpen carrying Stripe's status otherwise."""
+        """Expire an open session; raises CheckoutNotOpen carrying Stripe's status otherwise, and
+        CheckoutSessionMissing when Stripe has no session by that id."""
         try:
-            with _unavailable_when_transient():
+            with (
+                _missing_as_checkout_session_missing(checkout_session_id),
+                _unavailable_when_transient(),
+            ):
                 expired = await self._sessions.expire_async(
                     checkout_session_id, options={"idempotency_key": idempotency_key}
                 )
@@ -182,7 +196,35 @@ def _to_checkout(session: stripe.checkout.Session) -> CheckoutSession:
         status=str(session.status),
         payment_status=str(session.payment_status),
         expires_at=datetime.fromtimestamp(session.expires_at, UTC),
+        payment_intent_status=_intent_status(session.payment_intent),
     )
+
+
+def _intent_status(intent: object) -> str | None:
+    """The status of an expanded PaymentIntent; None when only its id came back."""
+    status = getattr(intent, "status", None)
+    return status if isinstance(status, str) else None
+
+
+@contextmanager
+def _missing_as_checkout_session_missing(checkout_session_id: str) -> Iterator[None]:
+    """Stripe's 404 `resource_missing` for the session: no retry will ever find it."""
+    try:
+        yield
+    except stripe.InvalidRequestError as error:
+        if error.http_status == 404 and error.code == "resource_missing":
+            raise CheckoutSessionMissing(checkout_session_id) from error
+        raise
+
+
+@contextmanager
+def _refused_as_checkout_refused() -> Iterator[None]:
+    """Stripe refusing a create's parameters is the caller's problem, in Stripe's words."""
+    try:
+        yield
+    except stripe.InvalidRequestError as error:
+        message = (error.error.message if error.error else None) or error.user_message or ""
+        raise CheckoutRefused(error.code, message or str(error)) from error
 
 
 @contextmanager

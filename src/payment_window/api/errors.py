@@ -18,7 +18,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payment_window.domain.errors import (
+    AmountTooSmall,
     CheckoutNotOpen,
+    CheckoutRefused,
     DomainError,
     ExtensionExceedsPolicy,
     InvalidTransition,
@@ -48,6 +50,8 @@ STATUS_BY_ERROR: Mapping[type[DomainError], int] = {
     PreconditionFailed: 412,
     ExtensionExceedsPolicy: 422,
     InvalidWindow: 422,
+    AmountTooSmall: 422,
+    CheckoutRefused: 422,
     InvalidWebhook: 400,
     PaymentProviderUnavailable: 503,
 }
@@ -124,13 +128,18 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc)
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
+    code = exc.code
     if isinstance(exc, ExtensionExceedsPolicy):
         extra["minutesStillAllowed"] = exc.still_allowed
+    if isinstance(exc, AmountTooSmall):
+        extra["minimumAmount"] = exc.minimum
+    if isinstance(exc, CheckoutRefused) and exc.stripe_code:
+        code = exc.stripe_code  # Stripe's own code tells the caller what to change
     if isinstance(exc, PaymentProviderUnavailable):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if status >= 500:
-        log.warning("request_failed", code=exc.code, error=str(exc))
-    return error_response(status, exc.code, str(exc), headers=headers, **extra)
+        log.warning("request_failed", code=code, error=str(exc))
+    return error_response(status, code, str(exc), headers=headers, **extra)
 
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -54,16 +54,6 @@ class WindowElapsed(DomainError):
         self.session_id = session_id
 
 
-class CheckoutSessionMissing(DomainError):
-    """Stripe does not know this Checkout Session (resource_missing): asking again won't help."""
-
-    code = "checkout_session_missing"
-
-    def __init__(self, checkout_session_id: str) -> None:
-        super().__init__(f"Stripe has no checkout session {checkout_session_id}")
-        self.checkout_session_id = checkout_session_id
-
-
 class OverrideNotAllowed(DomainError):
     code = "forbidden"
 
@@ -123,3 +113,35 @@ class WindowAlreadyOpen(DomainError):
 
     def __init__(self, auction_id: str) -> None:
         super().__init__(f"auction {auction_id} already has a payment window that is not settled")
+
+
+class AmountTooSmall(DomainError):
+    """Below Stripe's minimum charge for the currency: Stripe would refuse the session."""
+
+    code = "amount_too_small"
+
+    def __init__(self, currency: str, minimum: int, minimum_text: str) -> None:
+        super().__init__(f"the minimum charge in {currency.upper()} is {minimum_text}")
+        self.currency = currency
+        self.minimum = minimum  # in the currency's minor unit
+
+
+class CheckoutSessionMissing(DomainError):
+    """Stripe has no Checkout Session by this id (`resource_missing`): retrying cannot help."""
+
+    code = "checkout_session_missing"
+
+    def __init__(self, checkout_session_id: str) -> None:
+        super().__init__(f"Stripe has no checkout session {checkout_session_id}")
+        self.checkout_session_id = checkout_session_id
+
+
+class CheckoutRefused(DomainError):
+    """Stripe refused to create the Checkout Session (an `invalid_request_error`)."""
+
+    code = "checkout_refused"
+
+    def __init__(self, stripe_code: str | None, message: str) -> None:
+        super().__init__(message)
+        # Stripe's own code (`amount_too_small`, `parameter_invalid_integer`, ...) when it gave one.
+        self.stripe_code = stripe_code

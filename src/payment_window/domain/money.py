@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from payment_window.domain.errors import InvalidWindow
+from payment_window.domain.errors import AmountTooSmall, InvalidWindow
 
 # Stripe's presentment currencies (ISO 4217, lower case).
 CURRENCIES = frozenset(
@@ -34,3 +34,58 @@ def checked_amount(amount: int) -> int:
             f"amount must be from 1 to {MAX_AMOUNT} in the currency's smallest unit"
         )
     return amount
+
+
+# Stripe's minimum charge per currency (https://docs.stripe.com/currencies, "Minimum and maximum
+# charge amounts"), in minor units. The local Stripe stand-in keeps its own copy as Stripe's
+# data; tests/unit/test_money.py asserts the two agree.
+MINIMUM_CHARGE: dict[str, int] = {
+    "usd": 50,
+    "aed": 200,
+    "aud": 50,
+    "bgn": 100,
+    "brl": 50,
+    "cad": 50,
+    "chf": 50,
+    "czk": 1500,
+    "dkk": 250,
+    "eur": 50,
+    "gbp": 30,
+    "hkd": 400,
+    "huf": 17500,
+    "inr": 50,
+    "jpy": 50,
+    "mxn": 1000,
+    "myr": 200,
+    "nok": 300,
+    "nzd": 50,
+    "pln": 200,
+    "ron": 200,
+    "sek": 300,
+    "sgd": 50,
+    "thb": 1000,
+}
+# Amounts in these are whole units already (https://docs.stripe.com/currencies#zero-decimal).
+ZERO_DECIMAL = frozenset(
+    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()  # noqa: SIM905
+)
+
+
+def minimum_charge(currency: str) -> int | None:
+    """Stripe's smallest charge in `currency`'s minor unit; None where Stripe lists none
+    (it then converts to the account's currency and applies that minimum)."""
+    return MINIMUM_CHARGE.get(currency.strip().lower())
+
+
+def major_units(amount: int, currency: str) -> str:
+    """`amount` in minor units as people write it: 50 EUR cents is "0.50", 50 JPY is "50"."""
+    if currency.strip().lower() in ZERO_DECIMAL:
+        return str(amount)
+    return f"{amount // 100}.{amount % 100:02d}"
+
+
+def check_minimum(amount: int, currency: str) -> None:
+    """Refuse, before Stripe does, an amount below Stripe's minimum charge for `currency`."""
+    minimum = minimum_charge(currency)
+    if minimum is not None and amount < minimum:
+        raise AmountTooSmall(currency.strip().lower(), minimum, major_units(minimum, currency))

@@ -1,58 +1,26 @@
 """Stripe's hosted payment page, as far as a demo needs it: pay or cancel, then the webhook.
 
-Only the embedded default (`payment-window serve` without a Stripe key) uses this, so a buyer
+`payment-window serve --local-stripe` uses this, so a buyer
 clicking Pay on the checkout page can finish a test payment and see the window close as paid.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
-import json
 import re
-import time
 from typing import Any
 
-import httpx
-import structlog
-
-from payment_window.devstripe.app import DevStripeApp, Receive, Scope, Send
-from payment_window.devstripe.store import JsonObject, StripeError, random_id
-
-log = structlog.get_logger(__name__)
+from devstripe.app import DevStripeApp, Receive, Scope, Send
+from devstripe.store import JsonObject, StripeError
 
 _PAY_PATH = re.compile(r"^/c/pay/(?P<id>cs_[A-Za-z0-9_]+)$")
-
-
-def signature_header(payload: bytes, secret: str, timestamp: int | None = None) -> str:
-    """Stripe's `Stripe-Signature`: HMAC-SHA256 of `"{t}.{payload}"` with the endpoint secret."""
-    moment = int(time.time()) if timestamp is None else timestamp
-    signed = f"{moment}.".encode() + payload
-    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return f"t={moment},v1={digest}"
-
-
-def event_for(session: JsonObject, event_type: str) -> bytes:
-    return json.dumps(
-        {
-            "id": random_id("evt_", 24),
-            "object": "event",
-            "type": event_type,
-            "created": int(time.time()),
-            "livemode": False,
-            "data": {"object": session},
-        }
-    ).encode()
 
 
 class HostedCheckoutApp(DevStripeApp):
     """The local Stripe plus its hosted page; completing a payment sends a signed webhook."""
 
     def __init__(self, webhook_url: str | None, webhook_secret: str | None) -> None:
-        super().__init__()
-        self._webhook_url = webhook_url
-        self._webhook_secret = webhook_secret
+        super().__init__(webhook_url=webhook_url, webhook_secret=webhook_secret)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _PAY_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
@@ -81,22 +49,9 @@ class HostedCheckoutApp(DevStripeApp):
         await _html(send, 200, _page(session))
 
     async def _pay(self, session: JsonObject) -> None:
-        if session["status"] != "open":
-            return
-        completed = self.store.complete(session["id"], "paid")
-        if not (self._webhook_url and self._webhook_secret):
-            return
-        payload = event_for(completed, "checkout.session.completed")
-        headers = {
-            "Stripe-Signature": signature_header(payload, self._webhook_secret),
-            "Content-Type": "application/json",
-        }
-        try:
-            async with httpx.AsyncClient(timeout=10) as client:
-                await client.post(self._webhook_url, content=payload, headers=headers)
-        except httpx.HTTPError:
-            # Stripe retries webhooks for days; here the expiry task finds the payment anyway.
-            log.warning("local_stripe_webhook_failed", url=self._webhook_url, exc_info=True)
+        if session["status"] == "open":
+            self.store.complete(session["id"], "paid")
+        self.deliver_events()
 
 
 async def _drain(receive: Receive) -> None:

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from devstripe.minimums import MINIMUM_CHARGE, too_small_message
+
 MIN_EXPIRY_SECONDS = 30 * 60
 MAX_EXPIRY_SECONDS = 24 * 60 * 60
 MAX_METADATA_KEYS = 50
@@ -85,7 +87,15 @@ class CheckoutStore:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
+        self._intents: dict[str, str] = {}
         self._sessions: dict[str, JsonObject] = {}
+        self._events: list[tuple[str, JsonObject]] = []
+
+    def take_events(self) -> list[tuple[str, JsonObject]]:
+        """The `checkout.session.*` events the changes since the last call owe, oldest first."""
+        with self._lock:
+            events, self._events = self._events, []
+        return events
 
     def create(self, params: Mapping[str, Any], base_url: str) -> JsonObject:
         """Validate `params` the way Stripe does and store a new open session."""
@@ -101,6 +111,7 @@ class CheckoutStore:
                 param="mode",
             )
         currency, subtotal = _line_items(params.get("line_items"), mode)
+        _check_minimum(currency, subtotal)
         session_id = random_id("cs_test_", 58)
         session: JsonObject = {
             "id": session_id,
@@ -165,6 +176,7 @@ class CheckoutStore:
                     f"This Checkout Session has a status of `{session['status']}`.",
                 )
             session.update(status="expired", url=None)
+            self._events.append(("checkout.session.expired", copy.deepcopy(session)))
             return copy.deepcopy(session)
 
     def complete(self, session_id: str, payment_status: str = "paid") -> JsonObject:
@@ -177,17 +189,49 @@ class CheckoutStore:
             session = self._get(session_id)
             if session["status"] != "open":
                 raise StripeError(400, f"This Checkout Session is {session['status']}.")
+            intent = random_id("pi_")
+            # A delayed payment method (a bank debit) leaves its PaymentIntent processing.
+            self._intents[intent] = "succeeded" if payment_status != "unpaid" else "processing"
             session.update(
                 status="complete",
                 url=None,
                 payment_status=payment_status,
-                payment_intent=random_id("pi_"),
+                payment_intent=intent,
             )
+            self._events.append(("checkout.session.completed", copy.deepcopy(session)))
             return copy.deepcopy(session)
+
+    def settle_delayed_payment(self, session_id: str, *, succeeded: bool) -> JsonObject:
+        """The bank answers for a delayed payment method (not a Stripe API call): the session
+        is paid, or its PaymentIntent needs another payment method, as Stripe reports it."""
+        with self._lock:
+            session = self._get(session_id)
+            intent = str(session.get("payment_intent"))
+            if session["status"] != "complete" or self._intents.get(intent) != "processing":
+                raise StripeError(400, f"Checkout Session {session_id} has no pending payment.")
+            self._intents[intent] = "succeeded" if succeeded else "requires_payment_method"
+            if succeeded:
+                session["payment_status"] = "paid"
+            event = "async_payment_succeeded" if succeeded else "async_payment_failed"
+            self._events.append((f"checkout.session.{event}", copy.deepcopy(session)))
+            return copy.deepcopy(session)
+
+    def payment_intent(self, intent_id: str) -> JsonObject:
+        """The expanded `payment_intent` of a session (only the fields we imitate)."""
+        with self._lock:
+            status = self._intents[intent_id]
+        return {"id": intent_id, "object": "payment_intent", "status": status}
+
+    def forget(self, session_id: str) -> None:
+        """Lose a session (a test control): as if it were made with another account's key."""
+        with self._lock:
+            del self._sessions[session_id]
 
     def reset(self) -> None:
         with self._lock:
             self._sessions.clear()
+            self._intents.clear()
+            self._events.clear()
 
     def _get(self, session_id: str) -> JsonObject:
         session = self._sessions.get(session_id)
@@ -201,6 +245,7 @@ class CheckoutStore:
         # Stripe expires sessions itself once `expires_at` passes.
         if session["status"] == "open" and self._clock() >= session["expires_at"]:
             session.update(status="expired", url=None)
+            self._events.append(("checkout.session.expired", copy.deepcopy(session)))
         return session
 
 
@@ -244,6 +289,14 @@ def _line_items(items: Any, mode: str) -> tuple[str | None, int | None]:
     if len(currencies) > 1:
         raise StripeError(400, "All line items must use the same currency.", param="line_items")
     return currencies.pop(), total
+
+
+def _check_minimum(currency: str | None, amount: int | None) -> None:
+    # Stripe refuses a total below its minimum charge for the currency, without naming a param.
+    if currency is None or amount is None or currency not in MINIMUM_CHARGE:
+        return
+    if amount < MINIMUM_CHARGE[currency]:
+        raise StripeError(400, too_small_message(currency), code="amount_too_small")
 
 
 def _expires_at(value: Any, now: float) -> int:

@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from payment_window.devstripe.control import CallLog, Fault, FaultKind, Faults
-from payment_window.devstripe.idempotency import IdempotencyCache, StoredResponse
-from payment_window.devstripe.store import CheckoutStore, JsonObject, StripeError, random_id
+from devstripe.control import CallLog, Fault, FaultKind, Faults
+from devstripe.events import WebhookSender
+from devstripe.idempotency import IdempotencyCache, StoredResponse
+from devstripe.store import CheckoutStore, JsonObject, StripeError, random_id
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,6 +35,12 @@ _NO_API_KEY_MESSAGE = (
 )
 
 
+def _injected_error(fault: Fault) -> StripeError:
+    if fault.message:
+        return StripeError(fault.status, fault.message)
+    return StripeError(fault.status, "An unknown error occurred", type_="api_error")
+
+
 class _DropConnection(Exception):
     """Close the socket without answering, so the client sees a real connection error."""
 
@@ -41,11 +48,18 @@ class _DropConnection(Exception):
 class DevStripeApp:
     """A stateful Stripe look-alike for Checkout Sessions; state lives on the instance."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        *,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+    ) -> None:
         self.store = CheckoutStore(clock)
         self.faults = Faults(clock)
         self.calls = CallLog()
-        self.idempotency = IdempotencyCache()
+        self.idempotency = IdempotencyCache(clock)
+        self.webhooks = WebhookSender(webhook_url, webhook_secret)
         self._clock = clock
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., JsonObject]]] = [
             ("POST", re.compile(r"/v1/checkout/sessions"), self._create),
@@ -85,31 +99,72 @@ class DevStripeApp:
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, request: _Request) -> tuple[int, bytes, dict[str, str]]:
-        is_stripe_call = request.path.startswith("/v1/")
-        fault = None
-        if is_stripe_call:
-            self.calls.record(request.method, request.path)
-            fault = self.faults.take(request.path)
+        if not request.path.startswith("/v1/"):
+            try:
+                handler, path_params = self._route(request)
+                return 200, _dump(handler(request=request, **path_params)), {}
+            except StripeError as error:
+                return error.status, _dump(error.body()), error.headers
+            finally:
+                self.deliver_events()
+        self.calls.record(request.method, request.path)
+        fault = self.faults.take(request.path)
         try:
-            if fault is not None and not fault.after:
-                await self._before(fault)
-            status, body, headers = self._handle(request, stripe_call=is_stripe_call)
+            status, body, headers = await self._stripe_call(request, fault)
         except StripeError as error:
             status, body, headers = error.status, _dump(error.body()), error.headers
+        finally:
+            self.deliver_events()
         if fault is not None and fault.after and fault.kind is FaultKind.DROP:
             raise _DropConnection
         return status, body, headers
+
+    async def _stripe_call(
+        self, request: _Request, fault: Fault | None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """One `/v1/` request, in Stripe's order: the edge (connection, rate limiter, auth),
+        then the idempotency layer, then the endpoint."""
+        if fault is not None and not fault.after and fault.kind is not FaultKind.ERROR:
+            await self._before(fault)
+        handler, path_params = self._route(request)
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            raise StripeError(401, _NO_API_KEY_MESSAGE)
+        key = request.headers.get("idempotency-key") if request.method == "POST" else None
+        if not key:
+            if fault is not None and fault.kind is FaultKind.ERROR:
+                raise _injected_error(fault)
+            return 200, _dump(handler(request=request, **path_params)), {}
+        what = json.dumps([request.method, request.path, sorted(request.form_pairs)])
+        stored = self.idempotency.lookup(key, what)
+        if stored is not None:
+            return (
+                stored.status,
+                stored.body,
+                {"Idempotency-Key": key, "Idempotent-Replayed": "true"},
+            )
+        if fault is not None and fault.kind is FaultKind.ERROR:
+            # The endpoint began and failed: Stripe saves a 5xx and replays it for the key.
+            error = _injected_error(fault)
+            if error.status >= 500:
+                self.idempotency.store(key, what, StoredResponse(error.status, _dump(error.body())))
+            raise error
+        # A refusal raised here (validation) saves nothing, as at Stripe.
+        body = _dump(handler(request=request, **path_params))
+        self.idempotency.store(key, what, StoredResponse(200, body))
+        return 200, body, {"Idempotency-Key": key}
+
+    def deliver_events(self) -> None:
+        """Send the webhook events the last changes owe (in the background, as Stripe does)."""
+        for event_type, session in self.store.take_events():
+            self.webhooks.send_later(event_type, session)
 
     async def _before(self, fault: Fault) -> None:
         if fault.kind is FaultKind.DELAY:
             await asyncio.sleep(fault.delay)
         elif fault.kind is FaultKind.DROP:
             raise _DropConnection
-        elif fault.kind is FaultKind.ERROR and fault.message:
-            raise StripeError(fault.status, fault.message)
-        elif fault.kind is FaultKind.ERROR:
-            raise StripeError(fault.status, "An unknown error occurred", type_="api_error")
         elif fault.kind is FaultKind.RATE_LIMIT:
+            # Rejected by the rate limiter before any endpoint ran: nothing saved for the key.
             raise StripeError(429, _RATE_LIMIT_MESSAGE, code="rate_limit")
         elif fault.kind is FaultKind.LOCK_TIMEOUT:
             raise StripeError(
@@ -118,28 +173,6 @@ class DevStripeApp:
                 code="lock_timeout",
                 headers={"Stripe-Should-Retry": "true"},
             )
-
-    def _handle(self, request: _Request, *, stripe_call: bool) -> tuple[int, bytes, dict[str, str]]:
-        handler, path_params = self._route(request)
-        if not stripe_call:
-            return 200, _dump(handler(request=request, **path_params)), {}
-        if not request.headers.get("authorization", "").startswith("Bearer "):
-            raise StripeError(401, _NO_API_KEY_MESSAGE)
-        key = request.headers.get("idempotency-key")
-        if request.method != "POST" or not key:
-            return 200, _dump(handler(request=request, **path_params)), {}
-        fingerprint = json.dumps(sorted(request.form_pairs))
-        stored = self.idempotency.lookup(key, request.path, fingerprint)
-        if stored is not None:
-            return (
-                stored.status,
-                stored.body,
-                {"Idempotency-Key": key, "Idempotent-Replayed": "true"},
-            )
-        body = _dump(handler(request=request, **path_params))
-        # Like Stripe, only answers from a request that ran are kept; refusals are not.
-        self.idempotency.store(key, request.path, fingerprint, StoredResponse(200, body))
-        return 200, body, {"Idempotency-Key": key}
 
     def _route(self, request: _Request) -> tuple[Callable[..., JsonObject], dict[str, str]]:
         allowed = False
@@ -163,7 +196,12 @@ class DevStripeApp:
         return self.store.list(int(limit), request.params.get("starting_after"))
 
     def _retrieve(self, request: _Request, id: str) -> JsonObject:
-        return self.store.retrieve(id)
+        session = self.store.retrieve(id)
+        expand = request.params.get("expand") or []
+        expand = list(expand.values()) if isinstance(expand, dict) else expand
+        if "payment_intent" in expand and session.get("payment_intent"):
+            session["payment_intent"] = self.store.payment_intent(session["payment_intent"])
+        return session
 
     def _expire(self, request: _Request, id: str) -> JsonObject:
         return self.store.expire(id)
@@ -293,6 +331,11 @@ async def _drop(receive: Receive, send: Send) -> None:
         pass
 
 
-def create_app(clock: Callable[[], float] = time.time) -> DevStripeApp:
-    """A fresh server with empty state."""
-    return DevStripeApp(clock)
+def create_app(
+    clock: Callable[[], float] = time.time,
+    *,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+) -> DevStripeApp:
+    """A fresh server with empty state; events go to `webhook_url` when both are given."""
+    return DevStripeApp(clock, webhook_url=webhook_url, webhook_secret=webhook_secret)

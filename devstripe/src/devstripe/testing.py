@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
-from payment_window.devstripe.app import DevStripeApp, create_app
-from payment_window.devstripe.control import Fault, FaultKind
-from payment_window.devstripe.server import ServerThread, bind
+from devstripe.app import DevStripeApp, create_app
+from devstripe.control import Fault, FaultKind
+from devstripe.server import ServerThread, bind
 
 TEST_API_KEY = "sk_test_devstripe"
 
@@ -16,8 +17,18 @@ TEST_API_KEY = "sk_test_devstripe"
 class RunningStripe:
     """Start with `with RunningStripe() as stripe:`; state survives `stop()` / `start()`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.app: DevStripeApp = create_app()
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clock: Callable[[], float] = time.time,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+    ) -> None:
+        self.app: DevStripeApp = create_app(
+            clock, webhook_url=webhook_url, webhook_secret=webhook_secret
+        )
         self.api_key = TEST_API_KEY
         self._host = host
         self._port = port

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from payment_window.devstripe.app import DevStripeApp, create_app
+from devstripe.app import DevStripeApp, create_app
 
 DEFAULT_PORT = 12111
 
@@ -63,6 +63,11 @@ class ServerThread:
             name="devstripe",
         )
 
+    @property
+    def url(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
     def start(self, timeout: float = 10.0) -> None:
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -78,9 +83,9 @@ class ServerThread:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m payment_window.devstripe [--host H] [--port N]`."""
+    """`python -m devstripe [--host H] [--port N]`."""
     parser = argparse.ArgumentParser(
-        prog="python -m payment_window.devstripe",
+        prog="python -m devstripe",
         description="A local, stateful Stripe look-alike for Checkout Sessions.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -1,0 +1,3 @@
+from devstripe.server import main
+
+main()

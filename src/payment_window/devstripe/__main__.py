@@ -1,3 +1,0 @@
-from payment_window.devstripe.server import main
-
-main()
