@@ -9,6 +9,8 @@ committed, and a failure there never fails the request (see `transitions`).
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -178,7 +180,7 @@ class PaymentWindows:
         """Move the deadline later within the maker's policy. When the window then outlives
         its Stripe session, the new session is made now, as part of the extension."""
         now = self._t.clock.now()
-        async with self._uow() as uow:
+        async with self._counting_stripe_attempts(session_id), self._uow() as uow:
             session, policy = await self._load_for_override(uow, session_id, actor, if_match)
             extended = session.extend(minutes, policy, now).with_reminders_planned(
                 self._reminder_offsets
@@ -217,15 +219,11 @@ class PaymentWindows:
 
     async def _with_new_checkout(self, session: PaymentSession, now: datetime) -> PaymentSession:
         """Stripe cannot move a session's end: a new one, attached within this change."""
-        try:
-            checkout = await self._t.gateway.create(
-                session,
-                window.stripe_session_expiry(session.expires_at, now),
-                idempotency_key=f"rotate:{session.stripe_attempt_key}",
-            )
-        except PaymentProviderUnavailable as error:
-            await self._count_attempt(session.id, error)
-            raise
+        checkout = await self._t.gateway.create(
+            session,
+            window.stripe_session_expiry(session.expires_at, now),
+            idempotency_key=f"rotate:{session.stripe_attempt_key}",
+        )
         rotated = session.with_checkout(checkout.id, checkout.url or "", checkout.expires_at, now)
         # Part of the same change as the extension: one stored version step, not two.
         return replace(rotated, version=session.version)
@@ -247,13 +245,9 @@ class PaymentWindows:
             if actor.role is Role.ADMIN
             else CloseReason.MAKER_TERMINATED
         )
-        async with self._uow() as uow:
+        async with self._counting_stripe_attempts(session_id), self._uow() as uow:
             session, policy = await self._load_for_override(uow, session_id, actor, if_match)
-            try:
-                completed = await self._t.expire_at_stripe(session)
-            except PaymentProviderUnavailable as error:
-                await self._count_attempt(session.id, error)
-                raise
+            completed = await self._t.expire_at_stripe(session)
             if completed is not None:
                 closed = self._t.apply_payment(uow, session, completed, actor.label)
             else:
@@ -284,9 +278,17 @@ class PaymentWindows:
             raise WindowNotOpen(session.id, session.status.value)
         return session, policy
 
-    async def _count_attempt(self, session_id: str, error: Exception) -> None:
-        """Stripe answered and failed: the next attempt must use a new idempotency key, since
-        Stripe would replay this answer for the old one. Bookkeeping outside the change."""
-        async with self._uow() as uow:
-            await uow.sessions.record_expiry_failure(session_id, f"{type(error).__name__}: {error}")
-            await uow.commit()
+    @asynccontextmanager
+    async def _counting_stripe_attempts(self, session_id: str) -> AsyncIterator[None]:
+        """A Stripe failure counts an attempt on the window, so the next try uses a new
+        idempotency key (Stripe would replay this answer for the old one). Recorded once the
+        change's own transaction has let go of the row."""
+        try:
+            yield
+        except PaymentProviderUnavailable as error:
+            async with self._uow() as uow:
+                await uow.sessions.record_expiry_failure(
+                    session_id, f"{type(error).__name__}: {error}"
+                )
+                await uow.commit()
+            raise

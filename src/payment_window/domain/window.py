@@ -39,8 +39,9 @@ def window_end(
         raise InvalidWindow("expiresAt must be in the future")
     if expires_at - now > MAX_WINDOW:
         raise InvalidWindow("a payment window may not end more than 7 days ahead")
-    # Milliseconds: the precision of the wire format and of the Redis index.
-    return expires_at.replace(microsecond=expires_at.microsecond // 1000 * 1000)
+    # Whole seconds, as Stripe's `expires_at`: the deadline is the moment Stripe stops taking
+    # the payment, not up to a second before it.
+    return _whole_second_after(expires_at)
 
 
 def _whole_second_after(moment: datetime) -> datetime:
@@ -69,6 +70,6 @@ def fit_to_one_checkout(window_ends: datetime, now: datetime) -> datetime:
     """A window asked to last about as long as a Stripe session (the default 24 hours) ends
     with its one session rather than needing a second for its last seconds."""
     latest = latest_checkout_end(now)
-    if latest < window_ends <= now + STRIPE_MAX_LIFETIME:
+    if latest < window_ends <= _whole_second_after(now + STRIPE_MAX_LIFETIME):
         return latest
     return window_ends
