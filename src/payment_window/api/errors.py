@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payment_window.domain.errors import (
+    AuctionAlreadyPaid,
     CheckoutNotOpen,
     DomainError,
     ExtensionExceedsPolicy,
@@ -42,6 +43,7 @@ STATUS_BY_ERROR: Mapping[type[DomainError], int] = {
     OverrideNotAllowed: 403,
     WindowNotOpen: 409,
     WindowAlreadyOpen: 409,
+    AuctionAlreadyPaid: 409,
     VersionConflict: 409,
     InvalidTransition: 409,
     CheckoutNotOpen: 409,
@@ -119,13 +121,15 @@ def status_for(error: DomainError) -> int:
     return FALLBACK_DOMAIN_STATUS
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DomainError)
+def domain_error_response(exc: DomainError) -> JSONResponse:
+    """A domain refusal as its HTTP answer."""
     status = status_for(exc)
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
     if isinstance(exc, ExtensionExceedsPolicy):
         extra["minutesStillAllowed"] = exc.still_allowed
+    if isinstance(exc, WindowAlreadyOpen | AuctionAlreadyPaid) and exc.session_id:
+        extra["sessionId"] = exc.session_id
     if isinstance(exc, PaymentProviderUnavailable):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if status >= 500:
@@ -133,9 +137,19 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, exc.code, str(exc), headers=headers, **extra)
 
 
+def api_error_response(exc: ApiError) -> JSONResponse:
+    """An API-layer refusal as its HTTP answer."""
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers, **exc.extra)
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return domain_error_response(exc)
+
+
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, headers=exc.headers, **exc.extra)
+    return api_error_response(exc)
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:
