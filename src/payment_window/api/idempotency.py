@@ -79,16 +79,17 @@ async def idempotent(
     container = request.app.state.container
     keys = SqlIdempotencyKeys(container.engine)
     now = container.clock.now()
+    request_fingerprint = fingerprint(request, body)
     held = await keys.claim(
         actor.subject,
         key,
-        fingerprint(request, body),
+        request_fingerprint,
         now,
         forget_before=now - KEPT_FOR,
         abandon_before=now - ABANDONED_AFTER,
     )
     if held is not None:
-        return _replay_or_refuse(held.fingerprint == fingerprint(request, body), held.answer)
+        return _replay_or_refuse(held.fingerprint == request_fingerprint, held.answer)
     if secrets.randbelow(PURGE_ONE_IN) == 0:
         await keys.purge(now - KEPT_FOR)
     response: Response | None = None
