@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     jwt_jwks_url: str | None = Field(None, description="RS256 keys in production")
     jwt_audience: str | None = Field(None, description="required `aud` claim, when set")
     jwt_issuer: str | None = Field(None, description="required `iss` claim, when set")
+    jwt_max_ttl_seconds: int = Field(
+        86400,
+        ge=60,
+        description="tokens whose exp lies further than this after their iat (or after now) "
+        "are refused; tokens without iat are refused",
+    )
+    sse_max_streams_per_subject: int = Field(
+        5, ge=1, description="live event streams one token subject may hold open at once"
+    )
+    api_docs: bool = Field(True, description="serve /docs and /openapi.json (false: 404)")
     public_base_url: str = Field(
         "http://127.0.0.1:8000", description="where buyers reach this service (Stripe return URLs)"
     )
@@ -158,3 +168,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def data_dir(self) -> Path:
+        """The SQLite database's folder (development files live beside it), else the cwd."""
+        _, _, path = self.database_url.partition(":///")
+        if self.is_sqlite and path and not path.startswith(":memory:"):
+            return Path(path.split("?", 1)[0]).parent
+        return Path.cwd()

@@ -19,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -123,15 +124,25 @@ def encode_cursor(expires_at: datetime, session_id: str, query: WindowFilter) ->
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
+# The ids we hand out; a NUL or other control character would only fail in the store.
+_CURSOR_ID = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+
+
 def decode_cursor(cursor: str, query: WindowFilter) -> tuple[datetime, str]:
     """The `(expires_at, id)` a cursor stands for; InvalidCursor if it is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, session_id, fingerprint = json.loads(raw)
-        expires_at = datetime.fromisoformat(at)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        parsed = datetime.fromisoformat(at)
+        # In UTC at once: a time with no UTC form (year 10000 once shifted) is no cursor of ours.
+        expires_at = parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (binascii.Error, ValueError, TypeError, OverflowError, RecursionError):
         raise InvalidCursor("the cursor is not one this service handed out") from None
-    if not isinstance(session_id, str) or expires_at.tzinfo is None:
+    if (
+        expires_at is None
+        or not isinstance(session_id, str)
+        or not _CURSOR_ID.fullmatch(session_id)
+    ):
         raise InvalidCursor("the cursor is not one this service handed out")
     if fingerprint != query.fingerprint():
         raise InvalidCursor("the cursor belongs to a listing with other filters")

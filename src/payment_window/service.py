@@ -19,6 +19,7 @@ import structlog
 from payment_window.domain import access, messages, money, window
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.errors import (
+    AuctionAlreadyPaid,
     OverrideNotAllowed,
     PaymentProviderUnavailable,
     PreconditionFailed,
@@ -134,8 +135,10 @@ class PaymentWindows:
         # Refused here with the minimum named, rather than by Stripe after a round trip.
         money.check_minimum(session.amount, session.currency)
         async with self._uow() as uow:
-            if await uow.sessions.unsettled_for_auction(session.auction_id) is not None:
-                raise WindowAlreadyOpen(session.auction_id)
+            if unsettled := await uow.sessions.unsettled_for_auction(session.auction_id):
+                raise WindowAlreadyOpen(session.auction_id, unsettled.id)
+            if paid := await uow.sessions.paid_for_auction(session.auction_id):
+                raise AuctionAlreadyPaid(session.auction_id, paid.id)
         checkout = await self._t.gateway.create(
             session, window.stripe_session_expiry(ends, now), idempotency_key=f"open:{session.id}"
         )

@@ -52,7 +52,8 @@ def _valid_body(**changes: Any) -> dict[str, Any]:
 
 
 def _claims(**changes: Any) -> dict[str, Any]:
-    claims = {"sub": "ops", "role": "admin", "exp": int(time.time()) + 600}
+    now = int(time.time())
+    claims = {"sub": "ops", "role": "admin", "iat": now, "exp": now + 600}
     claims.update(changes)
     return {key: value for key, value in claims.items() if value is not ...}
 
@@ -200,6 +201,24 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
         "invalid_request",
     ),
     ("numeric expiresAt", {"json": _valid_body(expiresAt=_NOW + 3600)}, 422, "invalid_request"),
+    (
+        "expiresAt past year 9999 in UTC",
+        {"json": _valid_body(expiresAt="9999-12-31T23:59:59-14:00")},
+        422,
+        "invalid_request",
+    ),
+    (
+        "expiresAt before year 1 in UTC",
+        {"json": _valid_body(expiresAt="0001-01-01T00:00:00+14:00")},
+        422,
+        "invalid_request",
+    ),
+    (
+        "expiresAt at the end of time in UTC",
+        {"json": _valid_body(expiresAt="9999-12-31T23:59:59Z")},
+        422,
+        "invalid_window",
+    ),
     (
         "both windowMinutes and expiresAt",
         {"json": _valid_body(windowMinutes=60, expiresAt=_in(timedelta(hours=2)))},

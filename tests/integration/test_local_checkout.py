@@ -25,6 +25,8 @@ def test_paying_on_the_local_pay_page_marks_the_window_paid(pg_settings: Setting
             "stripe_api_key": SecretStr(TEST_API_KEY),
             "stripe_api_base": f"http://127.0.0.1:{sock.getsockname()[1]}",
             "stripe_webhook_secret": SecretStr(secret),
+            # Without it development keeps a generated secret in the working directory.
+            "jwt_secret": SecretStr("local-checkout-secret-0123456789abcdef0123"),
         }
     )
     server = ThreadServer(create_app(settings))

@@ -12,14 +12,14 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import and_, bindparam, event, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, event, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from payment_window import outbox as outbox_relay
 from payment_window.adapters.tables import (
+    UNSETTLED_SQL,
     audit_log,
     checkout_sessions,
     maker_policies,
@@ -269,13 +269,33 @@ class SqlSessionRepository:
         row = result.first()
         return session_from_row(row) if row else None
 
+    async def paid_for_auction(self, auction_id: str) -> PaymentSession | None:
+        result = await self._connection.execute(
+            select(payment_sessions).where(
+                payment_sessions.c.auction_id == auction_id,
+                payment_sessions.c.status == Status.PAID.value,
+            )
+        )
+        row = result.first()
+        return session_from_row(row) if row else None
+
     async def add(self, session: PaymentSession) -> None:
         values = session_values(session)
         values["due_at"] = _due_at(session)
-        try:
-            await self._connection.execute(insert(payment_sessions).values(**values))
-        except IntegrityError as clash:
-            raise WindowAlreadyOpen(session.auction_id) from clash
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        # Two opens for one auction can both pass the service's check. ON CONFLICT (rather than
+        # catching the IntegrityError) keeps this transaction usable, so the loser can name the
+        # winner's window: PostgreSQL waits for the winner to commit; the next read sees it.
+        statement = (
+            dialect.insert(payment_sessions)
+            .values(**values)
+            .on_conflict_do_nothing(
+                index_elements=[payment_sessions.c.auction_id], index_where=text(UNSETTLED_SQL)
+            )
+        )
+        if (await self._connection.execute(statement)).rowcount == 0:
+            winner = await self.unsettled_for_auction(session.auction_id)
+            raise WindowAlreadyOpen(session.auction_id, winner.id if winner else None)
         await self._remember_checkouts([session])
 
     async def update(self, session: PaymentSession) -> None:

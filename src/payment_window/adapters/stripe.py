@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -169,9 +170,11 @@ class StripeGateway:
         return _to_checkout(expired)
 
     def parse_webhook(self, payload: bytes, signature: str | None) -> dict[str, Any]:
-        """The event, once its `Stripe-Signature` proves it is Stripe's and recent."""
+        """The event, once its `Stripe-Signature` proves it is Stripe's and recent, and its
+        shape is one the use case can act on (InvalidWebhook, a 400, otherwise)."""
         if not signature or not self._webhook_secret:
             raise InvalidWebhook("missing Stripe-Signature header or webhook secret")
+        _refuse_future_timestamp(signature)
         try:
             text = payload.decode("utf-8")
             stripe.WebhookSignature.verify_header(
@@ -180,13 +183,63 @@ class StripeGateway:
             event = json.loads(text)
         except (stripe.SignatureVerificationError, ValueError) as error:
             raise InvalidWebhook(str(error)) from error
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            raise InvalidWebhook("webhook body is not a Stripe event")
-        return event
+        except RecursionError:
+            # Thousands of nested arrays exhaust json's recursion; no Stripe event nests so.
+            raise InvalidWebhook("webhook body nests too deeply to be a Stripe event") from None
+        return _checked_event(event)
 
     async def close(self) -> None:
         """Release the HTTP connection pool."""
         await self._http.close_async()  # type: ignore[no-untyped-call]
+
+
+def _refuse_future_timestamp(signature: str) -> None:
+    """Stripe's SDK refuses old signatures only; one from the future was made to be replayed."""
+    for item in signature.split(","):
+        name, _, value = item.strip().partition("=")
+        # Thirteen digits is past the year 2286; int() of thousands of digits would raise.
+        future = (value.isascii() and value.isdigit()) and (
+            len(value) > 12 or int(value) > time.time() + WEBHOOK_TOLERANCE_SECONDS
+        )
+        if name == "t" and future:
+            raise InvalidWebhook("the webhook's signature timestamp lies in the future")
+
+
+# Stripe's ids are short ASCII (`evt_…`, `cs_…`); anything else would only fail in the store.
+_STRIPE_ID = re.compile(r"[A-Za-z0-9_\-]{1,255}")
+_EVENT_TYPE = re.compile(r"[a-z0-9_.]{1,128}")
+_MAX_URL = 2048
+# Unix seconds up to 9999-12-31: later cannot be a date, and fromtimestamp would overflow.
+_LATEST_TIMESTAMP = 253_402_300_799
+
+
+def _checked_event(event: Any) -> dict[str, Any]:
+    """The one check of an event's shape: whatever reaches the use case is safe to store."""
+    if not isinstance(event, dict):
+        raise InvalidWebhook("webhook body is not a Stripe event")
+    event_id, event_type, data = event.get("id"), event.get("type"), event.get("data")
+    if not isinstance(event_id, str) or not _STRIPE_ID.fullmatch(event_id):
+        raise InvalidWebhook("the event's id is not a Stripe id")
+    if not isinstance(event_type, str) or not _EVENT_TYPE.fullmatch(event_type):
+        raise InvalidWebhook("the event's type is not a Stripe event type")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise InvalidWebhook("webhook body is not a Stripe event (no data.object)")
+    obj: dict[str, Any] = data["object"]
+    if event_type.startswith("checkout.session."):
+        checkout_id, expires_at, url = obj.get("id"), obj.get("expires_at"), obj.get("url")
+        if not isinstance(checkout_id, str) or not _STRIPE_ID.fullmatch(checkout_id):
+            raise InvalidWebhook("the event's Checkout Session id is not a Stripe id")
+        if expires_at is not None and (
+            type(expires_at) is not int or not 0 <= expires_at <= _LATEST_TIMESTAMP
+        ):
+            raise InvalidWebhook("the event's expires_at is not a Unix time")
+        if url is not None and (not isinstance(url, str) or len(url) > _MAX_URL or "\x00" in url):
+            raise InvalidWebhook("the event's url is not a URL")
+        for name in ("status", "payment_status"):
+            value = obj.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > 64):
+                raise InvalidWebhook(f"the event's {name} is not a Stripe status")
+    return event
 
 
 def _to_checkout(session: stripe.checkout.Session) -> CheckoutSession:

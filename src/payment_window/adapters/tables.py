@@ -14,6 +14,7 @@ from sqlalchemy import (
     Dialect,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -156,4 +157,19 @@ stripe_events = Table(
     Column("event_id", String(255), primary_key=True),
     Column("type", String(128), nullable=False),
     Column("received_at", UtcDateTime, nullable=False),
+)
+
+# The first answer to each Idempotency-Key (per token subject), replayed for 24 hours.
+# `status_code` stays NULL while the first request is still being worked on.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("subject", Text, primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("response_body", LargeBinary, nullable=True),
+    Column("response_headers", JSON, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_idempotency_keys_created_at", "created_at"),
 )

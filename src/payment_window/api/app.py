@@ -16,8 +16,21 @@ from payment_window.api import sse
 from payment_window.api.auth import TokenVerifier
 from payment_window.api.background import background_relay, background_worker
 from payment_window.api.errors import install_error_handlers
-from payment_window.api.middleware import RequestContextMiddleware
-from payment_window.api.routes import checkout, events, health, override, page, policy, webhooks
+from payment_window.api.middleware import (
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
+from payment_window.api.routes import (
+    checkout,
+    docs,
+    events,
+    health,
+    override,
+    page,
+    policy,
+    webhooks,
+)
 from payment_window.api.routes import operations as operations_routes
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
@@ -57,18 +70,27 @@ def create_app(
         title=TITLE,
         version="0.1.0",
         description="Payment windows on Stripe Checkout sessions for an auction marketplace.",
-        openapi_url="/openapi.json",
+        # Swagger UI comes from the package (routes/docs.py), not FastAPI's CDN page; no ReDoc.
+        openapi_url="/openapi.json" if settings.api_docs else None,
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
     app.state.sse_heartbeat_seconds = sse.HEARTBEAT_SECONDS  # tests shorten it
+    app.state.stream_slots = sse.StreamSlots(settings.sse_max_streams_per_subject)
     if container is not None:
         app.state.container = container
     install_error_handlers(app)
+    # Outermost last: headers go on every answer, the 500 included; limits act before routing.
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     for module in (health, checkout, events, override, policy, webhooks, page):
         app.include_router(module.router)
+    if settings.api_docs:
+        app.include_router(docs.router)
     app.include_router(operations_routes.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     return app

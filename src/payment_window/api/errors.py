@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payment_window.domain.errors import (
     AmountTooSmall,
+    AuctionAlreadyPaid,
     CheckoutNotOpen,
     CheckoutRefused,
     DomainError,
@@ -44,6 +45,7 @@ STATUS_BY_ERROR: Mapping[type[DomainError], int] = {
     OverrideNotAllowed: 403,
     WindowNotOpen: 409,
     WindowAlreadyOpen: 409,
+    AuctionAlreadyPaid: 409,
     VersionConflict: 409,
     InvalidTransition: 409,
     CheckoutNotOpen: 409,
@@ -123,8 +125,8 @@ def status_for(error: DomainError) -> int:
     return FALLBACK_DOMAIN_STATUS
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DomainError)
+def domain_error_response(exc: DomainError) -> JSONResponse:
+    """A domain refusal as its HTTP answer."""
     status = status_for(exc)
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
@@ -135,6 +137,8 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
         extra["minimumAmount"] = exc.minimum
     if isinstance(exc, CheckoutRefused) and exc.stripe_code:
         code = exc.stripe_code  # Stripe's own code tells the caller what to change
+    if isinstance(exc, WindowAlreadyOpen | AuctionAlreadyPaid) and exc.session_id:
+        extra["sessionId"] = exc.session_id
     if isinstance(exc, PaymentProviderUnavailable):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if status >= 500:
@@ -142,9 +146,19 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, code, str(exc), headers=headers, **extra)
 
 
+def api_error_response(exc: ApiError) -> JSONResponse:
+    """An API-layer refusal as its HTTP answer."""
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers, **exc.extra)
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return domain_error_response(exc)
+
+
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, headers=exc.headers, **exc.extra)
+    return api_error_response(exc)
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -45,7 +46,15 @@ def _iso_text(value: object) -> object:
         ) from None
 
 
-IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+def _in_utc(value: datetime) -> datetime:
+    """The time in UTC; one that has no UTC form (year 0 or 10000 once shifted) is refused."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be a time between years 1 and 9999 in UTC") from None
+
+
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_utc)]
 
 
 class _Body(BaseModel):

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -61,8 +64,11 @@ async def window_events(
     viewer: Actor,
     seen: int | None,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    *,
+    until: float = math.inf,
 ) -> AsyncIterator[str]:
-    """The stream's text, until the window reaches a final status or the viewer leaves."""
+    """The stream's text, until the window reaches a final status, the viewer leaves, or the
+    viewer's token expires at `until` (Unix time): a stream is no way to outlive one's token."""
     async with changes.subscribe(session_id) as subscription:
         # Read after subscribing: a change committed in between arrives as an event as well.
         current = status_body(await windows.status(session_id, viewer))
@@ -75,9 +81,14 @@ async def window_events(
         if is_final(current):
             return
         while True:
+            left = until - time.time()
+            if left <= 0:
+                return
             try:
-                change = await asyncio.wait_for(subscription.get(), heartbeat_seconds)
+                change = await asyncio.wait_for(subscription.get(), min(heartbeat_seconds, left))
             except TimeoutError:
+                if time.time() >= until:
+                    return
                 yield ": ping\n\n"
                 body = await _status_quietly(windows, session_id, viewer)
                 if body is not None and int(body["version"]) > sent:  # type: ignore[call-overload]
@@ -86,6 +97,8 @@ async def window_events(
                     if is_final(body):
                         return
                 continue
+            if time.time() >= until:
+                return
             version = int(change.data.get("version", 0))
             # An extension that also replaced the Stripe session sends both at one version.
             if version > sent or (version == sent and change.event == "rotated"):
@@ -103,3 +116,25 @@ async def _status_quietly(
     except Exception:
         log.warning("sse_status_check_failed", session_id=session_id, exc_info=True)
         return None
+
+
+class StreamSlots:
+    """At most `per_subject` live streams per token subject, so one token cannot hold open
+    connections without end. Counted in this process only: behind a load balancer of N
+    processes a subject may hold up to N times `per_subject` streams."""
+
+    def __init__(self, per_subject: int) -> None:
+        self._per_subject = per_subject
+        self._open: Counter[str] = Counter()
+
+    def take(self, subject: str) -> bool:
+        """Take a slot for `subject`; False when it already holds them all."""
+        if self._open[subject] >= self._per_subject:
+            return False
+        self._open[subject] += 1
+        return True
+
+    def give_back(self, subject: str) -> None:
+        self._open[subject] -= 1
+        if self._open[subject] <= 0:
+            del self._open[subject]

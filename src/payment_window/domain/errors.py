@@ -107,12 +107,25 @@ class InvalidWebhook(DomainError):
 
 
 class WindowAlreadyOpen(DomainError):
-    """An auction has one unsettled window at a time."""
+    """An auction has one unsettled window at a time; `session_id` is that window."""
 
     code = "window_already_open"
 
-    def __init__(self, auction_id: str) -> None:
+    def __init__(self, auction_id: str, session_id: str | None) -> None:
         super().__init__(f"auction {auction_id} already has a payment window that is not settled")
+        self.auction_id = auction_id
+        self.session_id = session_id
+
+
+class AuctionAlreadyPaid(DomainError):
+    """An auction is paid once: a second window would let the buyer pay twice."""
+
+    code = "auction_already_paid"
+
+    def __init__(self, auction_id: str, session_id: str) -> None:
+        super().__init__(f"auction {auction_id} is already paid")
+        self.auction_id = auction_id
+        self.session_id = session_id
 
 
 class AmountTooSmall(DomainError):

@@ -61,7 +61,13 @@ class SessionRepository(Protocol):
         """The auction's window that is open or awaiting confirmation, if any."""
         ...
 
-    async def add(self, session: PaymentSession) -> None: ...
+    async def paid_for_auction(self, auction_id: str) -> PaymentSession | None:
+        """The auction's window that was paid, if any."""
+        ...
+
+    async def add(self, session: PaymentSession) -> None:
+        """Store a new window; WindowAlreadyOpen when the auction has an unsettled one."""
+        ...
 
     async def update(self, session: PaymentSession) -> None:
         """Save a changed session; VersionConflict unless the stored one is one version older."""

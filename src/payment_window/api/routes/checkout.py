@@ -6,11 +6,12 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from payment_window.api.auth import BEARER_SECURITY, CurrentActor, actor_of
 from payment_window.api.bodies import status_response
 from payment_window.api.deps import ClockDep, Windows, checked_session_id
+from payment_window.api.idempotency import IdempotencyKey, idempotent
 from payment_window.api.schemas import CheckoutIn, StatusOut, error_responses
 from payment_window.domain.status import WindowStatus
 from payment_window.service import PaymentWindows
@@ -28,20 +29,29 @@ router = APIRouter(tags=["checkout"])
             "description": "The window is open; `Location` is its status URL.",
             "headers": {"Location": {"schema": {"type": "string"}}},
         },
-        **error_responses(400, 401, 403, 409, 422, 503),
+        **error_responses(400, 401, 403, 409, 413, 422, 503),
     },
 )
 async def open_checkout(
-    body: CheckoutIn, actor: CurrentActor, windows: Windows, clock: ClockDep
-) -> JSONResponse:
+    request: Request,
+    body: CheckoutIn,
+    actor: CurrentActor,
+    windows: Windows,
+    clock: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Open a payment window and its Stripe Checkout Session (roles `service`, `admin`)."""
-    session = await windows.open(body.to_request(), actor)
-    structlog.contextvars.bind_contextvars(session_id=session.id)
-    return status_response(
-        WindowStatus.of(session, clock.now()),
-        status_code=201,
-        headers={"Location": f"/payments/checkout/{session.id}/status"},
-    )
+
+    async def opened() -> Response:
+        session = await windows.open(body.to_request(), actor)
+        structlog.contextvars.bind_contextvars(session_id=session.id)
+        return status_response(
+            WindowStatus.of(session, clock.now()),
+            status_code=201,
+            headers={"Location": f"/payments/checkout/{session.id}/status"},
+        )
+
+    return await idempotent(request, actor, idempotency_key, body, opened)
 
 
 @router.get(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Header, Request
+from fastapi.responses import Response
 
 from payment_window.api.auth import CurrentActor
 from payment_window.api.bodies import status_response
 from payment_window.api.deps import ClockDep, SessionId, Windows
 from payment_window.api.errors import ApiError
+from payment_window.api.idempotency import IdempotencyKey, idempotent
 from payment_window.api.schemas import ExtendIn, OverrideIn, StatusOut, error_responses
 from payment_window.domain.status import WindowStatus
 
@@ -35,23 +36,31 @@ def parse_if_match(value: str | None) -> int | None:
     response_model=None,
     responses={
         200: {"model": StatusOut},
-        **error_responses(400, 401, 403, 404, 409, 412, 422, 503),
+        **error_responses(400, 401, 403, 404, 409, 412, 413, 422, 503),
     },
 )
 async def override_window(
+    request: Request,
     session_id: SessionId,
     body: Annotated[OverrideIn, Body()],
     actor: CurrentActor,
     windows: Windows,
     clock: ClockDep,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
-) -> JSONResponse:
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Extend (`minutes` required, within policy) or terminate an open window."""
     version = parse_if_match(if_match)
-    if isinstance(body, ExtendIn):
-        session = await windows.extend(
-            session_id, body.minutes, actor, reason=body.reason, if_match=version
-        )
-    else:
-        session = await windows.terminate(session_id, actor, reason=body.reason, if_match=version)
-    return status_response(WindowStatus.of(session, clock.now()))
+
+    async def overridden() -> Response:
+        if isinstance(body, ExtendIn):
+            session = await windows.extend(
+                session_id, body.minutes, actor, reason=body.reason, if_match=version
+            )
+        else:
+            session = await windows.terminate(
+                session_id, actor, reason=body.reason, if_match=version
+            )
+        return status_response(WindowStatus.of(session, clock.now()))
+
+    return await idempotent(request, actor, idempotency_key, body, overridden)
