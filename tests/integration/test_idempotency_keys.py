@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from api_harness import Api, api_settings, assert_error_shape, running_api
-from payment_window.devstripe.testing import RunningStripe
+from devstripe.testing import RunningStripe
 from sqlalchemy import update
 
 from payment_window.adapters.tables import idempotency_keys
