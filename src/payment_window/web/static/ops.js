@@ -29,6 +29,8 @@ const FIGURES = {
   dueWithinHour: $('due-within-hour'),
   overdueCount: $('overdue-count'),
   failingAtStripe: $('failing-at-stripe'),
+  awaitingConfirmationOverDay: $('awaiting-over-day'),
+  duplicatePayments: $('duplicate-payments'),
   undeliveredOutbox: $('undelivered-outbox'),
 };
 
