@@ -22,6 +22,7 @@ from sqlalchemy import select
 from statsd import Metric, StatsdServer, counts, parse_datagram
 
 from payment_window.adapters.metrics import DogStatsdMetrics, NullMetrics
+from payment_window.adapters.outbox_store import SqlOutboxStore
 from payment_window.adapters.segment import SegmentOptions
 from payment_window.adapters.sinks import SinkOptions, create_sinks
 from payment_window.adapters.tables import outbox
@@ -253,13 +254,15 @@ async def test_expired_checkouts_reach_segment_once_each_through_an_outage(
     sinks = create_sinks(configured, SinkOptions(segment=SegmentOptions(timeout=2.0)))
     assert set(sinks) == {Destination.ANALYTICS}
     clock = ManualClock()
-    relay = OutboxRelay(observed.engine, sinks, observed.metrics, clock, batch_size=2)
+    relay = OutboxRelay(
+        SqlOutboxStore(observed.engine), sinks, observed.metrics, clock, batch_size=2
+    )
     statsd.clear()
 
     first = await relay.run_once()
     segment.stop()
     down = await relay.run_once()
-    held = await status(observed.engine)
+    held = await status(SqlOutboxStore(observed.engine))
     segment.start()
     clock.advance(timedelta(hours=2))
     back = await relay.run_once()
@@ -267,7 +270,9 @@ async def test_expired_checkouts_reach_segment_once_each_through_an_outage(
 
     assert (first.delivered, down.failed, back.delivered, after.claimed) == (2, 2, 2, 0)
     assert held.by_destination[Destination.ANALYTICS.value] == 2
-    assert (await status(observed.engine)).by_destination[Destination.ANALYTICS.value] == 0
+    assert (await status(SqlOutboxStore(observed.engine))).by_destination[
+        Destination.ANALYTICS.value
+    ] == 0
 
     events = [event for request in segment.requests for event in request.json()["batch"]]
     assert Counter(event["messageId"] for event in events) == Counter(event_ids.values())

@@ -350,6 +350,8 @@ async def test_an_empty_store_sums_to_zero(api: Api) -> None:
         "overdueCount": 0,
         "oldestOverdueSeconds": None,
         "failingAtStripe": 0,
+        "awaitingConfirmationOverDay": 0,
+        "duplicatePayments": 0,
         "undeliveredOutbox": 0,
         "expiredLast24hByReason": {},
     }

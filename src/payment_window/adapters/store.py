@@ -6,7 +6,7 @@ messages; it rolls back unless committed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import fields
 from datetime import datetime
 from types import TracebackType
@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from payment_window import outbox as outbox_relay
+from payment_window.adapters.outbox_store import cancel_pending
 from payment_window.adapters.tables import (
     UNSETTLED_SQL,
     audit_log,
@@ -352,15 +352,6 @@ class SqlPolicyRepository:
         row = result.first()
         return _policy_from_row(row) if row else None
 
-    async def get_many(self, maker_ids: Iterable[str]) -> dict[str, ExtensionPolicy]:
-        wanted = list(maker_ids)
-        if not wanted:
-            return {}
-        result = await self._connection.execute(
-            select(maker_policies).where(maker_policies.c.maker_id.in_(wanted))
-        )
-        return {row.maker_id: _policy_from_row(row) for row in result}
-
     async def put(self, maker_id: str, policy: ExtensionPolicy, now: datetime) -> None:
         values = {
             "max_extension_minutes": policy.max_extension_minutes,
@@ -417,7 +408,7 @@ class SqlUnitOfWork:
         self, session_id: str, event_types: Collection[str], now: datetime
     ) -> int:
         """Cancel the session's undelivered outbox messages of these types, in this transaction."""
-        return await outbox_relay.cancel_pending(self.connection, session_id, event_types, now)
+        return await cancel_pending(self.connection, session_id, event_types, now)
 
     async def commit(self) -> None:
         if self._audit:
