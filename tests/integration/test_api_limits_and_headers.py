@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from api_harness import Api, api_settings, assert_error_shape, running_api
+from devstripe.testing import RunningStripe
 from liveserver import ThreadServer
-from payment_window.devstripe.testing import RunningStripe
 from pydantic import SecretStr
 
 from payment_window.api.app import create_app

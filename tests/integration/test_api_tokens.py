@@ -16,8 +16,8 @@ import jwt
 import pytest
 from api_harness import JWT_SECRET, Api, api_settings, assert_error_shape, running_api
 from conftest import settings_env
+from devstripe.testing import RunningStripe
 from liveserver import ThreadServer
-from payment_window.devstripe.testing import RunningStripe
 
 from payment_window.api.app import create_app
 from payment_window.api.auth import JWT_SECRET_FILE, mint_token

@@ -13,9 +13,9 @@ from typing import Any
 import jwt
 import pytest
 from api_harness import JWT_SECRET, Api, api_settings, running_api
+from devstripe.testing import RunningStripe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from payment_window.devstripe.testing import RunningStripe
 from pydantic import SecretStr
 from test_stripe_webhooks import SECRET, signature
 

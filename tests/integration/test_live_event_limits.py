@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 from api_harness import api_settings, assert_error_shape
+from devstripe.testing import RunningStripe
 from liveserver import ThreadServer
-from payment_window.devstripe.testing import RunningStripe
 from test_live_events import Stream
 
 from payment_window.api.app import create_app

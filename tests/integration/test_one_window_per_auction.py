@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from api_harness import Api, api_settings, assert_error_shape, running_api
-from payment_window.devstripe.testing import RunningStripe
+from devstripe.testing import RunningStripe
 from pydantic import SecretStr
 from test_stripe_webhooks import COMPLETED, SECRET, signature, stripe_event
 

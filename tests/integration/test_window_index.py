@@ -182,14 +182,20 @@ async def test_claimed_window_is_not_claimed_again_while_its_lease_holds(world: 
 
 async def test_window_comes_back_when_its_lease_ends(world: World) -> None:
     session = await world.open_window(await world.index.now() - timedelta(seconds=1))
+    started = time.monotonic()
     assert len(await world.index.claim_due(10, 0.3)) == 1
     assert await world.index.claim_due(10, 0.3) == []
     next_due = await world.index.next_due()
     assert next_due is not None and next_due <= await world.index.now() + timedelta(seconds=1)
 
-    await asyncio.sleep(0.5)
+    claimed: list[str] = []
+    deadline = time.monotonic() + 5
+    while not claimed and time.monotonic() < deadline:
+        claimed = [c.session_id for c in await world.index.claim_due(10, 30)]
+        await asyncio.sleep(0.05)
 
-    assert [c.session_id for c in await world.index.claim_due(10, 30)] == [session.id]
+    assert claimed == [session.id]
+    assert time.monotonic() - started >= 0.25
 
 
 async def test_released_claim_leaves_the_schedule(world: World) -> None:
@@ -286,9 +292,11 @@ async def test_wait_for_wake_returns_on_a_wake_or_at_its_timeout(world: World) -
     assert time.monotonic() - started >= 0.19
 
     waiting = asyncio.create_task(world.index.wait_for_wake(10))
-    await asyncio.sleep(0.1)
     started = time.monotonic()
-    await world.index.wake()
+    # Wake until it hears one: a wake sent before the waiter listens is not its to hear.
+    while not waiting.done() and time.monotonic() - started < 2:
+        await world.index.wake()
+        await asyncio.sleep(0.02)
     await asyncio.wait_for(waiting, 2)
     assert time.monotonic() - started < 2
 
