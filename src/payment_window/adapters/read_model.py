@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from payment_window.adapters.outbox_store import undelivered_counts
-from payment_window.adapters.store import UNSETTLED, session_from_row
+from payment_window.adapters.rows import UNSETTLED, session_from_row
 from payment_window.adapters.tables import audit_log, payment_sessions
 from payment_window.domain.session import PaymentSession, Status
 from payment_window.domain.views import (

@@ -7,7 +7,6 @@ messages; it rolls back unless committed.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import fields
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -18,6 +17,13 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from payment_window.adapters.outbox_store import cancel_pending
+from payment_window.adapters.rows import (
+    UNSETTLED,
+    audit_values,
+    outbox_values,
+    session_from_row,
+    session_values,
+)
 from payment_window.adapters.tables import (
     UNSETTLED_SQL,
     audit_log,
@@ -32,10 +38,6 @@ from payment_window.domain.errors import VersionConflict, WindowAlreadyOpen
 from payment_window.domain.events import AuditEntry, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
 from payment_window.domain.session import PaymentSession, Status
-
-_SESSION_FIELDS = [f.name for f in fields(PaymentSession)]
-_AUDIT_FIELDS = [f.name for f in fields(AuditEntry)]
-UNSETTLED = (Status.OPEN.value, Status.AWAITING_PAYMENT_CONFIRMATION.value)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -63,41 +65,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def session_from_row(row: Row[Any]) -> PaymentSession:
-    values = row._mapping
-    data = {name: values[name] for name in _SESSION_FIELDS}
-    data["status"] = Status(data["status"])
-    data["reminders_sent"] = tuple(data["reminders_sent"] or ())
-    return PaymentSession(**data)
-
-
-def session_values(session: PaymentSession) -> dict[str, Any]:
-    # Shallow on purpose: `asdict` deep-copies every value, a measurable cost per closed window.
-    values = {name: getattr(session, name) for name in _SESSION_FIELDS}
-    values["status"] = session.status.value
-    values["reminders_sent"] = list(session.reminders_sent)
-    return values
-
-
 def _due_at(session: PaymentSession) -> datetime | None:
     return session.due_at if session.is_scheduled else None
-
-
-def audit_values(entry: AuditEntry) -> dict[str, Any]:
-    return {name: getattr(entry, name) for name in _AUDIT_FIELDS}
-
-
-def outbox_values(message: OutboxMessage, session_id: str | None, now: datetime) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "session_id": session_id,
-        "destination": message.destination.value,
-        "event_type": message.event_type,
-        "payload": message.payload,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
 
 
 def _insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
