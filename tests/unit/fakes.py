@@ -28,15 +28,17 @@ from payment_window.domain.errors import (
     VersionConflict,
     WindowAlreadyOpen,
 )
-from payment_window.domain.events import AuditEntry, OutboxMessage
+from payment_window.domain.events import AuditEntry, Destination, OutboxEnvelope, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.ports import (
     CheckoutSession,
     Claim,
+    DeliveryFailed,
     WindowChange,
     WindowSnapshot,
 )
 from payment_window.domain.session import PaymentSession, Status
+from payment_window.domain.views import FailingMessage
 
 UNSETTLED = (Status.OPEN, Status.AWAITING_PAYMENT_CONFIRMATION)
 
@@ -542,3 +544,88 @@ class FakeRateLimiter:
 
     async def acquire(self) -> None:
         self.acquired += 1
+
+
+# --- outbox ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    envelope: OutboxEnvelope
+    next_attempt_at: datetime
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+
+
+class FakeOutboxStore:
+    """Outbox rows with leases, as the relay sees them."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, _Row] = {}
+
+    def add(self, envelope: OutboxEnvelope) -> None:
+        self.rows[envelope.id] = _Row(envelope, envelope.created_at)
+
+    async def claim(
+        self, destinations: Collection[Destination], now: datetime, lease: timedelta, limit: int
+    ) -> list[OutboxEnvelope]:
+        due = [
+            row
+            for row in self.rows.values()
+            if row.delivered_at is None
+            and row.next_attempt_at <= now
+            and row.envelope.destination in destinations
+        ]
+        due.sort(key=lambda row: (row.next_attempt_at, row.envelope.created_at))
+        for row in due[:limit]:
+            row.next_attempt_at = now + lease
+        return [row.envelope for row in due[:limit]]
+
+    async def mark_delivered(self, message_id: str, at: datetime) -> None:
+        row = self.rows[message_id]
+        row.delivered_at = row.delivered_at or at
+
+    async def mark_failed(self, message_id: str, error: str, retry_at: datetime) -> None:
+        row = self.rows[message_id]
+        if row.delivered_at is None:
+            row.envelope = replace(row.envelope, attempts=row.envelope.attempts + 1)
+            row.last_error, row.next_attempt_at = error, retry_at
+
+    async def undelivered_counts(self) -> dict[str, int]:
+        counts = {destination.value: 0 for destination in Destination}
+        for row in self.rows.values():
+            if row.delivered_at is None:
+                counts[row.envelope.destination.value] += 1
+        return counts
+
+    async def failing(self, limit: int) -> list[FailingMessage]:
+        failing = [
+            row for row in self.rows.values() if row.delivered_at is None and row.envelope.attempts
+        ]
+        failing.sort(key=lambda row: (-row.envelope.attempts, row.envelope.created_at))
+        return [
+            FailingMessage(
+                id=row.envelope.id,
+                session_id=row.envelope.session_id,
+                destination=row.envelope.destination.value,
+                event_type=row.envelope.event_type,
+                attempts=row.envelope.attempts,
+                last_error=row.last_error,
+                next_attempt_at=row.next_attempt_at,
+                created_at=row.envelope.created_at,
+            )
+            for row in failing[:limit]
+        ]
+
+
+class FakeSink:
+    """Delivers into a list; `down` makes every delivery fail as a vendor outage would."""
+
+    def __init__(self) -> None:
+        self.delivered: list[OutboxEnvelope] = []
+        self.down = False
+
+    async def deliver(self, message: OutboxEnvelope) -> None:
+        if self.down:
+            raise DeliveryFailed("vendor unreachable")
+        self.delivered.append(message)
