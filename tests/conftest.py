@@ -2,7 +2,8 @@
 
 `make test` finds or starts PostgreSQL and Redis and exports PW_TEST_DATABASE_URL and
 PW_TEST_REDIS_URL (scripts/test-services.sh). A test that needs a server it cannot reach is
-skipped on a developer's machine and fails under CI=true.
+skipped on a developer's machine and fails under CI=true. Every skip goes through
+`_unavailable` (tests reach it as the `unavailable` fixture), so CI never passes by skipping.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import NoReturn
 
 import asyncpg
@@ -23,6 +24,12 @@ def _unavailable(message: str) -> NoReturn:
     if os.environ.get("CI", "").lower() in {"true", "1", "yes"}:
         pytest.fail(f"{message} (CI=true: a test service may not be missing)", pytrace=False)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def unavailable() -> Callable[[str], NoReturn]:
+    """Skip for want of a tool or service: on a developer's machine only, never under CI."""
+    return _unavailable
 
 
 def _asyncpg_dsn(url: str) -> str:

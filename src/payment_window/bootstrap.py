@@ -15,7 +15,9 @@ from payment_window.adapters.changes import InProcessChangeFeed, RedisChangeFeed
 from payment_window.adapters.clock import SystemClock
 from payment_window.adapters.index_factory import create_window_index
 from payment_window.adapters.metrics import DogStatsdMetrics, NullMetrics
+from payment_window.adapters.outbox_store import SqlOutboxStore
 from payment_window.adapters.ratelimit import LocalRateLimiter, RedisRateLimiter
+from payment_window.adapters.read_model import SqlReadModel
 from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
 from payment_window.adapters.stripe import StripeGateway
@@ -39,6 +41,8 @@ class Container:
     settings: Settings
     engine: AsyncEngine
     uow: SqlUnitOfWorkFactory
+    outbox: SqlOutboxStore
+    read_model: SqlReadModel
     index: WindowIndex
     gateway: StripeGateway
     metrics: Metrics
@@ -55,7 +59,7 @@ class Container:
         settings = self.settings
 
         async def rebuild() -> int:
-            report = await reconcile(self.engine, self.index)
+            report = await reconcile(self.read_model, self.index)
             return report.added + report.updated
 
         return ExpiryTask(
@@ -154,6 +158,8 @@ async def bootstrap(settings: Settings) -> Container:
         settings=settings,
         engine=engine,
         uow=uow,
+        outbox=SqlOutboxStore(engine),
+        read_model=SqlReadModel(engine),
         index=index,
         gateway=gateway,
         metrics=metrics,

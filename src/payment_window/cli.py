@@ -242,7 +242,8 @@ def windows(
 
     from payment_window.cli_tables import read_windows, windows_table
     from payment_window.domain.session import Status
-    from payment_window.operations import WindowFilter, parse_duration
+    from payment_window.domain.views import WindowFilter
+    from payment_window.operations import parse_duration
 
     if overdue and due_within:
         raise typer.BadParameter("use --overdue or --due-within, not both")

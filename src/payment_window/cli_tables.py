@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from payment_window.adapters.clock import SystemClock
+from payment_window.adapters.read_model import SqlReadModel
 from payment_window.adapters.store import create_engine
 from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.session import PaymentSession
-from payment_window.operations import MAX_PAGE, AuditRecord, Operations, WindowFilter
+from payment_window.domain.views import AuditRecord, WindowFilter
+from payment_window.operations import MAX_PAGE, Operations
 
 OPERATOR = Actor(subject="cli", role=Role.ADMIN)
 WINDOW_COLUMNS = ("ID", "AUCTION", "MAKER", "STATUS", "DEADLINE", "TIME LEFT", "ATTEMPTS")
@@ -34,7 +36,7 @@ async def read_windows(settings: Settings, query: WindowFilter, limit: int) -> L
     """Up to `limit` windows matching `query`, by deadline, page by page from the store."""
     engine = create_engine(settings)
     try:
-        operations = Operations(engine, SystemClock())
+        operations = Operations(SqlReadModel(engine), SystemClock())
         sessions: list[PaymentSession] = []
         cursor: str | None = None
         now: datetime | None = None
@@ -54,7 +56,9 @@ async def read_windows(settings: Settings, query: WindowFilter, limit: int) -> L
 async def read_audit(settings: Settings, session_id: str) -> list[AuditRecord]:
     engine = create_engine(settings)
     try:
-        return await Operations(engine, SystemClock()).audit_trail(session_id, OPERATOR)
+        return await Operations(SqlReadModel(engine), SystemClock()).audit_trail(
+            session_id, OPERATOR
+        )
     finally:
         await engine.dispose()
 

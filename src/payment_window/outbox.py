@@ -1,11 +1,9 @@
-"""The outbox relay: delivers committed outbox rows to their sinks, at least once, losing none.
+"""The outbox relay: delivers committed outbox messages to their sinks, at least once, losing none.
 
-A pass claims due rows in a short transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so many
-relays share the work; SQLite's single writer serialises the claim) and pushes their
-`next_attempt_at` out by a lease, then commits. Delivery happens outside any transaction: a slow
-SNS or Segment holds no locks. Each row is then marked delivered, or failed with a backoff. A
-relay that dies mid-pass loses nothing: its claimed rows fall due again when the lease ends.
-Consumers deduplicate on the event id every delivery carries.
+A pass claims due messages through the outbox store (each claim is a lease: a relay that dies
+mid-pass loses nothing), delivers them outside any transaction (a slow SNS or Segment holds no
+locks), then marks each delivered, or failed with a backoff. Consumers deduplicate on the event
+id every delivery carries.
 """
 
 from __future__ import annotations
@@ -13,20 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from payment_window.adapters.tables import outbox
-from payment_window.domain.events import Destination
-from payment_window.domain.ports import Clock, Metrics
+from payment_window.domain.events import Destination, OutboxEnvelope
+from payment_window.domain.ports import Clock, DeliveryFailed, Metrics, OutboxStore, Sink
+from payment_window.domain.views import FailingMessage
 
 log = structlog.get_logger(__name__)
 
@@ -35,30 +29,6 @@ RETRY_BASE = timedelta(seconds=2)
 RETRY_CAP = timedelta(hours=1)
 IDLE_SECONDS = 0.75
 BACKLOG_GAUGE_SECONDS = 15.0
-MAX_ERROR_LENGTH = 500
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEnvelope:
-    """One outbox row on its way out: what a sink needs to deliver it."""
-
-    id: str
-    destination: Destination
-    event_type: str
-    payload: dict[str, Any]
-    session_id: str | None
-    created_at: datetime
-    attempts: int = 0
-
-
-class Sink(Protocol):
-    """Delivers one message to one destination; raises on failure (the relay retries)."""
-
-    async def deliver(self, message: OutboxEnvelope) -> None: ...
-
-
-class DeliveryFailed(Exception):
-    """A sink could not deliver (the vendor refused or was unreachable); worth a retry."""
 
 
 @dataclass
@@ -80,30 +50,12 @@ class RelayReport:
 
 
 @dataclass(frozen=True, slots=True)
-class FailingMessage:
-    """An undelivered row that has failed at least once."""
-
-    id: str
-    session_id: str | None
-    destination: str
-    event_type: str
-    attempts: int
-    last_error: str | None
-    next_attempt_at: datetime
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class OutboxStatus:
     """The backlog: undelivered rows per destination, and the ones that keep failing."""
 
     undelivered: int
     by_destination: dict[str, int]
     failing: list[FailingMessage]
-
-
-def _pending() -> Any:
-    return outbox.c.delivered_at.is_(None) & outbox.c.cancelled_at.is_(None)
 
 
 def retry_delay(
@@ -114,24 +66,12 @@ def retry_delay(
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
-def _envelope(row: Row[Any]) -> OutboxEnvelope:
-    return OutboxEnvelope(
-        id=row.id,
-        destination=Destination(row.destination),
-        event_type=row.event_type,
-        payload=dict(row.payload),
-        session_id=row.session_id,
-        created_at=row.created_at,
-        attempts=row.attempts,
-    )
-
-
 class OutboxRelay:
     """Moves outbox rows to their sinks; any number of relays may run against one store."""
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        store: OutboxStore,
         sinks: Mapping[Destination, Sink],
         metrics: Metrics,
         clock: Clock,
@@ -143,7 +83,7 @@ class OutboxRelay:
         concurrency: int = 8,
         idle_seconds: float = IDLE_SECONDS,
     ) -> None:
-        self._engine = engine
+        self._store = store
         self._sinks = dict(sinks)
         self._metrics = metrics
         self._clock = clock
@@ -209,27 +149,9 @@ class OutboxRelay:
         log.info("outbox_relay_stopped")
 
     async def _claim(self) -> list[OutboxEnvelope]:
-        now = self._clock.now()
-        due = (
-            select(outbox.c.id)
-            .where(_pending())
-            .where(outbox.c.next_attempt_at <= now)
-            .where(outbox.c.destination.in_([d.value for d in self._sinks]))
-            .order_by(outbox.c.next_attempt_at, outbox.c.created_at)
-            .limit(self._batch_size)
+        return await self._store.claim(
+            self._sinks, self._clock.now(), self._lease, self._batch_size
         )
-        async with self._engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
-            # One statement: the rows it leases are the rows it returns, with no gap between.
-            result = await connection.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(due.scalar_subquery()))
-                .values(next_attempt_at=now + self._lease)
-                .returning(*outbox.c)
-            )
-            rows = result.all()
-        return sorted((_envelope(row) for row in rows), key=lambda m: (m.created_at, m.id))
 
     async def _deliver(self, message: OutboxEnvelope) -> str | None:
         """Deliver and record one message; the error text when it failed, else None."""
@@ -254,49 +176,19 @@ class OutboxRelay:
         return error
 
     async def _mark_delivered(self, message: OutboxEnvelope) -> None:
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                update(outbox)
-                .where(outbox.c.id == message.id)
-                .where(outbox.c.delivered_at.is_(None))
-                .values(delivered_at=self._clock.now())
-            )
+        await self._store.mark_delivered(message.id, self._clock.now())
 
     async def _mark_failed(self, message: OutboxEnvelope, error: str) -> None:
-        attempts = message.attempts + 1
-        retry_at = self._clock.now() + retry_delay(attempts, self._retry_base, self._retry_cap)
-        async with self._engine.begin() as connection:
-            # Guarded: a relay whose lease ran out must not undo another relay's delivery.
-            await connection.execute(
-                update(outbox)
-                .where(outbox.c.id == message.id)
-                .where(outbox.c.delivered_at.is_(None))
-                .values(
-                    attempts=outbox.c.attempts + 1,
-                    last_error=error[:MAX_ERROR_LENGTH],
-                    next_attempt_at=retry_at,
-                )
-            )
+        delay = retry_delay(message.attempts + 1, self._retry_base, self._retry_cap)
+        await self._store.mark_failed(message.id, error, self._clock.now() + delay)
 
     async def _report_backlog(self) -> None:
         try:
-            counts = await undelivered_counts(self._engine)
+            counts = await self._store.undelivered_counts()
         except Exception:
             log.warning("outbox_backlog_unreadable", exc_info=True)
             return
         emit_backlog(self._metrics, counts)
-
-
-async def undelivered_counts(engine: AsyncEngine) -> dict[str, int]:
-    """Undelivered, uncancelled rows per destination (every destination, zeros included)."""
-    async with engine.connect() as connection:
-        result = await connection.execute(
-            select(outbox.c.destination, func.count())
-            .where(_pending())
-            .group_by(outbox.c.destination)
-        )
-        found = Counter({row[0]: int(row[1]) for row in result})
-    return {destination.value: found[destination.value] for destination in Destination}
 
 
 def emit_backlog(metrics: Metrics, counts: Mapping[str, int]) -> None:
@@ -306,57 +198,14 @@ def emit_backlog(metrics: Metrics, counts: Mapping[str, int]) -> None:
 
 
 async def status(
-    engine: AsyncEngine, *, limit: int = 100, metrics: Metrics | None = None
+    store: OutboxStore, *, limit: int = 100, metrics: Metrics | None = None
 ) -> OutboxStatus:
     """The backlog for `payment-window relay --status`: counts and the rows that keep failing."""
-    counts = await undelivered_counts(engine)
+    counts = await store.undelivered_counts()
     if metrics is not None:
         emit_backlog(metrics, counts)
-    async with engine.connect() as connection:
-        result = await connection.execute(
-            select(outbox)
-            .where(_pending())
-            .where(outbox.c.attempts > 0)
-            .order_by(outbox.c.attempts.desc(), outbox.c.created_at)
-            .limit(limit)
-        )
-        failing = [
-            FailingMessage(
-                id=row.id,
-                session_id=row.session_id,
-                destination=row.destination,
-                event_type=row.event_type,
-                attempts=row.attempts,
-                last_error=row.last_error,
-                next_attempt_at=row.next_attempt_at,
-                created_at=row.created_at,
-            )
-            for row in result
-        ]
+    failing = await store.failing(limit)
     return OutboxStatus(undelivered=sum(counts.values()), by_destination=counts, failing=failing)
-
-
-async def cancel_pending(
-    connection: AsyncConnection,
-    session_id: str,
-    event_types: Collection[str],
-    now: datetime,
-) -> int:
-    """Cancel a session's undelivered messages of `event_types`, inside the caller's transaction.
-
-    Returns how many were cancelled. A message a relay has already claimed may still go out (it
-    is in flight), so a caller that must be sure follows up with a correcting event.
-    """
-    if not event_types:
-        return 0
-    result = await connection.execute(
-        update(outbox)
-        .where(outbox.c.session_id == session_id)
-        .where(outbox.c.event_type.in_(list(event_types)))
-        .where(_pending())
-        .values(cancelled_at=now)
-    )
-    return int(result.rowcount or 0)
 
 
 def _context(message: OutboxEnvelope) -> dict[str, Any]:

@@ -8,17 +8,10 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from payment_window.adapters.store import UNSETTLED as UNSETTLED_STATUSES
-from payment_window.adapters.store import session_from_row
-from payment_window.adapters.tables import payment_sessions
-from payment_window.domain.ports import WindowIndex
+from payment_window.domain.ports import ReadModel, WindowIndex
 from payment_window.domain.session import PaymentSession
 
 Progress = Callable[[int, int], None]
-_t = payment_sessions
 _CONCURRENCY = 32
 _PRECISION = timedelta(milliseconds=1)  # the Redis index keeps deadlines in ms
 T = TypeVar("T")
@@ -38,7 +31,7 @@ class ReconcileReport:
 
 
 async def reconcile(
-    engine: AsyncEngine,
+    store: ReadModel,
     index: WindowIndex,
     *,
     page_size: int = 1000,
@@ -52,11 +45,7 @@ async def reconcile(
     """
     counts = {"added": 0, "updated": 0, "removed": 0, "unchanged": 0}
     scheduled = await index.scheduled_ids()
-    async with engine.connect() as connection:
-        open_count = await connection.scalar(
-            select(func.count()).select_from(_t).where(_t.c.status.in_(UNSETTLED_STATUSES))
-        )
-    total = int(open_count or 0) + len(scheduled)
+    total = await store.unsettled_count() + len(scheduled)
     done = 0
 
     async def check(session: PaymentSession) -> None:
@@ -76,7 +65,7 @@ async def reconcile(
         counts[outcome] += 1
 
     last_id = ""
-    while page := await _open_sessions_after(engine, last_id, page_size):
+    while page := await store.unsettled_after(last_id, page_size):
         await _each(page, check)
         last_id = page[-1].id
         done += len(page)
@@ -99,29 +88,12 @@ async def reconcile(
     leftover = sorted(scheduled)
     for start in range(0, len(leftover), page_size):
         ids = leftover[start : start + page_size]
-        async with engine.connect() as connection:
-            rows = (await connection.execute(select(_t).where(_t.c.id.in_(ids)))).all()
-        stored = {row.id: session_from_row(row) for row in rows}
+        stored = {session.id: session for session in await store.sessions(ids)}
         await _each([(session_id, stored.get(session_id)) for session_id in ids], settle)
         done += len(ids)
         _report(progress, done, total)
     await index.mark_rebuilt()
     return ReconcileReport(**counts)
-
-
-async def _open_sessions_after(
-    engine: AsyncEngine, last_id: str, limit: int
-) -> list[PaymentSession]:
-    async with engine.connect() as connection:
-        rows = (
-            await connection.execute(
-                select(_t)
-                .where(_t.c.status.in_(UNSETTLED_STATUSES), _t.c.id > last_id)
-                .order_by(_t.c.id)
-                .limit(limit)
-            )
-        ).all()
-    return [session_from_row(row) for row in rows]
 
 
 async def _each(items: Sequence[T], action: Callable[[T], Awaitable[None]]) -> None:

@@ -55,7 +55,7 @@ async def reconcile_index(settings: Settings, *, progress: bool = False) -> dict
 
     async with running(settings) as container:
         report = await reconcile(
-            container.engine, container.index, progress=show if progress else None
+            container.read_model, container.index, progress=show if progress else None
         )
     if progress:
         print(file=sys.stderr)
@@ -64,7 +64,7 @@ async def reconcile_index(settings: Settings, *, progress: bool = False) -> dict
 
 def outbox_relay(container: Container) -> OutboxRelay:
     return OutboxRelay(
-        container.engine, create_sinks(container.settings), container.metrics, container.clock
+        container.outbox, create_sinks(container.settings), container.metrics, container.clock
     )
 
 
@@ -80,7 +80,7 @@ async def run_relay(settings: Settings) -> None:
 
 async def outbox_backlog(settings: Settings) -> OutboxStatus:
     async with running(settings) as container:
-        return await outbox_status(container.engine, metrics=container.metrics)
+        return await outbox_status(container.outbox, metrics=container.metrics)
 
 
 class StartupRefused(Exception):

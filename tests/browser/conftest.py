@@ -43,10 +43,12 @@ CHROMIUM_ARGS = [
 JWT_SECRET = "browser-tests-secret-0123456789abcdef0123456789abcdef"
 
 
-def _unavailable(message: str) -> NoReturn:
-    if os.environ.get("CI", "").lower() in {"true", "1", "yes"}:
-        pytest.fail(f"{message} (CI=true: the browser suite may not be skipped)", pytrace=False)
-    pytest.skip(message)
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    """Where a screenshot goes: `docs/` under `make docs` (PW_DOCS_DIR), else a temporary
+    folder, so a test run never rewrites a tracked file."""
+    folder = Path(os.environ["PW_DOCS_DIR"]) if os.environ.get("PW_DOCS_DIR") else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
 
 
 def _free_socket() -> socket.socket:
@@ -68,10 +70,10 @@ def _run_sql(url: str, statement: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def chromium() -> str:
+def chromium(unavailable: Callable[[str], NoReturn]) -> str:
     """Debian's Chromium: Playwright's own download does not work on these machines."""
     if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing: install Debian's chromium package")
+        unavailable(f"{CHROMIUM} is missing: install Debian's chromium package")
     return str(CHROMIUM)
 
 

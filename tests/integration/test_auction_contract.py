@@ -14,6 +14,7 @@ from motoserver import MotoServer, TopicTap
 from seeding import seed_windows
 
 from payment_window.adapters.metrics import NullMetrics
+from payment_window.adapters.outbox_store import SqlOutboxStore
 from payment_window.adapters.sinks import create_sinks
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
@@ -45,7 +46,10 @@ async def wired(
 
 async def relay_and_read(container: Container, tap: TopicTap, moto: MotoServer) -> list[Any]:
     relay = OutboxRelay(
-        container.engine, create_sinks(container.settings), NullMetrics(), container.clock
+        SqlOutboxStore(container.engine),
+        create_sinks(container.settings),
+        NullMetrics(),
+        container.clock,
     )
     await relay.run_once()
     return tap.drain(moto)

@@ -87,6 +87,16 @@ async def seeder(worker_settings: Settings) -> AsyncIterator[Container]:
     await container.close()
 
 
+async def count_expired(container: Container) -> int:
+    async with container.engine.connect() as connection:
+        expired = await connection.scalar(
+            select(func.count())
+            .select_from(payment_sessions)
+            .where(payment_sessions.c.status == "expired")
+        )
+    return int(expired or 0)
+
+
 async def wait_until_all_closed(container: Container, total: int, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     async with container.engine.connect() as connection:
@@ -196,7 +206,11 @@ async def test_sigterm_finishes_the_window_in_hand_and_gives_the_rest_back(
         stripe.delay_next(0.5, n=total)
         workers = Workers(settings, tmp_path)
         workers.start(1)
-        await asyncio.sleep(2.5)
+        # Stop it once it is working through its batch (some closed, most still claimed).
+        deadline = asyncio.get_running_loop().time() + 30
+        while await count_expired(container) == 0:
+            assert asyncio.get_running_loop().time() < deadline, "the worker never started"
+            await asyncio.sleep(0.1)
 
         assert workers.stop_all() == [0]
 

@@ -128,7 +128,11 @@ async def test_a_request_still_in_flight_makes_its_retry_wait(
     stripe.delay_next(1.0, path=CREATE)
 
     async def retry_meanwhile() -> Any:
-        await asyncio.sleep(0.3)
+        # Once the first request is at Stripe, its key is taken.
+        for _ in range(500):  # up to 5 s
+            if stripe.calls(CREATE, "POST"):
+                break
+            await asyncio.sleep(0.01)
         return await _open(api, key, _body())
 
     first, retry = await asyncio.gather(_open(api, key, _body()), retry_meanwhile())

@@ -8,7 +8,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import httpx
@@ -75,13 +76,13 @@ class Impostor:
 
 
 @pytest.fixture
-def impostor() -> Iterator[Impostor]:
+def impostor(unavailable: Callable[[str], NoReturn]) -> Iterator[Impostor]:
     sock = socket.socket()
     try:
         sock.bind(("127.0.0.1", DEFAULT_PORT))
     except OSError:
         sock.close()
-        pytest.skip(f"port {DEFAULT_PORT} is in use by another process here")
+        unavailable(f"port {DEFAULT_PORT} is in use by another process here")
     sock.listen(16)
     listening = Impostor(sock)
     yield listening

@@ -16,12 +16,13 @@ from outboxsupport import ManualClock, close_windows, outbox_rows
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.metrics import DogStatsdMetrics, NullMetrics
+from payment_window.adapters.outbox_store import SqlOutboxStore, cancel_pending
 from payment_window.adapters.sinks import SinkOptions, create_sinks
 from payment_window.adapters.sns import SnsOptions
 from payment_window.adapters.store import create_engine
 from payment_window.config import Settings
 from payment_window.domain.events import Destination
-from payment_window.outbox import OutboxRelay, cancel_pending, status
+from payment_window.outbox import OutboxRelay, status
 
 FAST = SinkOptions(sns=SnsOptions(max_attempts=1, connect_timeout=0.5, read_timeout=2.0))
 TOPICS = {Destination.MAKER: "maker", Destination.BUYER: "buyer", Destination.AUCTION: "auction"}
@@ -72,7 +73,10 @@ async def test_messages_reach_their_topics_with_event_id_and_filter_attributes(
     clock = ManualClock()
     [session] = await close_windows(store, clock, 1)
     relay = OutboxRelay(
-        store, create_sinks(with_topics(pg_settings, moto, taps), FAST), NullMetrics(), clock
+        SqlOutboxStore(store),
+        create_sinks(with_topics(pg_settings, moto, taps), FAST),
+        NullMetrics(),
+        clock,
     )
 
     report = await relay.run_once()
@@ -114,7 +118,10 @@ async def test_a_second_pass_delivers_nothing_twice(
     clock = ManualClock()
     await close_windows(store, clock, 2)
     relay = OutboxRelay(
-        store, create_sinks(with_topics(pg_settings, moto, taps), FAST), NullMetrics(), clock
+        SqlOutboxStore(store),
+        create_sinks(with_topics(pg_settings, moto, taps), FAST),
+        NullMetrics(),
+        clock,
     )
 
     first = await relay.run_once()
@@ -131,7 +138,10 @@ async def test_rows_wait_out_an_sns_outage_and_then_arrive_once_each(
     taps = create_taps(moto)
     clock = ManualClock()
     relay = OutboxRelay(
-        store, create_sinks(with_topics(pg_settings, moto, taps), FAST), NullMetrics(), clock
+        SqlOutboxStore(store),
+        create_sinks(with_topics(pg_settings, moto, taps), FAST),
+        NullMetrics(),
+        clock,
     )
     moto.stop()
     await close_windows(store, clock, 3)
@@ -142,7 +152,7 @@ async def test_rows_wait_out_an_sns_outage_and_then_arrive_once_each(
 
     assert (down.claimed, down.delivered, down.failed) == (9, 0, 9)
     assert still_down.failed == 9
-    backlog = await status(store)
+    backlog = await status(SqlOutboxStore(store))
     assert backlog.undelivered == 12
     assert backlog.by_destination == {
         "maker": 3,
@@ -167,7 +177,7 @@ async def test_rows_wait_out_an_sns_outage_and_then_arrive_once_each(
         ids = [json.loads(n["Message"])["eventId"] for n in tap.drain(moto)]
         assert len(ids) == 3 and len(set(ids)) == 3
         assert all(rows[i].destination == destination.value for i in ids)
-    assert (await status(store)).failing == []
+    assert (await status(SqlOutboxStore(store))).failing == []
 
 
 async def test_two_relays_at_once_deliver_each_row_exactly_once(
@@ -179,7 +189,9 @@ async def test_two_relays_at_once_deliver_each_row_exactly_once(
     settings = with_topics(pg_settings, moto, taps)
     engines = [create_engine(settings), create_engine(settings)]
     relays = [
-        OutboxRelay(engine, create_sinks(settings, FAST), NullMetrics(), clock, batch_size=7)
+        OutboxRelay(
+            SqlOutboxStore(engine), create_sinks(settings, FAST), NullMetrics(), clock, batch_size=7
+        )
         for engine in engines
     ]
 
@@ -212,14 +224,17 @@ async def test_a_cancelled_message_is_never_sent(
             connection, session.id, ["auction.relist_requested"], clock.now()
         )
     relay = OutboxRelay(
-        store, create_sinks(with_topics(pg_settings, moto, taps), FAST), NullMetrics(), clock
+        SqlOutboxStore(store),
+        create_sinks(with_topics(pg_settings, moto, taps), FAST),
+        NullMetrics(),
+        clock,
     )
 
     report = await relay.run_once()
 
     assert (cancelled, report.delivered) == (1, 2)
     assert taps[Destination.AUCTION].drain(moto) == []
-    assert (await status(store)).by_destination["auction"] == 0
+    assert (await status(SqlOutboxStore(store))).by_destination["auction"] == 0
 
 
 async def test_run_relays_until_stopped(
@@ -228,7 +243,7 @@ async def test_run_relays_until_stopped(
     taps = create_taps(moto)
     clock = ManualClock()
     relay = OutboxRelay(
-        store,
+        SqlOutboxStore(store),
         create_sinks(with_topics(pg_settings, moto, taps), FAST),
         NullMetrics(),
         clock,
@@ -260,7 +275,7 @@ async def test_the_backlog_gauge_goes_out_per_destination(
         listener.bind(("127.0.0.1", 0))
         listener.settimeout(2)
         metrics = DogStatsdMetrics("127.0.0.1", listener.getsockname()[1])
-        await status(store, metrics=metrics)
+        await status(SqlOutboxStore(store), metrics=metrics)
         metrics.close()
         received = b""
         while b"destination:operations" not in received:
@@ -277,7 +292,7 @@ async def test_the_relay_works_on_sqlite_too(moto: MotoServer, sqlite_settings: 
     try:
         await close_windows(engine, clock, 2)
         relay = OutboxRelay(
-            engine,
+            SqlOutboxStore(engine),
             create_sinks(with_topics(sqlite_settings, moto, taps), FAST),
             NullMetrics(),
             clock,

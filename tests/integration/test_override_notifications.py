@@ -15,6 +15,7 @@ from outboxsupport import ManualClock
 from test_outbox_relay import FAST, TOPICS, with_topics
 
 from payment_window.adapters.metrics import NullMetrics
+from payment_window.adapters.outbox_store import SqlOutboxStore
 from payment_window.adapters.sinks import create_sinks
 from payment_window.bootstrap import bootstrap
 from payment_window.config import Settings
@@ -42,7 +43,9 @@ async def test_overrides_during_an_sns_outage_succeed_and_every_notice_arrives_o
     settings = with_topics(with_stripe(pg_settings, stripe), moto, taps)
     container = await bootstrap(settings)
     clock = ManualClock()
-    relay = OutboxRelay(container.engine, create_sinks(settings, FAST), NullMetrics(), clock)
+    relay = OutboxRelay(
+        SqlOutboxStore(container.engine), create_sinks(settings, FAST), NullMetrics(), clock
+    )
     try:
         opened = [
             await container.windows.open(

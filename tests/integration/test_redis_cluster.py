@@ -10,9 +10,10 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import redis
@@ -57,10 +58,10 @@ def _cluster_state(client: redis.Redis) -> str:
 
 
 @pytest.fixture
-def redis_cluster(tmp_path: Path) -> Iterator[str]:
+def redis_cluster(tmp_path: Path, unavailable: Callable[[str], NoReturn]) -> Iterator[str]:
     """Three masters on loopback, no replicas; its `redis+cluster://` URL."""
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        pytest.skip("redis-server and redis-cli are needed for a cluster")
+        unavailable("redis-server and redis-cli are needed for a cluster")
     ports = _free_ports(3)
     nodes = []
     try:

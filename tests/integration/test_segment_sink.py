@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.metrics import NullMetrics
+from payment_window.adapters.outbox_store import SqlOutboxStore
 from payment_window.adapters.segment import SegmentOptions
 from payment_window.adapters.sinks import SinkOptions, create_sinks
 from payment_window.adapters.store import create_engine
@@ -45,7 +46,7 @@ def relay_for(
     )
     sinks = create_sinks(configured, FAST)
     assert set(sinks) == {Destination.ANALYTICS}
-    return OutboxRelay(engine, sinks, NullMetrics(), clock)
+    return OutboxRelay(SqlOutboxStore(engine), sinks, NullMetrics(), clock)
 
 
 async def test_a_closed_window_is_tracked_in_segment_under_its_event_id(
@@ -92,7 +93,7 @@ async def test_analytics_wait_out_a_segment_outage_and_none_is_lost(
     down = await relay.run_once()
 
     assert (down.claimed, down.failed) == (3, 3)
-    backlog = await status(store)
+    backlog = await status(SqlOutboxStore(store))
     assert backlog.by_destination["analytics"] == 3
     assert len(backlog.failing) == 3
     assert all(m.attempts == 1 and "Segment" in (m.last_error or "") for m in backlog.failing)
@@ -105,7 +106,7 @@ async def test_analytics_wait_out_a_segment_outage_and_none_is_lost(
     sent = [event["messageId"] for r in segment.requests for event in r.json()["batch"]]
     analytics = [r.id for r in await outbox_rows(store) if r.destination == "analytics"]
     assert sorted(sent) == sorted(analytics)
-    assert (await status(store)).by_destination["analytics"] == 0
+    assert (await status(SqlOutboxStore(store))).by_destination["analytics"] == 0
 
 
 async def test_a_segment_error_answer_is_retried_not_dropped(

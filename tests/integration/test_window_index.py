@@ -17,6 +17,7 @@ from redis.crc import key_slot
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.index_factory import create_window_index
+from payment_window.adapters.read_model import SqlReadModel
 from payment_window.adapters.redis_index import (
     RedisWindowIndex,
     due_key,
@@ -181,14 +182,20 @@ async def test_claimed_window_is_not_claimed_again_while_its_lease_holds(world: 
 
 async def test_window_comes_back_when_its_lease_ends(world: World) -> None:
     session = await world.open_window(await world.index.now() - timedelta(seconds=1))
+    started = time.monotonic()
     assert len(await world.index.claim_due(10, 0.3)) == 1
     assert await world.index.claim_due(10, 0.3) == []
     next_due = await world.index.next_due()
     assert next_due is not None and next_due <= await world.index.now() + timedelta(seconds=1)
 
-    await asyncio.sleep(0.5)
+    claimed: list[str] = []
+    deadline = time.monotonic() + 5
+    while not claimed and time.monotonic() < deadline:
+        claimed = [c.session_id for c in await world.index.claim_due(10, 30)]
+        await asyncio.sleep(0.05)
 
-    assert [c.session_id for c in await world.index.claim_due(10, 30)] == [session.id]
+    assert claimed == [session.id]
+    assert time.monotonic() - started >= 0.25
 
 
 async def test_released_claim_leaves_the_schedule(world: World) -> None:
@@ -285,9 +292,11 @@ async def test_wait_for_wake_returns_on_a_wake_or_at_its_timeout(world: World) -
     assert time.monotonic() - started >= 0.19
 
     waiting = asyncio.create_task(world.index.wait_for_wake(10))
-    await asyncio.sleep(0.1)
     started = time.monotonic()
-    await world.index.wake()
+    # Wake until it hears one: a wake sent before the waiter listens is not its to hear.
+    while not waiting.done() and time.monotonic() - started < 2:
+        await world.index.wake()
+        await asyncio.sleep(0.02)
     await asyncio.wait_for(waiting, 2)
     assert time.monotonic() - started < 2
 
@@ -344,7 +353,7 @@ async def test_reconcile_reschedules_windows_the_index_lost(world: World) -> Non
     sessions = await world.open_windows(3, await world.index.now() + LONG)
     await world.index.forget(sessions[0].id)
 
-    report = await reconcile(world.engine, world.index)
+    report = await reconcile(SqlReadModel(world.engine), world.index)
 
     assert report == ReconcileReport(added=1, updated=0, removed=0, unchanged=2)
     assert await world.index.scheduled_ids() == {session.id for session in sessions}
@@ -357,7 +366,7 @@ async def test_reconcile_drops_windows_closed_in_the_store_only(redis_world: Wor
     closed = await world.open_window(now + LONG)
     await world.store(closed.expire(CloseReason.ADMIN_TERMINATED, now))
 
-    report = await reconcile(world.engine, world.index)
+    report = await reconcile(SqlReadModel(world.engine), world.index)
 
     assert report == ReconcileReport(added=0, updated=0, removed=1, unchanged=1)
     assert await world.index.scheduled_ids() == {kept.id}
@@ -380,7 +389,10 @@ async def test_reconcile_restores_a_flushed_redis(redis_world: World) -> None:
     calls: list[tuple[int, int]] = []
 
     report = await reconcile(
-        world.engine, world.index, page_size=3, progress=lambda *call: calls.append(call)
+        SqlReadModel(world.engine),
+        world.index,
+        page_size=3,
+        progress=lambda *call: calls.append(call),
     )
 
     assert report == ReconcileReport(added=7, updated=0, removed=0, unchanged=0)
@@ -389,7 +401,7 @@ async def test_reconcile_restores_a_flushed_redis(redis_world: World) -> None:
     assert snapshot is not None and snapshot.version == 2
     assert same_ms(snapshot.expires_at, stale.expires_at)
     assert calls[-1] == (7, 7) and len(calls) == 3
-    assert await reconcile(world.engine, world.index) == ReconcileReport(unchanged=7)
+    assert await reconcile(SqlReadModel(world.engine), world.index) == ReconcileReport(unchanged=7)
 
 
 async def test_reconcile_corrects_stale_and_drops_unknown_windows(redis_world: World) -> None:
@@ -400,7 +412,7 @@ async def test_reconcile_corrects_stale_and_drops_unknown_windows(redis_world: W
     stray = new_session(now - timedelta(seconds=1))  # in the index, never in the store
     await world.index.put(stray)
 
-    report = await reconcile(world.engine, world.index)
+    report = await reconcile(SqlReadModel(world.engine), world.index)
 
     assert report == ReconcileReport(added=0, updated=1, removed=1, unchanged=0)
     assert await world.index.scheduled_ids() == {session.id}

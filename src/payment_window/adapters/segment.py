@@ -9,7 +9,8 @@ import requests
 from segment.analytics import Client  # type: ignore[import-untyped]
 from segment.analytics.request import APIError  # type: ignore[import-untyped]
 
-from payment_window.outbox import DeliveryFailed, OutboxEnvelope
+from payment_window.domain.events import OutboxEnvelope
+from payment_window.domain.ports import DeliveryFailed
 
 
 @dataclass(frozen=True, slots=True)

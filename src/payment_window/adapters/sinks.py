@@ -19,7 +19,7 @@ from payment_window.adapters.segment import SegmentOptions, SegmentSink, create_
 from payment_window.adapters.sns import SnsOptions, SnsSink, create_sns_client
 from payment_window.config import Settings
 from payment_window.domain.events import Destination
-from payment_window.outbox import Sink
+from payment_window.domain.ports import Sink
 
 if TYPE_CHECKING:
     from mypy_boto3_sns.client import SNSClient

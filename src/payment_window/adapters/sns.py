@@ -12,8 +12,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from payment_window.config import Settings
+from payment_window.domain.events import OutboxEnvelope
 from payment_window.domain.messages import iso
-from payment_window.outbox import DeliveryFailed, OutboxEnvelope
+from payment_window.domain.ports import DeliveryFailed
 
 if TYPE_CHECKING:
     from mypy_boto3_sns.client import SNSClient

@@ -6,8 +6,7 @@ messages; it rolls back unless committed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import fields
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -17,7 +16,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from payment_window import outbox as outbox_relay
+from payment_window.adapters.outbox_store import cancel_pending
+from payment_window.adapters.rows import (
+    UNSETTLED,
+    audit_values,
+    outbox_values,
+    session_from_row,
+    session_values,
+)
 from payment_window.adapters.tables import (
     UNSETTLED_SQL,
     audit_log,
@@ -32,10 +38,6 @@ from payment_window.domain.errors import VersionConflict, WindowAlreadyOpen
 from payment_window.domain.events import AuditEntry, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
 from payment_window.domain.session import PaymentSession, Status
-
-_SESSION_FIELDS = [f.name for f in fields(PaymentSession)]
-_AUDIT_FIELDS = [f.name for f in fields(AuditEntry)]
-UNSETTLED = (Status.OPEN.value, Status.AWAITING_PAYMENT_CONFIRMATION.value)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -63,41 +65,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def session_from_row(row: Row[Any]) -> PaymentSession:
-    values = row._mapping
-    data = {name: values[name] for name in _SESSION_FIELDS}
-    data["status"] = Status(data["status"])
-    data["reminders_sent"] = tuple(data["reminders_sent"] or ())
-    return PaymentSession(**data)
-
-
-def session_values(session: PaymentSession) -> dict[str, Any]:
-    # Shallow on purpose: `asdict` deep-copies every value, a measurable cost per closed window.
-    values = {name: getattr(session, name) for name in _SESSION_FIELDS}
-    values["status"] = session.status.value
-    values["reminders_sent"] = list(session.reminders_sent)
-    return values
-
-
 def _due_at(session: PaymentSession) -> datetime | None:
     return session.due_at if session.is_scheduled else None
-
-
-def audit_values(entry: AuditEntry) -> dict[str, Any]:
-    return {name: getattr(entry, name) for name in _AUDIT_FIELDS}
-
-
-def outbox_values(message: OutboxMessage, session_id: str | None, now: datetime) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "session_id": session_id,
-        "destination": message.destination.value,
-        "event_type": message.event_type,
-        "payload": message.payload,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
 
 
 def _insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
@@ -352,15 +321,6 @@ class SqlPolicyRepository:
         row = result.first()
         return _policy_from_row(row) if row else None
 
-    async def get_many(self, maker_ids: Iterable[str]) -> dict[str, ExtensionPolicy]:
-        wanted = list(maker_ids)
-        if not wanted:
-            return {}
-        result = await self._connection.execute(
-            select(maker_policies).where(maker_policies.c.maker_id.in_(wanted))
-        )
-        return {row.maker_id: _policy_from_row(row) for row in result}
-
     async def put(self, maker_id: str, policy: ExtensionPolicy, now: datetime) -> None:
         values = {
             "max_extension_minutes": policy.max_extension_minutes,
@@ -417,7 +377,7 @@ class SqlUnitOfWork:
         self, session_id: str, event_types: Collection[str], now: datetime
     ) -> int:
         """Cancel the session's undelivered outbox messages of these types, in this transaction."""
-        return await outbox_relay.cancel_pending(self.connection, session_id, event_types, now)
+        return await cancel_pending(self.connection, session_id, event_types, now)
 
     async def commit(self) -> None:
         if self._audit:

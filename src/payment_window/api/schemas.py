@@ -12,11 +12,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     Strict,
     StringConstraints,
+    WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
 
+from payment_window.domain import messages
 from payment_window.domain.money import MAX_AMOUNT
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
 from payment_window.domain.session import MAX_EXTENSION_MINUTES_PER_REQUEST, Status
@@ -155,20 +158,34 @@ class PolicyBody(_Body):
         )
 
 
-# --- documentation only: the routes below answer with plain JSON, not these models ---------
+# --- response bodies ---------------------------------------------------------------------
+
+# On the wire exactly as `messages.iso` writes it, whichever path answers.
+WireTime = Annotated[
+    datetime,
+    PlainSerializer(messages.iso, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 
-class StatusOut(BaseModel):
-    """A payment window as its viewer sees it (times in ISO 8601 UTC with `Z`)."""
+class Out(BaseModel):
+    """A response body: camelCase on the wire, built from our values by attribute or alias."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+class StatusOut(Out):
+    """A payment window as its viewer sees it (times in ISO 8601 UTC with `Z`).
+
+    The status route itself answers with `bodies.status_body` (its hot path skips pydantic);
+    the schema test checks the two agree."""
 
     session_id: str
     auction_id: str
     status: Status
-    expires_at: datetime
+    expires_at: WireTime
     remaining_time: int = Field(ge=0, description="whole seconds left, never negative")
-    server_time: datetime
+    server_time: WireTime
     version: int
     reason: str | None
     checkout_url: str | None

@@ -40,3 +40,16 @@ class OutboxMessage:
     event_type: str
     payload: dict[str, Any]
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEnvelope:
+    """One stored outbox message on its way out: what a sink needs to deliver it."""
+
+    id: str
+    destination: Destination
+    event_type: str
+    payload: dict[str, Any]
+    session_id: str | None
+    created_at: datetime
+    attempts: int = 0

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from payment_window.domain.events import AuditEntry, OutboxMessage
+from payment_window.domain.events import AuditEntry, Destination, OutboxEnvelope, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.session import PaymentSession, Status
+from payment_window.domain.views import AuditRecord, FailingMessage, Summary, WindowFilter
 
 
 class Clock(Protocol):
@@ -76,8 +77,6 @@ class SessionRepository(Protocol):
 
 class PolicyRepository(Protocol):
     async def get(self, maker_id: str) -> ExtensionPolicy | None: ...
-
-    async def get_many(self, maker_ids: Iterable[str]) -> dict[str, ExtensionPolicy]: ...
 
     async def put(self, maker_id: str, policy: ExtensionPolicy, now: datetime) -> None: ...
 
@@ -163,10 +162,6 @@ class WindowIndex(Protocol):
     async def snapshot(self, session_id: str) -> WindowSnapshot | None: ...
 
     async def claim_due(self, limit: int, lease_seconds: float) -> list[Claim]: ...
-
-    async def release(self, session_id: str) -> None:
-        """Done with a claim: the session left the schedule or was re-put."""
-        ...
 
     async def retry_at(self, session_id: str, due_at: datetime) -> None:
         """Give a claim back, to be due again at `due_at`."""
@@ -276,3 +271,68 @@ class Metrics(Protocol):
     def distribution(self, name: str, value: float, tags: Sequence[str] = ()) -> None: ...
 
     def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    """Delivers one message to one destination; raises on failure (the relay retries)."""
+
+    async def deliver(self, message: OutboxEnvelope) -> None: ...
+
+
+class DeliveryFailed(Exception):
+    """A sink could not deliver (the vendor refused or was unreachable); worth a retry."""
+
+
+class OutboxStore(Protocol):
+    """The committed outbox messages, as the relay sees them; many relays may share one store."""
+
+    async def claim(
+        self, destinations: Collection[Destination], now: datetime, lease: timedelta, limit: int
+    ) -> list[OutboxEnvelope]:
+        """Take up to `limit` due messages for these destinations until `now + lease`."""
+        ...
+
+    async def mark_delivered(self, message_id: str, at: datetime) -> None: ...
+
+    async def mark_failed(self, message_id: str, error: str, retry_at: datetime) -> None:
+        """Count a failed attempt and make the message due again at `retry_at`, unless some
+        relay has delivered it meanwhile."""
+        ...
+
+    async def undelivered_counts(self) -> dict[str, int]:
+        """Undelivered, uncancelled messages per destination (every destination, zeros too)."""
+        ...
+
+    async def failing(self, limit: int) -> list[FailingMessage]:
+        """Undelivered messages that failed at least once, most attempts first."""
+        ...
+
+
+class ReadModel(Protocol):
+    """Read-only queries over the store (the truth) for operators and the index rebuild."""
+
+    async def windows(
+        self, query: WindowFilter, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[PaymentSession]:
+        """Windows matching `query`, by `(expires_at, id)`, strictly after `after`."""
+        ...
+
+    async def summary(self, now: datetime) -> Summary: ...
+
+    async def session(self, session_id: str) -> PaymentSession | None: ...
+
+    async def audit_trail(self, session_id: str) -> list[AuditRecord]:
+        """The session's audit entries, oldest first."""
+        ...
+
+    async def unsettled_count(self) -> int:
+        """Open or awaiting-confirmation sessions."""
+        ...
+
+    async def unsettled_after(self, last_id: str, limit: int) -> list[PaymentSession]:
+        """Open or awaiting-confirmation sessions with an id after `last_id`, by id."""
+        ...
+
+    async def sessions(self, session_ids: Sequence[str]) -> list[PaymentSession]:
+        """Those of these sessions that exist, in any order."""
+        ...

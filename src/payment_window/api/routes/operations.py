@@ -5,27 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from payment_window.api.auth import CurrentActor
 from payment_window.api.bodies import status_body
 from payment_window.api.deps import SessionId
 from payment_window.api.routes.page import PAGE_HEADERS, templates
-from payment_window.api.schemas import ID_PATTERN, StatusOut, error_responses
-from payment_window.domain import messages
+from payment_window.api.schemas import ID_PATTERN, Out, StatusOut, WireTime, error_responses
 from payment_window.domain.session import PaymentSession, Status
 from payment_window.domain.status import WindowStatus
-from payment_window.operations import (
-    DEFAULT_PAGE,
-    MAX_PAGE,
-    AuditRecord,
-    Operations,
-    Summary,
-    WindowFilter,
-)
+from payment_window.domain.views import WindowFilter
+from payment_window.operations import DEFAULT_PAGE, MAX_PAGE, Operations
 
 router = APIRouter(tags=["operations"])
 
@@ -56,17 +48,13 @@ QueryTime = Annotated[datetime, BeforeValidator(_query_time), AfterValidator(_ut
 
 async def get_operations(request: Request) -> Operations:
     container = request.app.state.container
-    return Operations(container.engine, container.clock)
+    return Operations(container.read_model, container.clock)
 
 
 OperationsDep = Annotated[Operations, Depends(get_operations)]
 
 
-# --- response bodies (documentation; the routes answer with plain JSON) ---------------------
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+# --- response bodies: each model is both the answer and its published schema ----------------
 
 
 class WindowItemOut(StatusOut):
@@ -76,15 +64,26 @@ class WindowItemOut(StatusOut):
     attempts: int = Field(ge=0, description="failed attempts to expire it at Stripe")
     last_stripe_error: str | None
 
+    @classmethod
+    def of(cls, session: PaymentSession, now: datetime) -> WindowItemOut:
+        return cls.model_validate(
+            {
+                **status_body(WindowStatus.of(session, now)),
+                "buyerId": session.buyer_id,
+                "attempts": session.expiry_attempts,
+                "lastStripeError": session.last_expiry_error,
+            }
+        )
 
-class WindowListOut(_Out):
+
+class WindowListOut(Out):
     items: list[WindowItemOut]
     next_cursor: str | None = Field(
         description="pass as `cursor` for the next page; null on the last page"
     )
 
 
-class SummaryOut(_Out):
+class SummaryOut(Out):
     open_count: int
     due_within_hour: int = Field(description="open, deadline within the next hour, not overdue")
     overdue_count: int = Field(description="open with the deadline already passed")
@@ -100,60 +99,20 @@ class SummaryOut(_Out):
     expired_last_24h_by_reason: dict[str, int] = Field(
         alias="expiredLast24hByReason", description="closed unpaid in the last 24 hours"
     )
-    server_time: datetime
+    server_time: WireTime
 
 
-class AuditEntryOut(_Out):
+class AuditEntryOut(Out):
     id: int
     action: str
     actor: str
     from_status: str | None
     to_status: str | None
     details: dict[str, Any]
-    at: datetime
+    at: WireTime
 
 
-# --- shaping ------------------------------------------------------------------------------
-
-
-def window_item(session: PaymentSession, now: datetime) -> dict[str, object]:
-    return {
-        **status_body(WindowStatus.of(session, now)),
-        "makerId": session.maker_id,
-        "buyerId": session.buyer_id,
-        "attempts": session.expiry_attempts,
-        "lastStripeError": session.last_expiry_error,
-    }
-
-
-def summary_body(summary: Summary) -> dict[str, object]:
-    return {
-        "openCount": summary.open_count,
-        "dueWithinHour": summary.due_within_hour,
-        "overdueCount": summary.overdue_count,
-        "oldestOverdueSeconds": summary.oldest_overdue_seconds,
-        "failingAtStripe": summary.failing_at_stripe,
-        "awaitingConfirmationOverDay": summary.awaiting_confirmation_over_day,
-        "duplicatePayments": summary.duplicate_payments,
-        "undeliveredOutbox": summary.undelivered_outbox,
-        "expiredLast24hByReason": summary.expired_last_24h_by_reason,
-        "serverTime": messages.iso(summary.now),
-    }
-
-
-def audit_body(record: AuditRecord) -> dict[str, object]:
-    return {
-        "id": record.id,
-        "action": record.action,
-        "actor": record.actor,
-        "fromStatus": record.from_status,
-        "toStatus": record.to_status,
-        "details": record.details,
-        "at": messages.iso(record.at),
-    }
-
-
-NO_STORE = {"Cache-Control": "no-store"}
+NO_STORE = "no-store"
 
 
 # --- routes -------------------------------------------------------------------------------
@@ -161,10 +120,11 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 @router.get(
     "/payments/windows",
-    response_model=None,
-    responses={200: {"model": WindowListOut}, **error_responses(400, 401, 403, 422)},
+    response_model=WindowListOut,
+    responses=error_responses(400, 401, 403, 422),
 )
 async def list_windows(
+    response: Response,
     actor: CurrentActor,
     operations: OperationsDep,
     status: Annotated[Status | None, Query()] = None,
@@ -187,7 +147,7 @@ async def list_windows(
     cursor: Annotated[
         str | None, Query(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_-]+$")
     ] = None,
-) -> JSONResponse:
+) -> WindowListOut:
     """Every window matching the filters, by deadline then id, a page at a time (admin only).
 
     Keyset pagination: a window whose deadline does not move while you page is seen exactly
@@ -203,36 +163,40 @@ async def list_windows(
         overdue=overdue,
     )
     page = await operations.windows(query, actor, limit=limit, cursor=cursor)
-    body = {
-        "items": [window_item(session, page.now) for session in page.sessions],
-        "nextCursor": page.next_cursor,
-    }
-    return JSONResponse(body, headers=NO_STORE)
+    response.headers["Cache-Control"] = NO_STORE
+    return WindowListOut(
+        items=[WindowItemOut.of(session, page.now) for session in page.sessions],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get(
     "/payments/windows/summary",
-    response_model=None,
-    responses={200: {"model": SummaryOut}, **error_responses(401, 403)},
+    response_model=SummaryOut,
+    responses=error_responses(401, 403),
 )
-async def windows_summary(actor: CurrentActor, operations: OperationsDep) -> JSONResponse:
+async def windows_summary(
+    response: Response, actor: CurrentActor, operations: OperationsDep
+) -> SummaryOut:
     """Open, due-soon, overdue and failing windows, the outbox backlog and recent closings
     (admin only)."""
-    return JSONResponse(summary_body(await operations.summary(actor)), headers=NO_STORE)
+    response.headers["Cache-Control"] = NO_STORE
+    return SummaryOut.model_validate(await operations.summary(actor))
 
 
 @router.get(
     "/payments/checkout/{sessionId}/audit",
-    response_model=None,
-    responses={200: {"model": list[AuditEntryOut]}, **error_responses(401, 403, 404)},
+    response_model=list[AuditEntryOut],
+    responses=error_responses(401, 403, 404),
 )
 async def session_audit(
-    session_id: SessionId, actor: CurrentActor, operations: OperationsDep
-) -> JSONResponse:
+    response: Response, session_id: SessionId, actor: CurrentActor, operations: OperationsDep
+) -> list[AuditEntryOut]:
     """The session's audit trail, oldest first: admins and the session's maker. Buyers and
     services get 403; another maker gets 404."""
     trail = await operations.audit_trail(session_id, actor)
-    return JSONResponse([audit_body(record) for record in trail], headers=NO_STORE)
+    response.headers["Cache-Control"] = NO_STORE
+    return [AuditEntryOut.model_validate(record) for record in trail]
 
 
 @router.get("/ops", response_class=HTMLResponse, include_in_schema=False)

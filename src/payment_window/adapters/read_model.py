@@ -1,0 +1,173 @@
+"""The operations read model: SQLAlchemy Core queries straight from the store (the truth)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+
+from payment_window.adapters.outbox_store import undelivered_counts
+from payment_window.adapters.rows import UNSETTLED, session_from_row
+from payment_window.adapters.tables import audit_log, payment_sessions
+from payment_window.domain.session import PaymentSession, Status
+from payment_window.domain.views import (
+    AWAITING_TOO_LONG,
+    DUE_SOON,
+    DUPLICATES_SHOWN,
+    RECENT,
+    AuditRecord,
+    Summary,
+    WindowFilter,
+)
+
+_T = payment_sessions.c
+
+
+def _conditions(query: WindowFilter, now: datetime) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.status is not None:
+        conditions.append(_T.status == query.status.value)
+    if query.maker_id is not None:
+        conditions.append(_T.maker_id == query.maker_id)
+    if query.auction_id is not None:
+        conditions.append(_T.auction_id == query.auction_id)
+    if query.due_before is not None:
+        conditions.append(_T.expires_at < query.due_before)
+    if query.due_after is not None:
+        conditions.append(_T.expires_at >= query.due_after)
+    if query.overdue:
+        conditions.extend([_T.status == Status.OPEN.value, _T.expires_at < now])
+    return conditions
+
+
+def _count(condition: ColumnElement[bool]) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+class SqlReadModel:
+    """Read-only queries; each opens its own short connection."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def windows(
+        self, query: WindowFilter, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[PaymentSession]:
+        statement = select(payment_sessions).where(*_conditions(query, now))
+        if after is not None:
+            statement = statement.where(tuple_(_T.expires_at, _T.id) > tuple_(*after))
+        statement = statement.order_by(_T.expires_at, _T.id).limit(limit)
+        async with self._engine.connect() as connection:
+            return [session_from_row(row) for row in await connection.execute(statement)]
+
+    async def summary(self, now: datetime) -> Summary:
+        is_open = _T.status == Status.OPEN.value
+        overdue = and_(is_open, _T.expires_at < now)
+        figures = select(
+            _count(is_open).label("open_count"),
+            _count(and_(is_open, _T.expires_at >= now, _T.expires_at < now + DUE_SOON)).label(
+                "due_within_hour"
+            ),
+            _count(overdue).label("overdue_count"),
+            func.min(case((overdue, _T.expires_at), else_=None)).label("oldest_overdue"),
+            _count(and_(is_open, _T.expiry_attempts > 0)).label("failing_at_stripe"),
+            _count(
+                and_(
+                    _T.status == Status.AWAITING_PAYMENT_CONFIRMATION.value,
+                    _T.updated_at < now - AWAITING_TOO_LONG,
+                )
+            ).label("awaiting_confirmation_over_day"),
+        )
+        duplicates = (
+            select(func.count())
+            .select_from(audit_log)
+            .where(
+                audit_log.c.action == "duplicate_payment_detected",
+                audit_log.c.at >= now - DUPLICATES_SHOWN,
+            )
+        )
+        reasons = (
+            select(_T.reason, func.count())
+            .where(_T.status == Status.EXPIRED.value, _T.expired_at >= now - RECENT)
+            .group_by(_T.reason)
+        )
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(figures)).one()
+            duplicate_payments = int(await connection.scalar(duplicates) or 0)
+            by_reason = {
+                str(reason or "unknown"): int(count)
+                for reason, count in await connection.execute(reasons)
+            }
+            backlog = await undelivered_counts(connection)
+        oldest: datetime | None = row.oldest_overdue
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)  # SQLite's MIN loses the column type
+        return Summary(
+            server_time=now,
+            open_count=int(row.open_count),
+            due_within_hour=int(row.due_within_hour),
+            overdue_count=int(row.overdue_count),
+            oldest_overdue_seconds=(
+                int((now - oldest).total_seconds()) if oldest is not None else None
+            ),
+            failing_at_stripe=int(row.failing_at_stripe),
+            awaiting_confirmation_over_day=int(row.awaiting_confirmation_over_day),
+            duplicate_payments=duplicate_payments,
+            undelivered_outbox=sum(backlog.values()),
+            expired_last_24h_by_reason=dict(sorted(by_reason.items())),
+        )
+
+    async def session(self, session_id: str) -> PaymentSession | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(select(payment_sessions).where(_T.id == session_id))
+            ).first()
+        return None if row is None else session_from_row(row)
+
+    async def audit_trail(self, session_id: str) -> list[AuditRecord]:
+        async with self._engine.connect() as connection:
+            result = await connection.execute(
+                select(audit_log)
+                .where(audit_log.c.session_id == session_id)
+                .order_by(audit_log.c.id)
+            )
+            return [
+                AuditRecord(
+                    id=int(row.id),
+                    action=row.action,
+                    actor=row.actor,
+                    from_status=row.from_status,
+                    to_status=row.to_status,
+                    details=dict(row.details or {}),
+                    at=row.at,
+                )
+                for row in result
+            ]
+
+    async def unsettled_count(self) -> int:
+        async with self._engine.connect() as connection:
+            count = await connection.scalar(
+                select(func.count()).select_from(payment_sessions).where(_T.status.in_(UNSETTLED))
+            )
+        return int(count or 0)
+
+    async def unsettled_after(self, last_id: str, limit: int) -> list[PaymentSession]:
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                select(payment_sessions)
+                .where(_T.status.in_(UNSETTLED), _T.id > last_id)
+                .order_by(_T.id)
+                .limit(limit)
+            )
+            return [session_from_row(row) for row in rows]
+
+    async def sessions(self, session_ids: Sequence[str]) -> list[PaymentSession]:
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                select(payment_sessions).where(_T.id.in_(list(session_ids)))
+            )
+            return [session_from_row(row) for row in rows]

@@ -1,0 +1,49 @@
+"""Translations between the domain's values and the store's rows, shared by the adapters."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Row
+
+from payment_window.domain.events import AuditEntry, OutboxMessage
+from payment_window.domain.session import PaymentSession, Status
+
+_SESSION_FIELDS = [f.name for f in fields(PaymentSession)]
+_AUDIT_FIELDS = [f.name for f in fields(AuditEntry)]
+UNSETTLED = (Status.OPEN.value, Status.AWAITING_PAYMENT_CONFIRMATION.value)
+
+
+def session_from_row(row: Row[Any]) -> PaymentSession:
+    values = row._mapping
+    data = {name: values[name] for name in _SESSION_FIELDS}
+    data["status"] = Status(data["status"])
+    data["reminders_sent"] = tuple(data["reminders_sent"] or ())
+    return PaymentSession(**data)
+
+
+def session_values(session: PaymentSession) -> dict[str, Any]:
+    # Shallow on purpose: `asdict` deep-copies every value, a measurable cost per closed window.
+    values = {name: getattr(session, name) for name in _SESSION_FIELDS}
+    values["status"] = session.status.value
+    values["reminders_sent"] = list(session.reminders_sent)
+    return values
+
+
+def audit_values(entry: AuditEntry) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in _AUDIT_FIELDS}
+
+
+def outbox_values(message: OutboxMessage, session_id: str | None, now: datetime) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "session_id": session_id,
+        "destination": message.destination.value,
+        "event_type": message.event_type,
+        "payload": message.payload,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
