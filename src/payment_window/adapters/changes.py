@@ -14,6 +14,7 @@ import redis.asyncio
 import structlog
 from redis.asyncio.client import PubSub
 
+from payment_window.adapters.redis_options import client_options
 from payment_window.domain.ports import WindowChange
 
 log = structlog.get_logger(__name__)
@@ -80,7 +81,8 @@ class RedisChangeFeed:
         broadcast to every node, so subscribers anywhere hear it.
         """
         url = url.replace("+cluster://", "://", 1)
-        return cls(redis.asyncio.Redis.from_url(url, decode_responses=True), prefix)
+        client = redis.asyncio.Redis.from_url(url, decode_responses=True, **client_options())
+        return cls(client, prefix)
 
     async def publish(self, change: WindowChange) -> None:
         await self._client.publish(changes_channel(self._prefix, change.session_id), encode(change))
