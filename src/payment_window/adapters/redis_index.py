@@ -71,6 +71,23 @@ end
 return due
 """
 
+# KEYS[1] in-flight; ARGV[1] lease ms, ARGV[2..] session ids. Only a lease still running is
+# extended: a lapsed one may already be another worker's claim, and a given-back one is gone.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease_end = now + tonumber(ARGV[1])
+local renewed = 0
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) > now then
+    redis.call('ZADD', KEYS[1], 'XX', lease_end, ARGV[i])
+    renewed = renewed + 1
+  end
+end
+return renewed
+"""
+
 # KEYS[1] due, KEYS[2] in-flight; ARGV[1] due ms, ARGV[2] session id.
 _RETRY_AT = """
 redis.call('ZREM', KEYS[2], ARGV[2])
@@ -170,6 +187,7 @@ class RedisWindowIndex:
         self._put = client.register_script(_PUT)
         self._claim = client.register_script(_CLAIM)
         self._retry_at = client.register_script(_RETRY_AT)
+        self._renew = client.register_script(_RENEW)
         self._pubsub: PubSub | None = None
 
     async def now(self) -> datetime:
@@ -230,6 +248,13 @@ class RedisWindowIndex:
             Claim(session_id=_text(flat[i]), due_at=from_ms(float(flat[i + 1])))
             for i in range(0, len(flat), 2)
         ]
+
+    async def renew(self, claims: Sequence[Claim], lease_seconds: float) -> int:
+        if not claims:
+            return 0
+        lease_ms = max(1, round(lease_seconds * 1000))
+        ids = [claim.session_id for claim in claims]
+        return int(await self._renew(keys=[self._inflight], args=[lease_ms, *ids]))
 
     async def release(self, session_id: str) -> None:
         await self._client.zrem(self._inflight, session_id)
