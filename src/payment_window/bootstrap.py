@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.changes import InProcessChangeFeed, RedisChangeFeed
 from payment_window.adapters.clock import SystemClock
-from payment_window.adapters.index_factory import create_window_index
+from payment_window.adapters.index_factory import create_resilient_index
 from payment_window.adapters.metrics import DogStatsdMetrics, NullMetrics
 from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
 from payment_window.adapters.stripe import StripeGateway
@@ -79,9 +79,9 @@ async def bootstrap(settings: Settings) -> Container:
     """Build the adapters and use cases for `settings`. Connects lazily: nothing at import."""
     engine = create_engine(settings)
     uow = SqlUnitOfWorkFactory(engine)
-    index = create_window_index(settings, engine)
-    gateway = create_gateway(settings)
     metrics = create_metrics(settings)
+    index = create_resilient_index(settings, engine, metrics)
+    gateway = create_gateway(settings)
     changes = create_changes(settings)
     clock = SystemClock()
     windows = PaymentWindows(
