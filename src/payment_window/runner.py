@@ -12,13 +12,19 @@ from contextlib import asynccontextmanager
 import structlog
 from pydantic import SecretStr
 
-from payment_window.adapters.ratelimit import LocalRateLimiter, RedisRateLimiter
+from payment_window.adapters.failover_index import FailoverWindowIndex
+from payment_window.adapters.ratelimit import (
+    FailoverRateLimiter,
+    LocalRateLimiter,
+    RedisRateLimiter,
+)
 from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.sinks import create_sinks
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Environment, Settings
 from payment_window.domain.ports import RateLimiter
 from payment_window.expiry import ExpiryTask, PacedGateway, PassReport, Worker
+from payment_window.loops import Loop, loops_for
 from payment_window.outbox import OutboxRelay, OutboxStatus
 from payment_window.outbox import status as outbox_status
 from payment_window.reconcile import reconcile
@@ -28,10 +34,11 @@ log = structlog.get_logger(__name__)
 
 def stripe_budget(container: Container) -> RateLimiter:
     settings = container.settings
-    redis = container.index.redis_client if isinstance(container.index, RedisWindowIndex) else None
-    if redis is not None:
+    index = container.index
+    if isinstance(index, RedisWindowIndex | FailoverWindowIndex):
         key = f"{settings.redis_prefix}payment:stripe:{{expire-budget}}"
-        return RedisRateLimiter(redis, key, settings.stripe_expire_rps)
+        shared = RedisRateLimiter(index.redis_client, key, settings.stripe_expire_rps)
+        return FailoverRateLimiter(shared, LocalRateLimiter(settings.stripe_expire_rps))
     return LocalRateLimiter(settings.stripe_expire_rps)
 
 
@@ -152,7 +159,9 @@ def with_embedded_stripe(settings: Settings, api_url: str) -> Settings:
 
 
 async def run_worker(settings: Settings) -> None:
-    """Close windows as they fall due, and relay the outbox, until SIGTERM or SIGINT."""
+    """Close windows as they fall due (and relay the outbox, if `PW_WORKER_LOOPS` asks) until
+    SIGTERM or SIGINT."""
+    loops = loops_for("worker", settings)
     async with running(settings) as container:
         task = expiry_task(container)
         relay_stop = asyncio.Event()
@@ -164,7 +173,11 @@ async def run_worker(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop)
-        log.info("worker_started", max_sleep_seconds=settings.worker_max_sleep_seconds)
+        log.info(
+            "worker_started",
+            max_sleep_seconds=settings.worker_max_sleep_seconds,
+            loops=sorted(loops),
+        )
         worker = Worker(
             task,
             container.index,
@@ -172,5 +185,10 @@ async def run_worker(settings: Settings) -> None:
             metrics=container.metrics,
             windows=container.windows,
         )
-        await asyncio.gather(worker.run(), outbox_relay(container).run(relay_stop))
+        running_loops = []
+        if Loop.WORKER in loops:
+            running_loops.append(worker.run())
+        if Loop.RELAY in loops:
+            running_loops.append(outbox_relay(container).run(relay_stop))
+        await asyncio.gather(*running_loops)
         log.info("worker_stopped")
