@@ -38,7 +38,10 @@ def stripe_budget(container: Container) -> RateLimiter:
     if isinstance(index, RedisWindowIndex | FailoverWindowIndex):
         key = f"{settings.redis_prefix}payment:stripe:{{expire-budget}}"
         shared = RedisRateLimiter(index.redis_client, key, settings.stripe_expire_rps)
-        return FailoverRateLimiter(shared, LocalRateLimiter(settings.stripe_expire_rps))
+        local = LocalRateLimiter(settings.stripe_expire_rps)
+        if isinstance(index, FailoverWindowIndex):
+            return FailoverRateLimiter(shared, local, redis_down=lambda: index.degraded)
+        return FailoverRateLimiter(shared, local)
     return LocalRateLimiter(settings.stripe_expire_rps)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import structlog
 from redis.asyncio import Redis, RedisCluster
@@ -79,15 +80,21 @@ class FailoverRateLimiter:
     time matters more than a perfectly shared pace while Redis is down."""
 
     def __init__(
-        self, shared: RedisRateLimiter, local: LocalRateLimiter, retry_seconds: float = 5.0
+        self,
+        shared: RedisRateLimiter,
+        local: LocalRateLimiter,
+        retry_seconds: float = 5.0,
+        redis_down: Callable[[], bool] = lambda: False,
     ) -> None:
         self._shared = shared
         self._local = local
+        self._redis_down = redis_down
         self._retry_seconds = retry_seconds
         self._local_until = float("-inf")
 
     async def acquire(self) -> None:
-        if time.monotonic() < self._local_until:
+        # Known down (the index failed over): not even one try, a hung Redis takes seconds.
+        if self._redis_down() or time.monotonic() < self._local_until:
             await self._local.acquire()
             return
         try:
