@@ -61,7 +61,8 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
 ) -> None:
-    """Serve the HTTP API (plus the worker and relay in-process on the embedded default)."""
+    """Serve the HTTP API (plus the worker and relay in-process on the embedded default, or
+    the loops PW_SERVE_LOOPS names)."""
     import uvicorn
 
     from payment_window.api.app import create_app
@@ -75,7 +76,7 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Close windows as they fall due, until SIGTERM (the long-running expiry task)."""
+    """Close windows as they fall due, until SIGTERM (and relay, if PW_WORKER_LOOPS asks)."""
     from payment_window.runner import run_worker
 
     asyncio.run(run_worker(_settings()))
