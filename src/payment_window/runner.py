@@ -13,6 +13,7 @@ import structlog
 from pydantic import SecretStr
 
 from payment_window.adapters.failover_index import FailoverWindowIndex
+from payment_window.adapters.leases import RenewingIndex
 from payment_window.adapters.ratelimit import (
     FailoverRateLimiter,
     LocalRateLimiter,
@@ -35,6 +36,8 @@ log = structlog.get_logger(__name__)
 def stripe_budget(container: Container) -> RateLimiter:
     settings = container.settings
     index = container.index
+    if isinstance(index, RenewingIndex):
+        index = index.inner
     if isinstance(index, RedisWindowIndex | FailoverWindowIndex):
         key = f"{settings.redis_prefix}payment:stripe:{{expire-budget}}"
         shared = RedisRateLimiter(index.redis_client, key, settings.stripe_expire_rps)

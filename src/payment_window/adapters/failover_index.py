@@ -6,9 +6,6 @@ stops answering. Exactly-once does not depend on which index handed out a claim:
 window locks its row and checks its version. While on the store, a probe looks at Redis every
 few seconds; once it answers, the index is rebuilt from the store (Redis missed every change
 made meanwhile) and only then does Redis serve again.
-
-Claims handed out are also kept leased here (a heartbeat renews them every lease/3) until they
-are given back, so the lease can be short: a killed worker's windows come back within one.
 """
 
 from __future__ import annotations
@@ -17,14 +14,12 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
 import redis.asyncio
 import structlog
 
-from payment_window.adapters.leases import beat_seconds
 from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.redis_options import OUTAGE_ERRORS
 from payment_window.adapters.sql_index import SqlWindowIndex
@@ -36,19 +31,9 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 PROBE_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 2.0
-# A claim never given back (its give-back failed) stops being renewed after this: its lease
-# then lapses and another worker takes the window, as after a crash.
-MAX_HOLD_SECONDS = 300.0
 FALLBACK_GAUGE = "payments.window.index_fallback"
 
 Rebuild = Callable[[WindowIndex], Awaitable[object]]
-
-
-@dataclass
-class _Held:
-    claim: Claim
-    source: WindowIndex
-    give_up_at: float
 
 
 class FailoverWindowIndex:
@@ -71,9 +56,6 @@ class FailoverWindowIndex:
         self._degraded = False
         self._next_probe = 0.0
         self._probe: asyncio.Task[None] | None = None
-        self._held: dict[str, _Held] = {}
-        self._lease_seconds = 0.0
-        self._heartbeat: asyncio.Task[None] | None = None
 
     @property
     def degraded(self) -> bool:
@@ -145,73 +127,25 @@ class FailoverWindowIndex:
         if self._metrics is not None:
             self._metrics.gauge(FALLBACK_GAUGE, value)
 
-    # --- claims and their heartbeat ------------------------------------------------------------
+    # --- the port, routed -----------------------------------------------------------------------
 
     async def claim_due(self, limit: int, lease_seconds: float) -> list[Claim]:
-        index = self._active()
-        if index is self._primary:
-            try:
-                claims = await self._primary.claim_due(limit, lease_seconds)
-            except OUTAGE_ERRORS as error:
-                self._fail_over(error)
-                index = self._fallback
-        if index is self._fallback:
-            claims = await self._fallback.claim_due(limit, lease_seconds)
-        self._hold(claims, index, lease_seconds)
-        return claims
-
-    def _hold(self, claims: Sequence[Claim], source: WindowIndex, lease_seconds: float) -> None:
-        if not claims:
-            return
-        give_up_at = _loop_time() + MAX_HOLD_SECONDS
-        for claim in claims:
-            self._held[claim.session_id] = _Held(claim, source, give_up_at)
-        self._lease_seconds = lease_seconds
-        if self._heartbeat is None or self._heartbeat.done():
-            self._heartbeat = asyncio.get_running_loop().create_task(
-                self._beat(), name="payment-window-claim-heartbeat"
-            )
-
-    def _let_go(self, session_ids: Sequence[str]) -> None:
-        for session_id in session_ids:
-            self._held.pop(session_id, None)
-
-    async def _beat(self) -> None:
-        while self._held:
-            await asyncio.sleep(beat_seconds(self._lease_seconds))
-            now = _loop_time()
-            for session_id in [i for i, held in self._held.items() if held.give_up_at <= now]:
-                log.warning("claim_no_longer_renewed", session_id=session_id)
-                del self._held[session_id]
-            for source in (self._primary, self._fallback):
-                claims = [held.claim for held in self._held.values() if held.source is source]
-                if not claims:
-                    continue
-                try:
-                    await source.renew(claims, self._lease_seconds)
-                except Exception:
-                    log.warning("lease_renewal_failed", claims=len(claims), exc_info=True)
+        return await self._route(lambda index: index.claim_due(limit, lease_seconds))
 
     async def renew(self, claims: Sequence[Claim], lease_seconds: float) -> int:
         return await self._route(lambda index: index.renew(claims, lease_seconds))
 
     async def release(self, session_id: str) -> None:
-        self._let_go([session_id])
         await self._route(lambda index: index.release(session_id))
 
     async def retry_at(self, session_id: str, due_at: datetime) -> None:
-        self._let_go([session_id])
         await self._route(lambda index: index.retry_at(session_id, due_at))
 
     async def settle_many(self, sessions: Sequence[PaymentSession]) -> None:
-        self._let_go([session.id for session in sessions])
         await self._route(lambda index: index.settle_many(sessions))
 
     async def forget(self, session_id: str) -> None:
-        self._let_go([session_id])
         await self._route(lambda index: index.forget(session_id))
-
-    # --- the rest of the port, routed -----------------------------------------------------------
 
     async def now(self) -> datetime:
         return await self._route(lambda index: index.now())
@@ -248,11 +182,10 @@ class FailoverWindowIndex:
         await self._primary.ping()
 
     async def close(self) -> None:
-        for task in (self._probe, self._heartbeat):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._probe is not None and not self._probe.done():
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         await self._primary.close()
         await self._fallback.close()
 

@@ -13,6 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.failover_index import FailoverWindowIndex
+from payment_window.adapters.leases import RenewingIndex
 from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.redis_options import client_options
 from payment_window.adapters.sql_index import SqlWindowIndex
@@ -51,12 +52,12 @@ def create_window_index(settings: Settings, engine: AsyncEngine) -> WindowIndex:
 def create_resilient_index(
     settings: Settings, engine: AsyncEngine, metrics: Metrics | None = None
 ) -> WindowIndex:
-    """The index a process runs on: with Redis, one that claims from the store while Redis is
-    unreachable (the store keeps `due_at` on every row, so it can always serve claims) and is
-    rebuilt from the store when Redis answers again."""
+    """The index a process runs on: claims in hand are renewed until given back; with Redis, it
+    claims from the store while Redis is unreachable (the store keeps `due_at` on every row, so
+    it can always serve claims) and Redis is rebuilt from the store when it answers again."""
     index = create_window_index(settings, engine)
     if not isinstance(index, RedisWindowIndex):
-        return index
+        return RenewingIndex(index)
 
     async def rebuild(redis_index: WindowIndex) -> object:
         from payment_window.reconcile import reconcile
@@ -65,4 +66,5 @@ def create_resilient_index(
         log.warning("window_index_rebuilt_after_outage", **report.as_dict())
         return report
 
-    return FailoverWindowIndex(index, SqlWindowIndex(engine), rebuild=rebuild, metrics=metrics)
+    failover = FailoverWindowIndex(index, SqlWindowIndex(engine), rebuild=rebuild, metrics=metrics)
+    return RenewingIndex(failover)
