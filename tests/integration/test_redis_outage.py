@@ -22,6 +22,7 @@ from liveserver import ThreadServer
 from redisserver import RedisServer
 from seeding import seed_windows
 from sqlalchemy import select
+from statsd import Metric, StatsdServer
 from test_expiry_workers import Workers, assert_each_expired_exactly_once
 
 from payment_window.adapters.redis_index import RedisWindowIndex
@@ -162,31 +163,50 @@ async def test_a_worker_process_claims_from_the_store_while_redis_is_down_and_re
 
 
 async def test_an_in_process_worker_rides_out_a_redis_that_stops_answering(
-    container: Container, redis_server: RedisServer, stripe: RunningStripe
+    outage_settings: Settings, redis_server: RedisServer, stripe: RunningStripe
 ) -> None:
-    task = expiry_task(container)
-    worker = Worker(task, container.index, max_sleep_seconds=0.5)
-    running = asyncio.create_task(worker.run())
-    try:
-        now = container.clock.now()
-        due = await seed_windows(container, stripe, 5, deadline=now + timedelta(seconds=6))
-        redis_server.pause()  # connections stay open, nothing answers
-
-        await wait_closed(container, [w.id for w in due], seconds=25)
-        await assert_on_time(container, due, ON_TIME)
-        assert not running.done(), "the worker loop ended during the outage"
-
-        redis_server.resume()
-        later = await seed_windows(
-            container, stripe, 3, deadline=container.clock.now() + timedelta(seconds=3)
+    with StatsdServer() as statsd:
+        settings = outage_settings.model_copy(
+            update={"dogstatsd_host": statsd.host, "dogstatsd_port": statsd.port}
         )
-        await wait_closed(container, [w.id for w in later], seconds=25)
-        assert not running.done()
-    finally:
-        redis_server.resume()
-        task.stop()
-        await asyncio.wait_for(running, 30)
-    await assert_each_expired_exactly_once(container, len(due) + len(later))
+        await reconcile_index(settings)
+        container = await bootstrap(settings)
+        task = expiry_task(container)
+        worker = Worker(task, container.index, max_sleep_seconds=0.5)
+        running = asyncio.create_task(worker.run())
+        try:
+            now = container.clock.now()
+            due = await seed_windows(container, stripe, 5, deadline=now + timedelta(seconds=6))
+            redis_server.pause()  # connections stay open, nothing answers
+
+            await wait_closed(container, [w.id for w in due], seconds=25)
+            await assert_on_time(container, due, ON_TIME)
+            assert not running.done(), "the worker loop ended during the outage"
+            # In a thread: the worker shares this event loop.
+            await asyncio.to_thread(
+                statsd.wait_for, lambda ms: any(_fallback(m) == 1 for m in ms), 10
+            )
+
+            redis_server.resume()
+            await asyncio.to_thread(
+                statsd.wait_for, lambda ms: any(_fallback(m) == 0 for m in ms), 20
+            )
+            later = await seed_windows(
+                container, stripe, 3, deadline=container.clock.now() + timedelta(seconds=3)
+            )
+            await wait_closed(container, [w.id for w in later], seconds=25)
+            assert not running.done()
+        finally:
+            redis_server.resume()
+            task.stop()
+            await asyncio.wait_for(running, 30)
+        await assert_each_expired_exactly_once(container, len(due) + len(later))
+        await wait_index_agrees_with_store(container, redis_server.url, seconds=10)
+        await container.close()
+
+
+def _fallback(metric: Metric) -> float | None:
+    return metric.value if metric.name == "payments.window.index_fallback" else None
 
 
 def test_the_first_requests_after_a_redis_restart_succeed_and_readiness_follows_redis(
