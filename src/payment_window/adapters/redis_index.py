@@ -22,6 +22,7 @@ bytes and the hash's key, object and dict entry ~88; the rest is the listpack.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -298,8 +299,15 @@ class RedisWindowIndex:
         # One subscription for the index's life: wakes published while the worker was busy
         # wait in it and end the next sleep at once.
         if self._pubsub is None:
-            self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            await self._pubsub.subscribe(self._channel)
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+            except BaseException:
+                # Not kept half-made: the next wait subscribes again (Redis may be back).
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                raise
+            self._pubsub = pubsub
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (left := deadline - loop.time()) > 0:
