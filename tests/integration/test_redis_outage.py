@@ -258,3 +258,18 @@ def test_the_first_requests_after_a_redis_restart_succeed_and_readiness_follows_
         again = create("auc-after")
         assert again.status_code == 201, again.text
         readiness_becomes(200)
+
+        # A Redis that stops answering mid-request: the read gives up on it within seconds
+        # (not redis-py's default 5 s a try, four tries) and answers from the store.
+        redis_server.pause()
+        try:
+            started = time.monotonic()
+            hung = httpx.get(
+                f"{server.url}/payments/checkout/{session_id}/status", headers=buyer, timeout=60
+            )
+            elapsed = time.monotonic() - started
+        finally:
+            redis_server.resume()
+        assert hung.status_code == 200, hung.text
+        assert hung.json()["sessionId"] == session_id
+        assert elapsed < 12, f"the status read took {elapsed:.1f} s"
