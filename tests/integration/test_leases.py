@@ -26,6 +26,7 @@ from payment_window.config import Settings
 from payment_window.devstripe.testing import RunningStripe
 from payment_window.domain.ports import WindowIndex
 from payment_window.domain.session import PaymentSession
+from payment_window.runner import expiry_task
 from payment_window.service import new_session_id
 
 
@@ -120,3 +121,40 @@ async def test_a_killed_workers_windows_are_closed_by_another_within_ten_seconds
         victim.stop_all()
         assert survivor.stop_all() == [0], survivor.log_tail()
     await assert_each_expired_exactly_once(seeder, len(windows))
+
+
+async def test_a_worker_slower_than_its_lease_keeps_its_claims(
+    redis_settings: Settings, stripe: RunningStripe
+) -> None:
+    # Ten windows at two Stripe calls a second: the batch takes about five seconds, more than
+    # three leases. Without the heartbeat another worker would take them after the first.
+    settings = with_stripe(redis_settings, stripe).model_copy(
+        update={"claim_lease_seconds": 1.5, "expiry_batch_size": 10, "stripe_expire_rps": 2.0}
+    )
+    slow, other = await bootstrap(settings), await bootstrap(settings)
+    try:
+        windows = await seed_windows(slow, stripe, 10)
+        closing = asyncio.create_task(expiry_task(slow).run_pass())
+        deadline = time.monotonic() + 10
+        while await slow.index.pending_count() and not await _all_claimed(slow, len(windows)):
+            assert time.monotonic() < deadline, "the slow worker never claimed the windows"
+            await asyncio.sleep(0.05)
+        stolen = []
+        while not closing.done():
+            stolen += await other.index.claim_due(10, lease_seconds=1.5)
+            await asyncio.sleep(0.25)
+        report = await closing
+        assert stolen == [], "a live worker's claims were taken by another"
+        assert report.expired == len(windows)
+        await assert_each_expired_exactly_once(slow, len(windows))
+    finally:
+        await slow.close()
+        await other.close()
+
+
+async def _all_claimed(container: Container, count: int) -> bool:
+    client = redis.asyncio.Redis.from_url(str(container.settings.redis_url))
+    try:
+        return int(await client.zcard(inflight_key(container.settings.redis_prefix))) >= count
+    finally:
+        await client.aclose()
