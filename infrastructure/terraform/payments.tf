@@ -72,18 +72,24 @@ locals {
     })
   }
 
+  # What each process runs (payment_window.loops.loops_for): the API serves requests only, the
+  # worker closes windows, the relay publishes. The task roles and secrets below follow from
+  # it, and tests/integration/test_terraform.py checks that they do.
   services = {
     api = {
       command       = ["serve", "--host", "0.0.0.0", "--port", "8000"]
       desired_count = var.api_desired_count
+      environment   = { PW_SERVE_LOOPS = "" }
     }
     worker = {
       command       = ["worker"]
       desired_count = var.worker_desired_count
+      environment   = { PW_WORKER_LOOPS = "worker" }
     }
     relay = {
       command       = ["relay"]
       desired_count = var.relay_desired_count
+      environment   = {}
     }
   }
 
@@ -569,8 +575,9 @@ resource "aws_iam_role_policy" "execution" {
   policy   = data.aws_iam_policy_document.execution[each.key].json
 }
 
-# Task roles: what the running process may do. Only the relay calls AWS (SNS); the API and the
-# worker talk to PostgreSQL, Redis and Stripe and get an empty role.
+# Task roles: what the running process may do. Only the relay loop calls AWS (SNS), and only the
+# relay task runs it (the API's PW_SERVE_LOOPS and the worker's PW_WORKER_LOOPS leave it out);
+# the API and the worker talk to PostgreSQL, Redis and Stripe and get an empty role.
 resource "aws_iam_role" "task" {
   for_each           = local.services
   name               = "${local.name}-${each.key}-task"
@@ -630,7 +637,8 @@ resource "aws_ecs_task_definition" "service" {
         # index); the relay's claimed rows come back when their lease ends.
         stopTimeout = 60
         environment = [
-          for name, value in local.common_environment : { name = name, value = value }
+          for name, value in merge(local.common_environment, each.value.environment) :
+          { name = name, value = value }
         ]
         secrets = [
           for name, arn in local.secrets[each.key] : { name = name, valueFrom = arn }

@@ -13,10 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.changes import InProcessChangeFeed, RedisChangeFeed
 from payment_window.adapters.clock import SystemClock
-from payment_window.adapters.index_factory import create_window_index
+from payment_window.adapters.failover_index import FailoverWindowIndex
+from payment_window.adapters.index_factory import create_resilient_index
+from payment_window.adapters.leases import RenewingIndex
 from payment_window.adapters.metrics import DogStatsdMetrics, NullMetrics
 from payment_window.adapters.outbox_store import SqlOutboxStore
-from payment_window.adapters.ratelimit import LocalRateLimiter, RedisRateLimiter
+from payment_window.adapters.ratelimit import (
+    FailoverRateLimiter,
+    LocalRateLimiter,
+    RedisRateLimiter,
+)
 from payment_window.adapters.read_model import SqlReadModel
 from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
@@ -120,10 +126,18 @@ def create_gateway(settings: Settings) -> StripeGateway:
 
 
 def create_stripe_budget(settings: Settings, index: WindowIndex) -> RateLimiter:
-    """The expiry path's Stripe calls per second, shared by every worker through Redis."""
-    if isinstance(index, RedisWindowIndex):
+    """The expiry path's Stripe calls per second, shared by every worker through Redis (each
+    process keeps to the budget alone while Redis is away)."""
+    if isinstance(index, RenewingIndex):
+        index = index.inner
+    if isinstance(index, RedisWindowIndex | FailoverWindowIndex):
         key = f"{settings.redis_prefix}payment:stripe:{{expire-budget}}"
-        return RedisRateLimiter(index.redis_client, key, settings.stripe_expire_rps)
+        shared = RedisRateLimiter(index.redis_client, key, settings.stripe_expire_rps)
+        local = LocalRateLimiter(settings.stripe_expire_rps)
+        failover = index if isinstance(index, FailoverWindowIndex) else None
+        if failover is not None:
+            return FailoverRateLimiter(shared, local, redis_down=lambda: failover.degraded)
+        return FailoverRateLimiter(shared, local)
     return LocalRateLimiter(settings.stripe_expire_rps)
 
 
@@ -131,9 +145,9 @@ async def bootstrap(settings: Settings) -> Container:
     """Build the adapters and use cases for `settings`. Connects lazily: nothing at import."""
     engine = create_engine(settings)
     uow = SqlUnitOfWorkFactory(engine)
-    index = create_window_index(settings, engine)
-    gateway = create_gateway(settings)
     metrics = create_metrics(settings)
+    index = create_resilient_index(settings, engine, metrics)
+    gateway = create_gateway(settings)
     changes = create_changes(settings)
     clock = SystemClock()
     repairs = IndexRepairs(uow, index, metrics)

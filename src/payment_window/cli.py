@@ -74,7 +74,8 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Serve the HTTP API (plus the worker and relay in-process on the embedded default).
+    """Serve the HTTP API (plus the worker and relay in-process on the embedded default, or
+    the loops PW_SERVE_LOOPS names).
 
     Without PW_STRIPE_API_KEY it refuses to start unless --local-stripe asks for the stand-in.
     """
@@ -97,7 +98,7 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Close windows as they fall due, until SIGTERM (the long-running expiry task).
+    """Close windows as they fall due, until SIGTERM (and relay, if PW_WORKER_LOOPS asks).
 
     Needs PW_STRIPE_API_KEY; with `serve --local-stripe` the worker already runs inside serve.
     """

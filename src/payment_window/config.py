@@ -98,7 +98,9 @@ class Settings(BaseSettings):
         200, ge=1, le=5000, description="most windows one expiry worker claims at a time"
     )
     claim_lease_seconds: float = Field(
-        30.0, gt=0, description="a crashed worker's claims come back after this"
+        6.0,
+        gt=0,
+        description="a crashed worker's claims come back after this (live ones are renewed)",
     )
     confirmation_recheck_minutes: float = Field(
         60,
@@ -108,6 +110,14 @@ class Settings(BaseSettings):
     )
     worker_max_sleep_seconds: float = Field(
         2.0, gt=0, description="longest a worker sleeps between looks at the index"
+    )
+    serve_loops: str | None = Field(
+        None,
+        description='loops `serve` runs in-process, comma-separated: worker,relay ("" none); '
+        "unset: both on the embedded default (SQLite without Redis), none otherwise",
+    )
+    worker_loops: str | None = Field(
+        None, description="loops `worker` runs: worker,relay; unset: the expiry worker only"
     )
     log_json: bool | None = Field(
         None, description="default: JSON in production, console otherwise"
@@ -125,6 +135,16 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url[len(plain) :]
         return url
+
+    @field_validator("serve_loops", "worker_loops")
+    @classmethod
+    def _known_loops(cls, value: str | None) -> str | None:
+        known = {"worker", "relay"}
+        if value is not None:
+            unknown = {part.strip() for part in value.split(",") if part.strip()} - known
+            if unknown:
+                raise ValueError(f"unknown loops {sorted(unknown)}; known: worker, relay")
+        return value
 
     @field_validator("reminder_offsets_minutes", mode="before")
     @classmethod

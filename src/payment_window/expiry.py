@@ -11,6 +11,7 @@ that outlives it, and asks Stripe again about payments still awaiting confirmati
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -108,6 +109,11 @@ class ExpiryTask:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    async def wait_stopping(self, seconds: float) -> None:
+        """Return once a stop is asked, or after `seconds`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def run_pass(self, *, sweep: bool = False) -> PassReport:
         """Claim and act on due windows until none is due (or a stop is asked)."""
@@ -382,6 +388,16 @@ async def _each(items: Sequence[T], action: Callable[[T], Awaitable[object]]) ->
         await asyncio.gather(*(action(item) for item in items[start : start + INDEX_CONCURRENCY]))
 
 
+LOOP_BACKOFF_CAP_SECONDS = 5.0
+
+
+def loop_backoff(failures: int) -> float:
+    """Seconds a long-running loop waits after its n-th failure in a row: 0.25 s doubling to
+    a few seconds, jittered so workers that failed together do not retry together."""
+    base = min(LOOP_BACKOFF_CAP_SECONDS, 0.25 * 2.0 ** min(failures - 1, 8))
+    return base * random.uniform(0.5, 1.0)
+
+
 class Worker:
     """The long-running form: passes back to back, sleeping until the next deadline."""
 
@@ -411,28 +427,43 @@ class Worker:
         self._metrics.gauge("payments.window.oldest_overdue_seconds", overdue)
 
     async def run(self, *, sweep_every: float = 60.0) -> None:
+        """Passes until stopped. No error of the index or the store ends the loop: the worker
+        logs it, backs off (bounded, with jitter) and goes on; its claims are leases."""
         loop = asyncio.get_running_loop()
         last_sweep = last_gauges = float("-inf")
+        failures = 0
         while not self._task.stopping:
-            if loop.time() - last_gauges >= GAUGE_EVERY_SECONDS:
-                last_gauges = loop.time()
-                try:
-                    await self.report_health()
-                except Exception:
-                    log.warning("health_gauges_failed", exc_info=True)
-            sweep = loop.time() - last_sweep >= sweep_every
-            if sweep:
-                last_sweep = loop.time()
             try:
+                if loop.time() - last_gauges >= GAUGE_EVERY_SECONDS:
+                    last_gauges = loop.time()
+                    await self._report_health_quietly()
+                sweep = loop.time() - last_sweep >= sweep_every
+                if sweep:
+                    last_sweep = loop.time()
                 report = await self._task.run_pass(sweep=sweep)
                 if report.claimed:
                     log.info("expiry_pass", **report.as_dict())
+                if self._task.stopping:
+                    break
+                await self._index.wait_for_wake(await self._sleep_seconds())
+                failures = 0
             except Exception:
-                # The index or store is unreachable: wait and try again; claims are leases.
-                log.exception("expiry_pass_failed")
-            if self._task.stopping:
-                break
-            await self._index.wait_for_wake(await self._sleep_seconds())
+                failures += 1
+                delay = loop_backoff(failures)
+                log.exception(
+                    "expiry_loop_failed", consecutive=failures, retry_in_seconds=round(delay, 2)
+                )
+                await self._pause(delay)
+
+    async def _report_health_quietly(self) -> None:
+        try:
+            await self.report_health()
+        except Exception:
+            log.warning("health_gauges_failed", exc_info=True)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but no longer than it takes a stop to be asked."""
+        await self._task.wait_stopping(seconds)
 
     async def _sleep_seconds(self) -> float:
         try:

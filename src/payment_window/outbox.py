@@ -139,7 +139,9 @@ class OutboxRelay:
                 # The store is unreachable: rows this pass claimed come back as their lease ends.
                 store_failures += 1
                 log.exception("outbox_pass_failed", consecutive=store_failures)
-                await _wait(stop_event, min(30.0, self._idle_seconds * 2**store_failures))
+                # Bounded and jittered: relays that failed together do not retry together.
+                backoff = min(30.0, self._idle_seconds * 2 ** min(store_failures, 10))
+                await _wait(stop_event, backoff * random.uniform(0.5, 1.0))
                 continue
             store_failures = 0
             if report.claimed or report.failed:

@@ -16,6 +16,7 @@ from payment_window.adapters.sinks import create_sinks
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Environment, Settings
 from payment_window.expiry import ExpiryTask, PassReport, Worker
+from payment_window.loops import Loop, loops_for
 from payment_window.outbox import OutboxRelay, OutboxStatus
 from payment_window.outbox import status as outbox_status
 from payment_window.reconcile import reconcile
@@ -146,7 +147,9 @@ def with_local_stripe(settings: Settings, api_url: str) -> Settings:
 
 
 async def run_worker(settings: Settings) -> None:
-    """Close windows as they fall due, and relay the outbox, until SIGTERM or SIGINT."""
+    """Close windows as they fall due (and relay the outbox, if `PW_WORKER_LOOPS` asks) until
+    SIGTERM or SIGINT."""
+    loops = loops_for("worker", settings)
     async with running(settings) as container:
         task = expiry_task(container)
         relay_stop = asyncio.Event()
@@ -158,7 +161,11 @@ async def run_worker(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop)
-        log.info("worker_started", max_sleep_seconds=settings.worker_max_sleep_seconds)
+        log.info(
+            "worker_started",
+            max_sleep_seconds=settings.worker_max_sleep_seconds,
+            loops=sorted(loops),
+        )
         worker = Worker(
             task,
             container.index,
@@ -166,5 +173,10 @@ async def run_worker(settings: Settings) -> None:
             metrics=container.metrics,
             windows=task,
         )
-        await asyncio.gather(worker.run(), outbox_relay(container).run(relay_stop))
+        running_loops = []
+        if Loop.WORKER in loops:
+            running_loops.append(worker.run())
+        if Loop.RELAY in loops:
+            running_loops.append(outbox_relay(container).run(relay_stop))
+        await asyncio.gather(*running_loops)
         log.info("worker_stopped")

@@ -179,7 +179,7 @@ async def test_openapi_is_published(api: Api) -> None:
 async def test_background_worker_closes_due_windows_while_serving(
     pg_settings: Settings, stripe: RunningStripe
 ) -> None:
-    settings = api_settings(pg_settings, stripe, worker_max_sleep_seconds=0.2)
+    settings = api_settings(pg_settings, stripe, worker_max_sleep_seconds=0.2, serve_loops="worker")
     app = create_app(settings, background=True)
     async with app.router.lifespan_context(app):
         container = app.state.container

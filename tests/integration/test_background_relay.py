@@ -1,5 +1,5 @@
-"""The outbox relay runs inside `worker` and inside `serve`: an expiry reaches SNS with no
-separate `relay` process."""
+"""The outbox relay runs inside `worker` and inside `serve` when asked (`PW_WORKER_LOOPS`,
+`PW_SERVE_LOOPS`): an expiry reaches SNS with no separate `relay` process."""
 
 from __future__ import annotations
 
@@ -48,7 +48,11 @@ async def test_a_worker_process_relays_what_it_expires(
 ) -> None:
     taps = {dest: TopicTap.create(moto, name) for dest, name in TOPICS.items()}
     settings = with_topics(api_settings(redis_settings, stripe), moto, taps).model_copy(
-        update={"worker_max_sleep_seconds": 0.5, "stripe_max_network_retries": 2}
+        update={
+            "worker_max_sleep_seconds": 0.5,
+            "stripe_max_network_retries": 2,
+            "worker_loops": "worker,relay",
+        }
     )
     container = await bootstrap(settings)
     try:
@@ -70,7 +74,7 @@ def test_serve_relays_in_process(
 ) -> None:
     taps = {dest: TopicTap.create(moto, name) for dest, name in TOPICS.items()}
     settings = with_topics(api_settings(pg_settings, stripe), moto, taps).model_copy(
-        update={"worker_max_sleep_seconds": 0.5}
+        update={"worker_max_sleep_seconds": 0.5, "serve_loops": "worker,relay"}
     )
     with ThreadServer(create_app(settings, background=True)) as server:
         ends = (datetime.now(UTC) + timedelta(seconds=2)).isoformat().replace("+00:00", "Z")

@@ -27,6 +27,7 @@ from moto import mock_aws
 from payment_window.adapters import index_factory
 from payment_window.cli import app
 from payment_window.config import Environment, Settings
+from payment_window.loops import Loop, loops_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM = ROOT / "infrastructure" / "terraform"
@@ -306,3 +307,63 @@ def test_checkov_finds_nothing_that_is_not_skipped_with_a_reason(
     # A skip that no longer matches anything is stale: remove it rather than keep it around.
     used = {check["check_id"] for check in skipped}
     assert {check for check, _ in _skip_comments()} <= used
+
+
+def _service_processes() -> dict[str, tuple[str, dict[str, str]]]:
+    """Each ECS service's `payment-window` command and its own environment (beside the common)."""
+    services = _parsed()["locals"]["services"]
+    found: dict[str, tuple[str, dict[str, str]]] = {}
+    for service, body in services.items():
+        environment = body.get("environment", {})
+        assert isinstance(environment, dict), f"{service}: environment is not a map"
+        found[service] = (body["command"][0], {k: str(v) for k, v in environment.items()})
+    return found
+
+
+def _loops(service: str) -> frozenset[Loop]:
+    process, environment = _service_processes()[service]
+    names = {"PW_SERVE_LOOPS": "serve_loops", "PW_WORKER_LOOPS": "worker_loops"}
+    assert set(environment) <= set(names), f"{service}: unexpected {environment}"
+    settings = Settings(
+        database_url="postgresql://pw:pw@db:5432/pw",
+        redis_url="rediss://:token@redis:6379/0",
+        **{names[key]: value for key, value in environment.items()},  # type: ignore[arg-type]
+    )
+    return loops_for(process, settings)
+
+
+def test_each_task_runs_exactly_the_loops_its_role_and_secrets_allow() -> None:
+    services = _service_processes()
+    assert set(services) == set(SERVICES)
+    publishers = {
+        service for service in SERVICES if '"sns:Publish"' in _task_policy_source(service)
+    }
+    relays = {service for service in SERVICES if Loop.RELAY in _loops(service)}
+    assert publishers == relays == {"relay"}
+    for service in SERVICES:
+        if Loop.WORKER in _loops(service):
+            # The expiry worker calls Stripe and claims from Redis.
+            assert {"PW_STRIPE_API_KEY", "PW_REDIS_URL"} <= _secret_names(service), service
+        if Loop.RELAY in _loops(service) and service == "relay":
+            assert "PW_REDIS_URL" not in _secret_names(service), "the relay needs no Redis"
+    assert _loops("worker") == {Loop.WORKER}
+    # The API runs no loop in production: it may neither publish nor hold claims.
+    assert _loops("api") == frozenset()
+
+
+def _task_policy_source(service: str) -> str:
+    """Every IAM policy attached to the service's task role, as source text."""
+    policies = _parsed()["resource"].get("aws_iam_role_policy", {})
+    attached = [
+        name
+        for name, body in policies.items()
+        if body["role"]
+        in (f'${{aws_iam_role.task["{service}"].id}}', "${aws_iam_role.task[each.key].id}")
+    ]
+    source = _source()
+    texts = []
+    for name in attached:
+        document = re.search(rf'data "aws_iam_policy_document" "{name}" \{{.*?\n\}}', source, re.S)
+        if document:
+            texts.append(document.group(0))
+    return "\n".join(texts)

@@ -14,12 +14,14 @@ import redis.asyncio
 import structlog
 from redis.asyncio.client import PubSub
 
+from payment_window.adapters.redis_options import OUTAGE_ERRORS, client_options
 from payment_window.domain.ports import WindowChange
 
 log = structlog.get_logger(__name__)
 
 SUBSCRIBE_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 1.0
+PUBLISH_PAUSE_SECONDS = 2.0
 
 
 class InProcessChangeFeed:
@@ -71,6 +73,7 @@ class RedisChangeFeed:
         self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._quiet_until = float("-inf")
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "") -> RedisChangeFeed:
@@ -80,10 +83,23 @@ class RedisChangeFeed:
         broadcast to every node, so subscribers anywhere hear it.
         """
         url = url.replace("+cluster://", "://", 1)
-        return cls(redis.asyncio.Redis.from_url(url, decode_responses=True), prefix)
+        client = redis.asyncio.Redis.from_url(url, decode_responses=True, **client_options())
+        return cls(client, prefix)
 
     async def publish(self, change: WindowChange) -> None:
-        await self._client.publish(changes_channel(self._prefix, change.session_id), encode(change))
+        """Never fails the change it announces (already committed): with Redis unreachable, only
+        this process's viewers hear it; the others re-read the status when they reconnect."""
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._quiet_until:
+            channel = changes_channel(self._prefix, change.session_id)
+            try:
+                await self._client.publish(channel, encode(change))
+                return
+            except OUTAGE_ERRORS as error:
+                # Not one timeout per window of a batch: skip Redis for a while.
+                self._quiet_until = loop.time() + PUBLISH_PAUSE_SECONDS
+                log.warning("change_feed_publish_failed", error=repr(error))
+        await self._local.publish(change)
 
     @asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[asyncio.Queue[WindowChange]]:

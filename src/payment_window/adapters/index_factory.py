@@ -8,13 +8,19 @@ any one node being enough to discover the rest. The scheme, rather than asking t
 from __future__ import annotations
 
 import redis.asyncio
+import structlog
 from redis.asyncio.cluster import RedisCluster
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from payment_window.adapters.failover_index import FailoverWindowIndex
+from payment_window.adapters.leases import RenewingIndex
 from payment_window.adapters.redis_index import RedisWindowIndex
+from payment_window.adapters.redis_options import client_options
 from payment_window.adapters.sql_index import SqlWindowIndex
 from payment_window.config import Settings
-from payment_window.domain.ports import WindowIndex
+from payment_window.domain.ports import Metrics, WindowIndex
+
+log = structlog.get_logger(__name__)
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
@@ -24,7 +30,7 @@ def create_window_index(settings: Settings, engine: AsyncEngine) -> WindowIndex:
     if settings.redis_url and settings.redis_url.startswith(CLUSTER_SCHEMES):
         scheme, rest = settings.redis_url.split("+cluster://", 1)
         cluster = RedisCluster.from_url(
-            f"{scheme}://{rest}", decode_responses=True, max_connections=256
+            f"{scheme}://{rest}", decode_responses=True, max_connections=256, **client_options()
         )
         # Every key the index uses carries a hash tag, so each script and pipeline step stays
         # within one slot: the cluster client routes them like a single server's commands.
@@ -32,8 +38,34 @@ def create_window_index(settings: Settings, engine: AsyncEngine) -> WindowIndex:
     if settings.redis_url:
         # A blocking pool: a burst of concurrent callers waits for a connection instead of failing.
         pool = redis.asyncio.BlockingConnectionPool.from_url(
-            settings.redis_url, decode_responses=True, max_connections=64, timeout=10
+            settings.redis_url,
+            decode_responses=True,
+            max_connections=64,
+            timeout=10,
+            **client_options(),
         )
         client = redis.asyncio.Redis(connection_pool=pool)
         return RedisWindowIndex(client, settings.redis_prefix)
     return SqlWindowIndex(engine)
+
+
+def create_resilient_index(
+    settings: Settings, engine: AsyncEngine, metrics: Metrics | None = None
+) -> WindowIndex:
+    """The index a process runs on: claims in hand are renewed until given back; with Redis, it
+    claims from the store while Redis is unreachable (the store keeps `due_at` on every row, so
+    it can always serve claims) and Redis is rebuilt from the store when it answers again."""
+    index = create_window_index(settings, engine)
+    if not isinstance(index, RedisWindowIndex):
+        return RenewingIndex(index)
+
+    async def rebuild(redis_index: WindowIndex) -> object:
+        from payment_window.adapters.read_model import SqlReadModel
+        from payment_window.reconcile import reconcile
+
+        report = await reconcile(SqlReadModel(engine), redis_index)
+        log.warning("window_index_rebuilt_after_outage", **report.as_dict())
+        return report
+
+    failover = FailoverWindowIndex(index, SqlWindowIndex(engine), rebuild=rebuild, metrics=metrics)
+    return RenewingIndex(failover)

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
+import structlog
 from redis.asyncio import Redis, RedisCluster
+
+from payment_window.adapters.redis_options import OUTAGE_ERRORS
+
+log = structlog.get_logger(__name__)
 
 # GCRA (generic cell rate algorithm): one key holds the theoretical arrival time of the next
 # call; a call may go now if that is not further ahead than the allowed burst.
@@ -64,3 +70,37 @@ class RedisRateLimiter:
             if wait_us <= 0:
                 return
             await asyncio.sleep(wait_us / 1_000_000)
+
+
+class FailoverRateLimiter:
+    """The shared budget in Redis; while Redis is unreachable, this process's own budget.
+
+    During an outage each process spends the whole budget on its own, so several workers may
+    exceed it together; Stripe's 429s (retried by the SDK) then pace them. Closing windows on
+    time matters more than a perfectly shared pace while Redis is down."""
+
+    def __init__(
+        self,
+        shared: RedisRateLimiter,
+        local: LocalRateLimiter,
+        retry_seconds: float = 5.0,
+        redis_down: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._shared = shared
+        self._local = local
+        self._redis_down = redis_down
+        self._retry_seconds = retry_seconds
+        self._local_until = float("-inf")
+
+    async def acquire(self) -> None:
+        # Known down (the index failed over): not even one try, a hung Redis takes seconds.
+        if self._redis_down() or time.monotonic() < self._local_until:
+            await self._local.acquire()
+            return
+        try:
+            await self._shared.acquire()
+        except OUTAGE_ERRORS:
+            if self._local_until == float("-inf") or time.monotonic() >= self._local_until:
+                log.warning("stripe_budget_local", detail="Redis is unreachable")
+            self._local_until = time.monotonic() + self._retry_seconds
+            await self._local.acquire()

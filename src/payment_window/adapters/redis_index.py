@@ -22,6 +22,7 @@ bytes and the hash's key, object and dict entry ~88; the rest is the listpack.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +70,23 @@ for i = 1, #due, 2 do
   redis.call('ZREM', KEYS[1], due[i])
 end
 return due
+"""
+
+# KEYS[1] in-flight; ARGV[1] lease ms, ARGV[2..] session ids. Only a lease still running is
+# extended: a lapsed one may already be another worker's claim, and a given-back one is gone.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease_end = now + tonumber(ARGV[1])
+local renewed = 0
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) > now then
+    redis.call('ZADD', KEYS[1], 'XX', lease_end, ARGV[i])
+    renewed = renewed + 1
+  end
+end
+return renewed
 """
 
 # KEYS[1] due, KEYS[2] in-flight; ARGV[1] due ms, ARGV[2] session id.
@@ -170,6 +188,7 @@ class RedisWindowIndex:
         self._put = client.register_script(_PUT)
         self._claim = client.register_script(_CLAIM)
         self._retry_at = client.register_script(_RETRY_AT)
+        self._renew = client.register_script(_RENEW)
         self._pubsub: PubSub | None = None
 
     async def now(self) -> datetime:
@@ -231,6 +250,13 @@ class RedisWindowIndex:
             for i in range(0, len(flat), 2)
         ]
 
+    async def renew(self, claims: Sequence[Claim], lease_seconds: float) -> int:
+        if not claims:
+            return 0
+        lease_ms = max(1, round(lease_seconds * 1000))
+        ids = [claim.session_id for claim in claims]
+        return int(await self._renew(keys=[self._inflight], args=[lease_ms, *ids]))
+
     async def release(self, session_id: str) -> None:
         await self._client.zrem(self._inflight, session_id)
 
@@ -273,8 +299,15 @@ class RedisWindowIndex:
         # One subscription for the index's life: wakes published while the worker was busy
         # wait in it and end the next sleep at once.
         if self._pubsub is None:
-            self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            await self._pubsub.subscribe(self._channel)
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+            except BaseException:
+                # Not kept half-made: the next wait subscribes again (Redis may be back).
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                raise
+            self._pubsub = pubsub
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (left := deadline - loop.time()) > 0:

@@ -102,6 +102,29 @@ class SqlWindowIndex:
             key=lambda claim: claim.due_at,
         )
 
+    async def renew(self, claims: Sequence[Claim], lease_seconds: float) -> int:
+        if not claims:
+            return 0
+        now = self._clock()
+        held = select(_t.c.id).where(
+            _t.c.id.in_([claim.session_id for claim in claims]),
+            _t.c.lease_until > now,
+            _t.c.due_at.is_not(None),
+        )
+        if self._on_postgres:
+            # A row locked by the batch closing it needs no renewal (a claimer skips locked
+            # rows), and waiting for that lock would stall every renewal behind Stripe calls.
+            held = held.with_for_update(skip_locked=True)
+        taken = held.subquery("held")
+        statement = (
+            update(_t)
+            .where(_t.c.id == taken.c.id)
+            .values(lease_until=self._clock(timedelta(seconds=lease_seconds)))
+        )
+        async with self._engine.begin() as connection:
+            result = await connection.execute(statement)
+        return int(result.rowcount or 0)
+
     async def release(self, session_id: str) -> None:
         # Still leased means not re-put since the claim (put clears the lease): like the Redis
         # index, a released claim then leaves the schedule.

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from payment_window.api import sse
 from payment_window.api.auth import TokenVerifier
-from payment_window.api.background import background_relay, background_worker
+from payment_window.api.background import background_loops
 from payment_window.api.errors import install_error_handlers
 from payment_window.api.middleware import (
     BodyLimitMiddleware,
@@ -46,7 +46,8 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app over `container`, or over one bootstrapped from `settings` at start-up.
 
-    `background=True` also runs the expiry worker in this process (`payment-window serve`).
+    `background=True` is `payment-window serve`: it also runs the loops `loops_for("serve")`
+    names (the expiry worker and relay on the embedded default, or as `PW_SERVE_LOOPS` asks).
     """
     if settings is None:
         settings = container.settings if container is not None else Settings()
@@ -62,8 +63,7 @@ def create_app(
                 app.state.container = built
             await stack.enter_async_context(built.repairing())
             if background:
-                await stack.enter_async_context(background_worker(built))
-                await stack.enter_async_context(background_relay(built))
+                await stack.enter_async_context(background_loops(built))
             yield
 
     app = FastAPI(

@@ -1,20 +1,58 @@
-"""`serve`: the expiry worker and the outbox relay inside the API process (embedded default)."""
+"""`serve`'s in-process loops: the expiry worker and the outbox relay, where `loops_for` says.
+
+Neither loop ends on a Redis or store error (each logs, backs off and goes on); should one end
+anyway, it is started again after a pause, so an API process never silently stops closing
+windows or delivering events while it still answers requests.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
 import structlog
 
 from payment_window.bootstrap import Container
-from payment_window.expiry import Worker
+from payment_window.expiry import Worker, loop_backoff
+from payment_window.loops import Loop, loops_for
 from payment_window.runner import expiry_task, outbox_relay
 
 log = structlog.get_logger(__name__)
 
 STOP_GRACE_SECONDS = 10.0
+
+
+async def _supervised(
+    name: str, run: Callable[[], Awaitable[None]], stopping: asyncio.Event
+) -> None:
+    """Run `run` until `stopping` is set, starting it again if it ends before that."""
+    failures = 0
+    while not stopping.is_set():
+        try:
+            await run()
+        except Exception:
+            log.exception("background_loop_failed", loop=name)
+        if stopping.is_set():
+            return
+        failures += 1
+        delay = loop_backoff(failures)
+        log.error("background_loop_restarting", loop=name, retry_in_seconds=round(delay, 2))
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay)
+
+
+@asynccontextmanager
+async def background_loops(container: Container) -> AsyncIterator[frozenset[Loop]]:
+    """Run the loops `serve` runs with these settings until the app shuts down."""
+    loops = loops_for("serve", container.settings)
+    async with AsyncExitStack() as stack:
+        if Loop.WORKER in loops:
+            await stack.enter_async_context(background_worker(container))
+        if Loop.RELAY in loops:
+            await stack.enter_async_context(background_relay(container))
+        log.info("serve_loops", loops=sorted(loops))
+        yield loops
 
 
 @asynccontextmanager
@@ -28,33 +66,40 @@ async def background_worker(container: Container) -> AsyncIterator[None]:
         metrics=container.metrics,
         windows=task,
     )
-    running = asyncio.create_task(worker.run(), name="payment-window-expiry-worker")
+    stopping = asyncio.Event()
+    running = asyncio.create_task(
+        _supervised("expiry_worker", worker.run, stopping), name="payment-window-expiry-worker"
+    )
     log.info("background_worker_started")
     try:
         yield
     finally:
+        stopping.set()
         task.stop()
-        await container.index.wake()
-        try:
-            await asyncio.wait_for(running, STOP_GRACE_SECONDS)
-        except TimeoutError:
-            log.warning("background_worker_cancelled", grace_seconds=STOP_GRACE_SECONDS)
-        with suppress(asyncio.CancelledError):
-            await running
+        with suppress(Exception):
+            await container.index.wake()
+        await _finish(running, "background_worker_cancelled")
 
 
 @asynccontextmanager
 async def background_relay(container: Container) -> AsyncIterator[None]:
     """Deliver outbox messages until the app shuts down."""
     stop = asyncio.Event()
-    running = asyncio.create_task(outbox_relay(container).run(stop), name="payment-window-relay")
+    relay = outbox_relay(container)
+    running = asyncio.create_task(
+        _supervised("outbox_relay", lambda: relay.run(stop), stop), name="payment-window-relay"
+    )
     try:
         yield
     finally:
         stop.set()
-        try:
-            await asyncio.wait_for(running, STOP_GRACE_SECONDS)
-        except TimeoutError:
-            log.warning("background_relay_cancelled", grace_seconds=STOP_GRACE_SECONDS)
-        with suppress(asyncio.CancelledError):
-            await running
+        await _finish(running, "background_relay_cancelled")
+
+
+async def _finish(running: asyncio.Task[None], event: str) -> None:
+    try:
+        await asyncio.wait_for(running, STOP_GRACE_SECONDS)
+    except TimeoutError:
+        log.warning(event, grace_seconds=STOP_GRACE_SECONDS)
+    with suppress(asyncio.CancelledError):
+        await running

@@ -163,6 +163,14 @@ class WindowIndex(Protocol):
 
     async def claim_due(self, limit: int, lease_seconds: float) -> list[Claim]: ...
 
+    async def renew(self, claims: Sequence[Claim], lease_seconds: float) -> int:
+        """Extend the leases of claims still held (not lapsed, not given back); how many."""
+        ...
+
+    async def release(self, session_id: str) -> None:
+        """Done with a claim: the session left the schedule or was re-put."""
+        ...
+
     async def retry_at(self, session_id: str, due_at: datetime) -> None:
         """Give a claim back, to be due again at `due_at`."""
         ...
