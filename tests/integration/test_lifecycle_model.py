@@ -217,7 +217,10 @@ class LifecycleModel(RuleBasedStateMachine):
             return any(f.count is None or f.count > 0 for f in faults._pending)
 
     def pick(self, number: int) -> Window:
-        return self.windows[number % len(self.windows)]
+        """A window; most often one still open or awaiting (a settled one only refuses)."""
+        live = [w for w in self.windows if w.status in ("open", "awaiting_payment_confirmation")]
+        choices = live if live and number < 3 * MAX_WINDOWS else self.windows
+        return choices[number % len(choices)]
 
     async def row(self, session_id: str) -> PaymentSession:
         async with self.container.uow() as uow:
@@ -296,9 +299,18 @@ class LifecycleModel(RuleBasedStateMachine):
     # --- overrides -------------------------------------------------------------------------------
 
     @precondition(lambda self: self.windows)
-    @rule(number=st.integers(0, MAX_WINDOWS - 1), minutes=st.sampled_from([1, 45]))
-    def extend(self, number: int, minutes: int) -> None:
-        self.run(self._extend(self.pick(number), minutes))
+    @rule(
+        number=st.integers(0, 4 * MAX_WINDOWS - 1),
+        minutes=st.sampled_from([1, 45]),
+        old_link_survives=st.booleans(),
+    )
+    def extend(self, number: int, minutes: int, old_link_survives: bool) -> None:
+        """An admin extends; 45 minutes outlives the Stripe session, so a new one is made and
+        the old one expired — which may fail, leaving the old link payable."""
+        window = self.pick(number)
+        if old_link_survives:
+            self.world.stripe.fail_next(1, 500, path=f"{window.checkouts[-1]}/expire")
+        self.run(self._extend(window, minutes))
 
     async def _extend(self, window: Window, minutes: int) -> None:
         armed = self.faults_armed()
@@ -330,7 +342,7 @@ class LifecycleModel(RuleBasedStateMachine):
             assert code == 503 and armed, response.text
 
     @precondition(lambda self: self.windows)
-    @rule(number=st.integers(0, MAX_WINDOWS - 1), via_api=st.booleans())
+    @rule(number=st.integers(0, 4 * MAX_WINDOWS - 1), via_api=st.booleans())
     def terminate(self, number: int, via_api: bool) -> None:
         self.run(self._terminate(self.pick(number), via_api))
 
@@ -366,7 +378,7 @@ class LifecycleModel(RuleBasedStateMachine):
     # --- the buyer and the bank at Stripe --------------------------------------------------------
 
     @precondition(lambda self: self.windows)
-    @rule(number=st.integers(0, MAX_WINDOWS - 1), which=st.integers(0, 3), paid=st.booleans())
+    @rule(number=st.integers(0, 4 * MAX_WINDOWS - 1), which=st.integers(0, 3), paid=st.booleans())
     def buyer_pays(self, number: int, which: int, paid: bool) -> None:
         window = self.pick(number)
         checkout = window.checkouts[-1 - which % len(window.checkouts)]
@@ -375,7 +387,7 @@ class LifecycleModel(RuleBasedStateMachine):
             self.world.stripe.complete(checkout, paid=paid)
 
     @precondition(lambda self: self.windows)
-    @rule(number=st.integers(0, MAX_WINDOWS - 1), succeeded=st.booleans())
+    @rule(number=st.integers(0, 4 * MAX_WINDOWS - 1), succeeded=st.booleans())
     def bank_settles(self, number: int, succeeded: bool) -> None:
         for checkout in self.pick(number).checkouts:
             try:
@@ -708,3 +720,26 @@ async def test_extending_a_window_past_its_deadline_is_409_window_elapsed(
         async with api.container.uow() as uow:
             session = await uow.sessions.get(opened["sessionId"])
         assert session is not None and (session.status.value, session.version) == ("open", 1)
+
+
+async def test_a_window_extended_past_its_stripe_session_twice_gets_two_new_sessions(
+    redis_settings: Settings, stripe: RunningStripe
+) -> None:
+    """Found by the model: the second rotation reused the first one's idempotency key, which
+    Stripe refuses for other parameters (a 500 internal_error)."""
+    async with running_api(api_settings(redis_settings, stripe)) as api:
+        opened = await api.open_window(windowMinutes=60)
+        seen: set[str] = set()
+        for _ in range(2):
+            response = await api.client.post(
+                f"/payments/window/{opened['sessionId']}/override",
+                json={"action": "extend", "minutes": 45},
+                headers=api.admin,
+            )
+            assert response.status_code == 200, response.text
+            async with api.container.uow() as uow:
+                session = await uow.sessions.get(opened["sessionId"])
+            assert session is not None and session.checkout_session_id
+            seen.add(session.checkout_session_id)
+            assert stripe.session(session.checkout_session_id)["status"] == "open"
+        assert len(seen) == 2
