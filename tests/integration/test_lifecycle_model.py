@@ -683,7 +683,7 @@ def lifecycle_world(request: pytest.FixtureRequest, pg_settings: Settings) -> An
 
 
 @pytest.mark.parametrize(
-    ("lifecycle_world", "examples"), [("redis", 10), ("sql", 4)], indirect=["lifecycle_world"]
+    ("lifecycle_world", "examples"), [("redis", 8), ("sql", 4)], indirect=["lifecycle_world"]
 )
 def test_a_windows_life_keeps_its_invariants(lifecycle_world: World, examples: int) -> None:
     LifecycleModel.world = lifecycle_world
