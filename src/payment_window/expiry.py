@@ -275,7 +275,7 @@ class ExpiryTask:
         checkout = await self._t.gateway.create(
             session,
             window.stripe_session_expiry(session.expires_at, now),
-            idempotency_key=f"rotate:{session.stripe_attempt_key}",
+            idempotency_key=f"rotate:{session.stripe_attempt_key}:v{session.version}",
         )
         async with self._uow() as uow:
             current = await uow.sessions.get(session.id, for_update=True)

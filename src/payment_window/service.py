@@ -225,7 +225,9 @@ class PaymentWindows:
         checkout = await self._t.gateway.create(
             session,
             window.stripe_session_expiry(session.expires_at, now),
-            idempotency_key=f"rotate:{session.stripe_attempt_key}",
+            # Each extension is its own request: a window extended (and rotated) again must not
+            # reuse the first rotation's key, which Stripe would refuse for other parameters.
+            idempotency_key=f"rotate:{session.stripe_attempt_key}:extend-v{session.version}",
         )
         rotated = session.with_checkout(checkout.id, checkout.url or "", checkout.expires_at, now)
         # Part of the same change as the extension: one stored version step, not two.

@@ -33,6 +33,7 @@ from payment_window.domain.errors import (
     SessionNotFound,
     VersionConflict,
     WindowAlreadyOpen,
+    WindowElapsed,
     WindowNotOpen,
 )
 
@@ -44,6 +45,7 @@ STATUS_BY_ERROR: Mapping[type[DomainError], int] = {
     SessionNotFound: 404,
     OverrideNotAllowed: 403,
     WindowNotOpen: 409,
+    WindowElapsed: 409,
     WindowAlreadyOpen: 409,
     AuctionAlreadyPaid: 409,
     VersionConflict: 409,
