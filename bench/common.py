@@ -201,9 +201,8 @@ def bench_settings(
         redis_url=redis_url,
         stripe_api_key=SecretStr(TEST_API_KEY),
         stripe_api_base=stripe_url,
-        stripe_expire_rps=1_000_000.0,
         log_json=True,
-        **overrides,
+        **{"stripe_expire_rps": 1_000_000.0, **overrides},
     )
     # Alembic's env runs its own event loop: give it a thread of its own.
     with ThreadPoolExecutor(1) as pool:
