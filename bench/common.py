@@ -79,6 +79,7 @@ class Processes:
         self.logs = logs
         self.logs.mkdir(parents=True, exist_ok=True)
         self._running: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+        self.by_name: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(
         self, name: str, argv: list[str], env: dict[str, str] | None = None
@@ -86,6 +87,7 @@ class Processes:
         log = (self.logs / f"{name}.log").open("wb")
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         self._running.append((process, log))
+        self.by_name[name] = process
         return process
 
     def stop(self, process: subprocess.Popen[bytes], grace: float = 15.0) -> int | None:
