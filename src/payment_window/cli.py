@@ -74,7 +74,8 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Serve the HTTP API (plus the worker and relay in-process on the embedded default).
+    """Serve the HTTP API (plus the worker and relay in-process on the embedded SQLite
+    default; with PW_DATABASE_URL on PostgreSQL, run `worker` and `relay` beside it).
 
     Without PW_STRIPE_API_KEY it refuses to start unless --local-stripe asks for the stand-in.
     """
@@ -92,7 +93,11 @@ def serve(
         _refuse(refused)
     typer.echo(f"payment-window serving on http://{host}:{port}  (API docs: /docs)")
     typer.echo("open a sample window with: payment-window demo")
-    uvicorn.run(create_app(settings, background=True), host=host, port=port, log_level="warning")
+    # The worker and relay share the API's event loop and connection pool only on the embedded
+    # default; over PostgreSQL they run as their own processes (`worker`, `relay`: the ECS
+    # services do), so a burst of closings never queues behind status reads or stalls them.
+    app = create_app(settings, background=settings.is_sqlite)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @app.command()
