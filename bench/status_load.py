@@ -132,7 +132,8 @@ def hey(url: str, token: str) -> dict[str, Any]:
 
 def profiler(pid: int, path: str) -> subprocess.Popen[bytes]:
     """py-spy recording `pid` for one run, as collapsed stacks (bench/profile_top.py reads them)."""
-    argv = ["py-spy", "record", "-p", str(pid), "-d", str(SECONDS), "-f", "raw", "-o", path]
+    spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    argv = [spy, "record", "-p", str(pid), "-d", str(SECONDS), "-f", "raw", "-o", path]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
