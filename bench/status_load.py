@@ -115,7 +115,7 @@ def hey(url: str, token: str) -> dict[str, Any]:
     errors = re.search(r"Error distribution:(.*)", text_out, re.S)
 
     def quantile(q: int) -> float:
-        found = re.search(rf"\s{q}%% in ([\d.]+) secs", text_out)
+        found = re.search(rf"\s{q}% in ([\d.]+) secs", text_out)
         return float(found.group(1)) * 1000 if found else float("nan")
 
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text_out)
