@@ -50,11 +50,23 @@ def measured(name: str, r: dict) -> str:  # type: ignore[type-arg]
         )
     if name == "status_load":
         s, h = r["status"], r["baseline"]
-        return (
-            f"status {s['requests_per_second']:.0f} req/s p99 {s['p99_ms']:.1f} ms; healthz "
-            f"{h['requests_per_second']:.0f} req/s p99 {h['p99_ms']:.1f} ms; PostgreSQL reads "
-            f"during status: {r['postgres_reads_during_status_run']}"
+        text = (
+            f"saturation: status {s['requests_per_second']:.0f} req/s p99 {s['p99_ms']:.1f} ms; "
+            f"healthz {h['requests_per_second']:.0f} req/s p99 {h['p99_ms']:.1f} ms; PostgreSQL "
+            f"reads during status: {r['postgres_reads_during_status_run']}"
         )
+        if "fixed_load" in r:
+            f, d = r["fixed_load"], r["redis_down"]
+            text += (
+                f"; 1,000 req/s offered: status p99 {f['status']['p99_ms']:.0f} ms "
+                f"({f['status']['requests_per_second']:.0f} req/s answered, codes "
+                f"{f['status']['codes']}), healthz p99 {f['healthz']['p99_ms']:.0f} ms "
+                f"({f['healthz']['requests_per_second']:.0f} req/s): p99 ratio {f['p99_ratio']}; "
+                f"Redis down: {d['status_saturation']['requests_per_second']:.0f} req/s at "
+                f"saturation ({d['ratio']}x healthz), p99 {d['status_fixed']['p99_ms']:.0f} ms "
+                f"at 1,000 offered"
+            )
+        return text
     sizes = "; ".join(
         f"{x['windows']:,}: {x['bytes_per_window']} B/window, claim(200) p50 "
         f"{x['claim_200_ms']['p50']} ms"
