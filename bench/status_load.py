@@ -160,6 +160,8 @@ async def table_reads(container: Any) -> int:
 async def main() -> dict[str, Any]:
     if shutil.which("wrk") is None:
         sys.exit("status_load needs wrk: apt-get install -y wrk (Debian), then run it again")
+    if shutil.which("hey") is None:
+        sys.exit("status_load needs hey: apt-get install -y hey (Debian), then run it again")
     logs = Path(tempfile.mkdtemp(prefix="bench-status-"))
     with Processes(logs) as processes:
         progress(f"status_load: {CONNECTIONS} connections, {SECONDS} s each; logs in {logs}")
