@@ -79,6 +79,7 @@ class Processes:
         self.logs = logs
         self.logs.mkdir(parents=True, exist_ok=True)
         self._running: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+        self.by_name: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(
         self, name: str, argv: list[str], env: dict[str, str] | None = None
@@ -86,6 +87,7 @@ class Processes:
         log = (self.logs / f"{name}.log").open("wb")
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         self._running.append((process, log))
+        self.by_name[name] = process
         return process
 
     def stop(self, process: subprocess.Popen[bytes], grace: float = 15.0) -> int | None:
@@ -201,9 +203,8 @@ def bench_settings(
         redis_url=redis_url,
         stripe_api_key=SecretStr(TEST_API_KEY),
         stripe_api_base=stripe_url,
-        stripe_expire_rps=1_000_000.0,
         log_json=True,
-        **overrides,
+        **{"stripe_expire_rps": 1_000_000.0, **overrides},
     )
     # Alembic's env runs its own event loop: give it a thread of its own.
     with ThreadPoolExecutor(1) as pool:

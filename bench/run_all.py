@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DOC = ROOT / "docs" / "performance.md"
-BENCHMARKS = ["lateness", "expiry_throughput", "status_load", "index_scale"]
+BENCHMARKS = ["lateness", "burst", "expiry_throughput", "status_load", "index_scale"]
 START = "<!-- bench:results:start -->"
 END = "<!-- bench:results:end -->"
 
@@ -29,6 +29,18 @@ def measured(name: str, r: dict) -> str:  # type: ignore[type-arg]
             f"workers p50 {w['p50']:.3f} s, p99 {w['p99']:.3f} s, max {w['max']:.3f} s; "
             f"once a minute p99 {m['p99']:.1f} s ({r['windows']} windows, {r['shortened']})"
         )
+    if name == "burst":
+        runs = "; ".join(
+            f"{x['budget_per_second']:.0f}/s: drain {x['drain_seconds']:.1f} s (floor "
+            f"{x['floor_seconds']:.0f} s), lateness - k/budget p50 {x['excess_seconds']['p50']:.2f}"
+            f" s, p99 {x['excess_seconds']['p99']:.2f} s, max {x['excess_seconds']['max']:.2f} s,"
+            f" extend during burst max {x['extend_ms']['max']:.0f} ms"
+            for x in r["runs"]
+        )
+        return (
+            f"{r['windows']} windows due at once; {runs}; unbudgeted pace "
+            f"{r['unbudgeted_windows_per_second']:.0f}/s in the same run"
+        )
     if name == "expiry_throughput":
         runs = ", ".join(f"{x['workers']}w {x['windows_per_second']:.0f}/s" for x in r["runs"])
         calls = sorted({x["stripe_expire_calls_per_window"] for x in r["runs"]})
@@ -38,11 +50,23 @@ def measured(name: str, r: dict) -> str:  # type: ignore[type-arg]
         )
     if name == "status_load":
         s, h = r["status"], r["baseline"]
-        return (
-            f"status {s['requests_per_second']:.0f} req/s p99 {s['p99_ms']:.1f} ms; healthz "
-            f"{h['requests_per_second']:.0f} req/s p99 {h['p99_ms']:.1f} ms; PostgreSQL reads "
-            f"during status: {r['postgres_reads_during_status_run']}"
+        text = (
+            f"saturation: status {s['requests_per_second']:.0f} req/s p99 {s['p99_ms']:.1f} ms; "
+            f"healthz {h['requests_per_second']:.0f} req/s p99 {h['p99_ms']:.1f} ms; PostgreSQL "
+            f"reads during status: {r['postgres_reads_during_status_run']}"
         )
+        if "fixed_load" in r:
+            f, d = r["fixed_load"], r["redis_down"]
+            text += (
+                f"; 1,000 req/s offered: status p99 {f['status']['p99_ms']:.0f} ms "
+                f"({f['status']['requests_per_second']:.0f} req/s answered, codes "
+                f"{f['status']['codes']}), healthz p99 {f['healthz']['p99_ms']:.0f} ms "
+                f"({f['healthz']['requests_per_second']:.0f} req/s): p99 ratio {f['p99_ratio']}; "
+                f"Redis down: {d['status_saturation']['requests_per_second']:.0f} req/s at "
+                f"saturation ({d['ratio']}x healthz), p99 {d['status_fixed']['p99_ms']:.0f} ms "
+                f"at 1,000 offered"
+            )
+        return text
     sizes = "; ".join(
         f"{x['windows']:,}: {x['bytes_per_window']} B/window, claim(200) p50 "
         f"{x['claim_200_ms']['p50']} ms"
@@ -54,6 +78,7 @@ def measured(name: str, r: dict) -> str:  # type: ignore[type-arg]
 def ratio_of(name: str, r: dict) -> str:  # type: ignore[type-arg]
     labels = {
         "lateness": "once-a-minute p99 / worker p99",
+        "burst": "worst drain time / (windows / budget)",
         "expiry_throughput": "best workers / set-based SQL floor",
         "status_load": "status / healthz req/s",
         "index_scale": "300 B / measured B per window",

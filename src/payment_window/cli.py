@@ -93,6 +93,7 @@ def serve(
         _refuse(refused)
     typer.echo(f"payment-window serving on http://{host}:{port}  (API docs: /docs)")
     typer.echo("open a sample window with: payment-window demo")
+    # Which loops run beside the API is decided in one place (`loops.loops_for`).
     uvicorn.run(create_app(settings, background=True), host=host, port=port, log_level="warning")
 
 

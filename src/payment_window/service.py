@@ -9,6 +9,7 @@ committed, and a failure there never fails the request (see `transitions`).
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -53,6 +54,10 @@ def new_session_id() -> str:
     return "pw_" + secrets.token_hex(12)
 
 
+# After the index fails a status read, reads go straight to the store for this long.
+INDEX_DOWN_SECONDS = 1.0
+
+
 class PaymentWindows:
     """The payment-window use cases a request can ask for."""
 
@@ -68,6 +73,7 @@ class PaymentWindows:
         self._t = transitions
         self._window_minutes = window_minutes
         self._reminder_offsets = reminder_offsets
+        self._index_down_until = 0.0  # time.monotonic(): status reads skip the index until then
 
     @property
     def default_policy(self) -> ExtensionPolicy:
@@ -82,11 +88,19 @@ class PaymentWindows:
         knows its entry for the window may be stale."""
         now = self._t.clock.now()
         viewed: Viewed | None = None
-        if session_id not in self._t.repairs:
+        if session_id not in self._t.repairs and time.monotonic() >= self._index_down_until:
             try:
                 viewed = await self._t.index.snapshot(session_id)
             except Exception as error:
-                log.warning("status_from_store", session_id=session_id, error=repr(error))
+                # The store answers every read for a moment, rather than each read paying the
+                # client's connect retries to an index that is down (the store is the truth).
+                self._index_down_until = time.monotonic() + INDEX_DOWN_SECONDS
+                log.warning(
+                    "status_from_store",
+                    session_id=session_id,
+                    error=repr(error),
+                    for_seconds=INDEX_DOWN_SECONDS,
+                )
         if viewed is None:
             async with self._uow() as uow:
                 viewed = await uow.sessions.get(session_id)

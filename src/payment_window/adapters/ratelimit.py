@@ -18,7 +18,9 @@ from payment_window.adapters.redis_options import OUTAGE_ERRORS
 log = structlog.get_logger(__name__)
 
 # GCRA (generic cell rate algorithm): one key holds the theoretical arrival time of the next
-# call; a call may go now if that is not further ahead than the allowed burst.
+# call. Each call reserves its slot (the key moves one interval on) and is told how long to wait
+# for it: a caller that wakes late does not push every later slot back, as asking again after
+# the wait would (on a loaded host every late wake-up was budget lost for good).
 _GCRA = """
 local now = redis.call('TIME')
 local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
@@ -26,9 +28,9 @@ local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now_us)
 if tat < now_us then tat = now_us end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil((tat + interval - now_us) / 1000) + 1000)
 local wait = tat - now_us - burst
 if wait > 0 then return wait end
-redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil((tat + interval - now_us) / 1000) + 1000)
 return 0
 """
 
@@ -63,12 +65,9 @@ class RedisRateLimiter:
         self._burst_us = (burst - 1) * self._interval_us
 
     async def acquire(self) -> None:
-        while True:
-            wait_us = int(
-                await self._script(keys=[self._key], args=[self._interval_us, self._burst_us])
-            )
-            if wait_us <= 0:
-                return
+        args = [self._interval_us, self._burst_us]
+        wait_us = int(await self._script(keys=[self._key], args=args))
+        if wait_us > 0:
             await asyncio.sleep(wait_us / 1_000_000)
 
 
