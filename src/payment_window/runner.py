@@ -15,11 +15,12 @@ from pydantic import SecretStr
 from payment_window.adapters.sinks import create_sinks
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Environment, Settings
-from payment_window.expiry import ExpiryTask, PassReport, Worker
+from payment_window.expiry import ExpiryTask, PassReport
 from payment_window.loops import Loop, loops_for
 from payment_window.outbox import OutboxRelay, OutboxStatus
 from payment_window.outbox import status as outbox_status
 from payment_window.reconcile import reconcile
+from payment_window.worker import Worker
 
 log = structlog.get_logger(__name__)
 
@@ -171,7 +172,6 @@ async def run_worker(settings: Settings) -> None:
             container.index,
             max_sleep_seconds=settings.worker_max_sleep_seconds,
             metrics=container.metrics,
-            windows=task,
         )
         running_loops = []
         if Loop.WORKER in loops:

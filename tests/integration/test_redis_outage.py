@@ -32,8 +32,8 @@ from payment_window.api.app import create_app
 from payment_window.api.auth import mint_token
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
-from payment_window.expiry import Worker
 from payment_window.runner import expiry_task, reconcile_index
+from payment_window.worker import Worker
 
 pytestmark = pytest.mark.slow
 

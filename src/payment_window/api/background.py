@@ -14,9 +14,9 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 import structlog
 
 from payment_window.bootstrap import Container
-from payment_window.expiry import Worker, loop_backoff
 from payment_window.loops import Loop, loops_for
 from payment_window.runner import expiry_task, outbox_relay
+from payment_window.worker import Worker, loop_backoff
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +64,6 @@ async def background_worker(container: Container) -> AsyncIterator[None]:
         container.index,
         max_sleep_seconds=container.settings.worker_max_sleep_seconds,
         metrics=container.metrics,
-        windows=task,
     )
     stopping = asyncio.Event()
     running = asyncio.create_task(
