@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 from conftest import with_stripe
-from payment_window.devstripe.testing import RunningStripe
+from devstripe.testing import RunningStripe
 from seeding import seed_windows
 from sqlalchemy.ext.asyncio import AsyncEngine
 from test_expiry_workers import Workers, assert_each_expired_exactly_once

@@ -18,8 +18,8 @@ import pytest
 import redis.asyncio
 from api_harness import api_settings
 from conftest import with_stripe
+from devstripe.testing import RunningStripe
 from liveserver import ThreadServer
-from payment_window.devstripe.testing import RunningStripe
 from redisserver import RedisServer
 from seeding import seed_windows
 from sqlalchemy import select
