@@ -111,7 +111,7 @@ async def test_a_window_that_fits_one_stripe_session_is_due_only_at_its_deadline
     assert deadline.microsecond == 0
     length = deadline - parse(opened["serverTime"])
     asked = timedelta(minutes=minutes or 1440)
-    assert asked - timedelta(seconds=12) < length < asked + timedelta(seconds=1)
+    assert asked - timedelta(seconds=12) < length <= asked
     # Nothing else is planned for it: no replacement session before the deadline.
     assert not window.outlives_checkout()
     assert await api.container.index.next_due() == deadline

@@ -40,8 +40,11 @@ def window_end(
     if expires_at - now > MAX_WINDOW:
         raise InvalidWindow("a payment window may not end more than 7 days ahead")
     # Whole seconds, as Stripe's `expires_at`: the deadline is the moment Stripe stops taking
-    # the payment, not up to a second before it.
-    return _whole_second_after(expires_at)
+    # the payment. Rounded down: a window never runs longer than asked.
+    ends = expires_at.replace(microsecond=0)
+    if ends <= now:
+        raise InvalidWindow("expiresAt must be at least a second in the future")
+    return ends
 
 
 def _whole_second_after(moment: datetime) -> datetime:
