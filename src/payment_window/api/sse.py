@@ -20,7 +20,7 @@ import structlog
 from payment_window.api.bodies import status_body
 from payment_window.domain.access import Actor
 from payment_window.domain.ports import ChangeSubscriptions
-from payment_window.domain.session import CloseReason, Status
+from payment_window.domain.session import Status, closed_event
 from payment_window.service import PaymentWindows
 
 log = structlog.get_logger(__name__)
@@ -28,7 +28,6 @@ log = structlog.get_logger(__name__)
 HEARTBEAT_SECONDS = 15.0
 RETRY_MILLISECONDS = 3000
 FINAL = frozenset({Status.PAID.value, Status.EXPIRED.value})
-_TERMINATED = frozenset({CloseReason.ADMIN_TERMINATED.value, CloseReason.MAKER_TERMINATED.value})
 
 
 def frame(event: str, data: Mapping[str, Any], event_id: int) -> str:
@@ -42,7 +41,7 @@ def event_for(body: Mapping[str, Any]) -> str:
     if status == Status.OPEN.value:
         return "extended"
     if status == Status.EXPIRED.value:
-        return "terminated" if body.get("reason") in _TERMINATED else "expired"
+        return closed_event(body.get("reason"))
     return str(status)
 
 

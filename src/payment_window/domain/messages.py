@@ -11,7 +11,7 @@ from typing import Any
 
 from payment_window.domain.events import Destination, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
-from payment_window.domain.session import CloseReason, PaymentSession
+from payment_window.domain.session import CloseReason, PaymentSession, closed_event
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -56,11 +56,7 @@ def on_close(
         "expiresAt": iso(closed.expires_at),
         "expiredAt": iso(closed.expired_at),
     }
-    event = (
-        "payment_window.terminated"
-        if reason in (CloseReason.ADMIN_TERMINATED, CloseReason.MAKER_TERMINATED)
-        else "payment_window.expired"
-    )
+    event = f"payment_window.{closed_event(reason)}"
     follow_up = (
         "auction.relist_requested"
         if policy.on_expiry is OnExpiry.RELIST
