@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from payment_window.adapters.changes import InProcessChangeFeed, RedisChangeFeed
 from payment_window.adapters.clock import SystemClock
 from payment_window.adapters.failover_index import FailoverWindowIndex
+from payment_window.adapters.idempotency import SqlIdempotencyKeys
 from payment_window.adapters.index_factory import create_resilient_index
 from payment_window.adapters.leases import RenewingIndex
 from payment_window.adapters.metrics import DogStatsdMetrics, NullMetrics
@@ -49,6 +50,7 @@ class Container:
     uow: SqlUnitOfWorkFactory
     outbox: SqlOutboxStore
     read_model: SqlReadModel
+    idempotency_keys: SqlIdempotencyKeys
     index: WindowIndex
     gateway: StripeGateway
     metrics: Metrics
@@ -174,6 +176,7 @@ async def bootstrap(settings: Settings) -> Container:
         uow=uow,
         outbox=SqlOutboxStore(engine),
         read_model=SqlReadModel(engine),
+        idempotency_keys=SqlIdempotencyKeys(engine),
         index=index,
         gateway=gateway,
         metrics=metrics,

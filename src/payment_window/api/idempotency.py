@@ -77,7 +77,7 @@ async def idempotent(
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters",
         )
     container = request.app.state.container
-    keys = SqlIdempotencyKeys(container.engine)
+    keys = container.idempotency_keys
     now = container.clock.now()
     request_fingerprint = fingerprint(request, body)
     held = await keys.claim(
