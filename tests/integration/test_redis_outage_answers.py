@@ -7,68 +7,35 @@ nothing comes back) between requests, as a Redis host that hangs would.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from api_harness import Api, api_settings, running_api
 from devstripe.testing import RunningStripe
+from redisserver import RedisServer
 
 from payment_window.config import Settings
 from payment_window.domain.session import Status
 
 
 @pytest.fixture
-def hanging_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline, "private Redis did not start"
-            time.sleep(0.05)
-    client.close()
-    yield f"redis://127.0.0.1:{port}/0", server
-    os.kill(server.pid, signal.SIGCONT)
-    server.terminate()
-    server.wait(timeout=10)
+def hanging_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 async def test_changes_committed_while_redis_hangs_answer_2xx_and_are_repaired(
     pg_settings: Settings,
     stripe: RunningStripe,
-    hanging_redis: tuple[str, subprocess.Popen[bytes]],
+    hanging_redis: RedisServer,
 ) -> None:
-    url, server = hanging_redis
+    server = hanging_redis
+    url = server.url
     settings = api_settings(
         pg_settings.model_copy(
             update={"redis_url": url, "redis_prefix": f"t{uuid.uuid4().hex[:8]}:"}
@@ -79,7 +46,7 @@ async def test_changes_committed_while_redis_hangs_answer_2xx_and_are_repaired(
         extended_window = await api.open_window()
         terminated_window = await api.open_window()
 
-        os.kill(server.pid, signal.SIGSTOP)
+        server.pause()
         try:
             extended = await override(
                 api, extended_window["sessionId"], action="extend", minutes=30
@@ -106,7 +73,7 @@ async def test_changes_committed_while_redis_hangs_answer_2xx_and_are_repaired(
             body = await status(api, extended_window["sessionId"])
             assert body["expiresAt"] == extended.json()["expiresAt"]
         finally:
-            os.kill(server.pid, signal.SIGCONT)
+            server.resume()
 
         # Within seconds of Redis answering again, its entries match the store.
         index = api.container.index
