@@ -67,8 +67,11 @@ fmt: install
 	$(BIN)/ruff format src devstripe tests
 	$(BIN)/ruff check --fix src devstripe tests
 
-bench: install
-	$(BIN)/python bench/run_all.py
+# The benchmarks start their own Redis, Stripe stand-in and uvicorn; PostgreSQL is the tests'
+# (or a private one test-services.sh starts); wrk and hey are the load generators.
+bench: install system-deps
+	scripts/system-deps.sh --bench
+	source scripts/test-services.sh && $(BIN)/python bench/run_all.py
 
 # The only writer of the pictures in docs/: a plain test run keeps its screenshots in a tmp path.
 docs: install system-deps

@@ -66,6 +66,12 @@ def measured(name: str, r: dict) -> str:  # type: ignore[type-arg]
                 f"saturation ({d['ratio']}x healthz), p99 {d['status_fixed']['p99_ms']:.0f} ms "
                 f"at 1,000 offered"
             )
+        if "scale_out" in r:
+            o = r["scale_out"]
+            text += (
+                f"; {o['processes']} processes: {o['status_requests_per_second']:.0f} status req/s;"
+                f" 10,000/s takes {o['processes_for_10000_per_second']} processes"
+            )
         return text
     sizes = "; ".join(
         f"{x['windows']:,}: {x['bytes_per_window']} B/window, claim(200) p50 "

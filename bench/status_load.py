@@ -11,6 +11,10 @@ req/s offered; hey from Debian) against /healthz and against one window's status
 p50/p99 and counting non-200 answers. The same two figures are taken again with the private
 Redis stopped (status then served from the store), reported, not targeted.
 
+Then the status saturation run once more against a uvicorn of two processes, for what it takes to
+hold 10,000 status reads/s (one process's saturated pace sets the count; the two-process run shows
+how far this 2-core host, which also runs wrk and Redis, gets).
+
 That status reads never touch PostgreSQL is checked on the benchmark's own schema: the scan
 counters of `payment_sessions` (pg_stat_user_tables) do not move during the status run.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -55,6 +60,8 @@ from payment_window.api.auth import mint_token
 from payment_window.bootstrap import bootstrap
 
 CONNECTIONS = 64
+# The same saturation run against this many uvicorn processes: what scaling out gives here.
+SCALE_OUT = 2
 SECONDS = int(os.environ.get("BENCH_STATUS_SECONDS", "10"))
 WINDOWS = 1000
 TARGET_RATIO = 0.7
@@ -137,6 +144,24 @@ def profiler(pid: int, path: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def start_api(processes: Processes, name: str, env: dict[str, str], workers: int) -> str:
+    """A uvicorn serving the app with `workers` processes on a free port: its base URL."""
+    port = free_port()
+    processes.start(
+        name,
+        [
+            PYTHON, "-m", "uvicorn", "payment_window.api.app:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            "--no-access-log", "--http", "httptools", "--loop", "uvloop",
+            "--workers", str(workers),
+        ],
+        env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, name, 30)
+    return base
+
+
 def _ms(match: re.Match[str] | None) -> float:
     if match is None:
         return float("nan")
@@ -182,22 +207,8 @@ async def main() -> dict[str, Any]:
                     buyer_id="by_bench",
                 )
                 await container.index.mark_rebuilt()
-                port = free_port()
-                processes.start(
-                    "uvicorn",
-                    [
-                        PYTHON, "-m", "uvicorn", "payment_window.api.app:create_app", "--factory",
-                        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                        "--no-access-log", "--http", "httptools", "--loop", "uvloop",
-                    ],
-                    env=settings_env(settings, PW_LOG_JSON="true"),
-                )  # fmt: skip
-                base = f"http://127.0.0.1:{port}"
-                wait_until(
-                    lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200,
-                    "uvicorn",
-                    30,
-                )
+                env = settings_env(settings, PW_LOG_JSON="true")
+                base = start_api(processes, "uvicorn", env, workers=1)
                 token = mint_token(settings, "by_bench", "buyer")
                 probe = await asyncio.to_thread(
                     httpx.get,
@@ -225,6 +236,10 @@ async def main() -> dict[str, Any]:
                     spy.wait(30)
                 await asyncio.sleep(1.5)  # PostgreSQL flushes table statistics about once a second
                 after = await table_reads(container)
+                progress(f"  status, saturation, {SCALE_OUT} uvicorn processes")
+                wide = start_api(processes, "uvicorn-wide", env, workers=SCALE_OUT)
+                status_wide = wrk(wide, token, script)
+                processes.stop(processes.by_name["uvicorn-wide"])
                 progress("  Redis stopped: status from the store, 1,000 req/s offered")
                 processes.stop(redis_process)
                 down_fixed = hey(one_status, token)
@@ -250,6 +265,14 @@ async def main() -> dict[str, Any]:
             "status_fixed": down_fixed,
             "status_saturation": {k: v for k, v in down.items() if k != "raw"},
             "ratio": round(down["requests_per_second"] / health["requests_per_second"], 3),
+        },
+        "scale_out": {
+            "processes": SCALE_OUT,
+            "status_requests_per_second": status_wide["requests_per_second"],
+            "p99_ms": status_wide["p99_ms"],
+            "non_2xx": status_wide["non_2xx"],
+            # One process's saturated pace, with the load generator on the same cores.
+            "processes_for_10000_per_second": math.ceil(10_000 / status["requests_per_second"]),
         },
         "postgres_reads_during_status_run": after - before,
         "target": f">= {TARGET_RATIO}x healthz requests/s at saturation; status p99 <= "
@@ -286,6 +309,12 @@ async def main() -> dict[str, Any]:
             f"{name:8} {figures['requests_per_second']:8.0f} req/s  p50={figures['p50_ms']:.2f} ms"
             f"  p99={figures['p99_ms']:.2f} ms  non-2xx={figures['non_2xx']}"
         )
+    print(
+        f"status with {SCALE_OUT} processes: {status_wide['requests_per_second']:.0f} req/s "
+        f"p99={status_wide['p99_ms']:.2f} ms non-2xx={status_wide['non_2xx']}; 10,000 status "
+        f"reads/s take {result['scale_out']['processes_for_10000_per_second']} processes of "
+        f"{status['requests_per_second']:.0f} req/s each"
+    )
     print(f"payment_sessions scans during the status run: {after - before} (must be 0)")
     print(f"target: {result['target']}: {'met' if result['met'] else 'MISSED'}")
     write_result("status_load", result)

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need, only those that are missing:
 # chromium (browser tests), redis-server / redis-tools, postgresql.
+# `system-deps.sh --bench`: the load generators `make bench` drives instead (wrk, hey).
 set -euo pipefail
 
 missing=()
-[[ -x /usr/bin/chromium ]] || missing+=(chromium fonts-liberation)
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v redis-cli >/dev/null || missing+=(redis-tools)
-if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
-    || ! command -v pg_isready >/dev/null || ! command -v psql >/dev/null; then
-  missing+=(postgresql)
+if [[ "${1:-}" == --bench ]]; then
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v hey >/dev/null || missing+=(hey)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+else
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium fonts-liberation)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v redis-cli >/dev/null || missing+=(redis-tools)
+  if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+      || ! command -v pg_isready >/dev/null || ! command -v psql >/dev/null; then
+    missing+=(postgresql)
+  fi
 fi
 ((${#missing[@]})) || exit 0
 

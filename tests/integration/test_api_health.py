@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from collections.abc import AsyncIterator
 
@@ -191,3 +192,14 @@ async def test_background_worker_closes_due_windows_while_serving(
             await asyncio.sleep(0.1)
         else:
             pytest.fail("the background worker did not close the due window within 15 s")
+
+
+async def test_start_up_heap_is_kept_out_of_the_collector_once_serving(
+    pg_settings: Settings, stripe: RunningStripe
+) -> None:
+    # A full collection over the start-up heap paused every request ~140 ms (docs/performance.md).
+    gc.unfreeze()
+    app = create_app(api_settings(pg_settings, stripe))
+    assert gc.get_freeze_count() == 0
+    async with app.router.lifespan_context(app):
+        assert gc.get_freeze_count() > 10_000

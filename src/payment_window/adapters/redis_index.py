@@ -29,9 +29,8 @@ from typing import Any
 
 import redis.asyncio
 from redis.asyncio.client import PubSub
-from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ConnectionError as RedisConnectionError
 
+from payment_window.adapters.redis_reads import BatchedHashReads
 from payment_window.domain.ports import Claim, WindowSnapshot
 from payment_window.domain.session import PaymentSession, Status
 
@@ -39,7 +38,6 @@ KEEP_AFTER_CLOSE = timedelta(days=7)
 URL_PIECE = 64
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-READ_CONNECTIONS_KEPT = 64
 
 # Writes the hash unless it holds a newer version; DEL first so absent fields do not linger.
 # KEYS[1] window hash; ARGV[1] version, ARGV[2] expire-at ms, ARGV[3..] field/value pairs.
@@ -194,10 +192,11 @@ class RedisWindowIndex:
         self._renew = client.register_script(_RENEW)
         self._pubsub: PubSub | None = None
         # The status read's own connections (a plain client only; a cluster routes by slot).
-        self._read_pool = (
-            client.connection_pool if isinstance(client, redis.asyncio.Redis) else None
+        self._reads = (
+            BatchedHashReads(client.connection_pool)
+            if isinstance(client, redis.asyncio.Redis)
+            else None
         )
-        self._idle_reads: list[AbstractConnection] = []
 
     async def now(self) -> datetime:
         seconds, micros = await self._client.time()
@@ -246,36 +245,8 @@ class RedisWindowIndex:
 
     async def snapshot(self, session_id: str) -> WindowSnapshot | None:
         key = window_key(self._prefix, session_id)
-        raw = await (self._client.hgetall(key) if self._read_pool is None else self._hgetall(key))
+        raw = await (self._client.hgetall(key) if self._reads is None else self._reads.hgetall(key))
         return snapshot_from_fields(session_id, raw) if raw else None
-
-    async def _hgetall(self, key: str) -> Mapping[Any, Any]:
-        """HGETALL straight on a connection kept for the status read, the hottest path: the
-        client's `execute_command` (pool condition and timeout, retry wrapper, observability
-        hooks) cost more CPU than the round trip itself (docs/performance.md has the profile).
-        A kept connection that has gone stale is replaced once; any other failure is raised."""
-        assert self._read_pool is not None
-        for attempt in (1, 2):
-            reused = bool(self._idle_reads)
-            connection = (
-                self._idle_reads.pop() if reused else self._read_pool.make_connection()  # type: ignore[no-untyped-call]
-            )
-            try:
-                await connection.send_command("HGETALL", key)
-                raw = await connection.read_response()
-            except BaseException as error:
-                await connection.disconnect()
-                if reused and attempt == 1 and isinstance(error, (RedisConnectionError, OSError)):
-                    continue
-                raise
-            if len(self._idle_reads) < READ_CONNECTIONS_KEPT:
-                self._idle_reads.append(connection)
-            else:
-                await connection.disconnect()
-            if isinstance(raw, list):  # RESP2: field, value, field, value, ...
-                return dict(zip(raw[::2], raw[1::2], strict=True))
-            return raw  # type: ignore[no-any-return]
-        raise AssertionError("unreachable")
 
     async def claim_due(self, limit: int, lease_seconds: float) -> list[Claim]:
         if limit < 1:
@@ -366,8 +337,8 @@ class RedisWindowIndex:
         await self._client.ping()
 
     async def close(self) -> None:
-        while self._idle_reads:
-            await self._idle_reads.pop().disconnect()
+        if self._reads is not None:
+            await self._reads.close()
         if self._pubsub is not None:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
             self._pubsub = None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 import structlog
 from fastapi.responses import JSONResponse
@@ -36,7 +36,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope) or uuid.uuid4().hex
+        # 32 hex digits as uuid4().hex, without building a UUID object on every request.
+        request_id = _incoming_id(scope) or os.urandom(16).hex()
         started = False
 
         async def send_with_id(message: Message) -> None:

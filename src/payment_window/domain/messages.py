@@ -18,8 +18,9 @@ def iso(moment: datetime | None) -> str | None:
     """ISO 8601 UTC with a `Z`, the one time format on the wire."""
     if moment is None:
         return None
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds as strftime would, at a fraction of its cost (the
+    # status read formats two times per answer).
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _subject(session: PaymentSession) -> dict[str, Any]:
