@@ -19,11 +19,17 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from payment_window.domain import access
 from payment_window.domain.access import Actor
+from payment_window.domain.buyers import (
+    DEFAULT_DAYS,
+    REPEAT_NON_PAYERS_SHOWN,
+    BuyerRecord,
+    Period,
+)
 from payment_window.domain.errors import DomainError, OverrideNotAllowed, SessionNotFound
 from payment_window.domain.ports import Clock, ReadModel
 from payment_window.domain.session import PaymentSession
@@ -107,11 +113,26 @@ class Operations:
             next_cursor = encode_cursor(last.expires_at, last.id, query)
         return WindowPage(sessions, next_cursor, now)
 
-    async def summary(self, viewer: Actor) -> Summary:
-        """How many windows are open, due soon, overdue, stuck at Stripe; what closed lately."""
+    async def summary(self, viewer: Actor, *, days: int = DEFAULT_DAYS) -> Summary:
+        """How many windows are open, due soon, overdue, stuck at Stripe; what closed lately;
+        and the buyers who let the most windows opened in the last `days` days close unpaid."""
         if not access.may_operate(viewer):
             raise OverrideNotAllowed("only admins may read the operations summary")
-        return await self._read.summary(self._clock.now())
+        now = self._clock.now()
+        period = Period.last(days, now)
+        figures = await self._read.summary(now)
+        non_payers = await self._read.repeat_non_payers(period, REPEAT_NON_PAYERS_SHOWN)
+        return replace(figures, buyer_period_days=days, repeat_non_payers=tuple(non_payers))
+
+    async def buyer_record(
+        self, buyer_id: str, viewer: Actor, *, days: int = DEFAULT_DAYS
+    ) -> BuyerRecord:
+        """The buyer's windows opened in the last `days` days: paid, closed unpaid and why,
+        still running, and the last one closed unpaid (admin only). A buyer the store has never
+        seen has an empty record, not a 404: "no windows" is the answer."""
+        if not access.may_operate(viewer):
+            raise OverrideNotAllowed("only admins may read a buyer's payment record")
+        return await self._read.buyer_record(buyer_id, Period.last(days, self._clock.now()))
 
     async def audit_trail(self, session_id: str, viewer: Actor) -> list[AuditRecord]:
         """The session's history, oldest first: admins, and the session's maker.

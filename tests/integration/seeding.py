@@ -23,6 +23,7 @@ async def seed_windows(
     deadline: datetime | None = None,
     spread: timedelta = timedelta(0),
     maker_id: str = "mk_seed",
+    buyer_id: str | None = None,
     reminder_offsets: tuple[int, ...] = (),
 ) -> list[PaymentSession]:
     """`count` open windows with Stripe sessions, deadlines from `deadline` over `spread`.
@@ -41,7 +42,7 @@ async def seed_windows(
             id=new_session_id(),
             auction_id=f"auc_{number}_{new_session_id()}",
             maker_id=maker_id,
-            buyer_id=f"by_{number}",
+            buyer_id=buyer_id or f"by_{number}",
             amount=1000 + number,
             currency="eur",
             expires_at=expires_at.replace(microsecond=expires_at.microsecond // 1000 * 1000),

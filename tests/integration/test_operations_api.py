@@ -354,6 +354,8 @@ async def test_an_empty_store_sums_to_zero(api: Api) -> None:
         "duplicatePayments": 0,
         "undeliveredOutbox": 0,
         "expiredLast24hByReason": {},
+        "buyerPeriodDays": 90,
+        "repeatNonPayers": [],
     }
 
 

@@ -13,6 +13,14 @@ from sqlalchemy.sql.elements import ColumnElement
 from payment_window.adapters.outbox_store import undelivered_counts
 from payment_window.adapters.rows import UNSETTLED, session_from_row
 from payment_window.adapters.tables import audit_log, payment_sessions
+from payment_window.domain.buyers import (
+    UNKNOWN_REASON,
+    BuyerRecord,
+    OutcomeCount,
+    Period,
+    RepeatNonPayer,
+    UnpaidWindow,
+)
 from payment_window.domain.session import PaymentSession, Status
 from payment_window.domain.views import (
     AWAITING_TOO_LONG,
@@ -33,6 +41,8 @@ def _conditions(query: WindowFilter, now: datetime) -> list[ColumnElement[bool]]
         conditions.append(_T.status == query.status.value)
     if query.maker_id is not None:
         conditions.append(_T.maker_id == query.maker_id)
+    if query.buyer_id is not None:
+        conditions.append(_T.buyer_id == query.buyer_id)
     if query.auction_id is not None:
         conditions.append(_T.auction_id == query.auction_id)
     if query.due_before is not None:
@@ -120,6 +130,69 @@ class SqlReadModel:
             undelivered_outbox=sum(backlog.values()),
             expired_last_24h_by_reason=dict(sorted(by_reason.items())),
         )
+
+    async def buyer_record(self, buyer_id: str, period: Period) -> BuyerRecord:
+        # Both walk the buyer's slice of ix_payment_sessions_buyer_id_created_at: a few hundred
+        # rows for the busiest buyer, whatever the store's size.
+        in_period = and_(_T.buyer_id == buyer_id, _T.created_at >= period.since)
+        outcomes = (
+            select(_T.status, _T.reason, func.count().label("windows"))
+            .where(in_period)
+            .group_by(_T.status, _T.reason)
+        )
+        last_unpaid = (
+            select(_T.id, _T.auction_id, _T.expired_at, _T.updated_at, _T.reason)
+            .where(in_period, _T.status == Status.EXPIRED.value)
+            .order_by(_T.expired_at.desc().nulls_last(), _T.id.desc())
+            .limit(1)
+        )
+        async with self._engine.connect() as connection:
+            counts = [
+                OutcomeCount(Status(row.status), row.reason, int(row.windows))
+                for row in await connection.execute(outcomes)
+            ]
+            last = (await connection.execute(last_unpaid)).first()
+        return BuyerRecord.of(
+            buyer_id,
+            period,
+            counts,
+            None
+            if last is None
+            else UnpaidWindow(
+                session_id=last.id,
+                auction_id=last.auction_id,
+                closed_at=last.expired_at or last.updated_at,
+                reason=last.reason or UNKNOWN_REASON,
+            ),
+        )
+
+    async def repeat_non_payers(self, period: Period, limit: int) -> list[RepeatNonPayer]:
+        # The ranking reads only the partial index of closed-unpaid rows (created_at, buyer_id):
+        # an index-only range scan of the period, never the paid or open rows. Only the few
+        # buyers ranked then have their windows counted, each through the buyer index.
+        unpaid = func.count().label("unpaid")
+        ranked = (
+            select(_T.buyer_id, unpaid)
+            .where(_T.status == Status.EXPIRED.value, _T.created_at >= period.since)
+            .group_by(_T.buyer_id)
+            .order_by(unpaid.desc(), _T.buyer_id)
+            .limit(limit)
+            .cte("ranked")
+        )
+        opened = (
+            select(func.count())
+            .select_from(payment_sessions)
+            .where(_T.buyer_id == ranked.c.buyer_id, _T.created_at >= period.since)
+            .scalar_subquery()
+        )
+        statement = select(ranked.c.buyer_id, ranked.c.unpaid, opened.label("opened")).order_by(
+            ranked.c.unpaid.desc(), ranked.c.buyer_id
+        )
+        async with self._engine.connect() as connection:
+            return [
+                RepeatNonPayer(row.buyer_id, unpaid=int(row.unpaid), opened=int(row.opened))
+                for row in await connection.execute(statement)
+            ]
 
     async def session(self, session_id: str) -> PaymentSession | None:
         async with self._engine.connect() as connection:

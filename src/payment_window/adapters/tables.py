@@ -46,6 +46,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 UNSETTLED_SQL = "status IN ('open', 'awaiting_payment_confirmation')"
+UNPAID_SQL = "status = 'expired'"
 
 metadata = MetaData()
 
@@ -82,6 +83,17 @@ payment_sessions = Table(
     Index("ix_payment_sessions_status_expires_at", "status", "expires_at"),
     Index("ix_payment_sessions_maker_id", "maker_id"),
     Index("ix_payment_sessions_auction_id", "auction_id"),
+    # A buyer's payment record: that buyer's windows opened since a moment.
+    Index("ix_payment_sessions_buyer_id_created_at", "buyer_id", "created_at"),
+    # Repeat non-payers: closed-unpaid windows opened since a moment, grouped by buyer, read
+    # from the index alone (paid and open rows, the bulk of a healthy store, are not in it).
+    Index(
+        "ix_payment_sessions_unpaid_created_at_buyer_id",
+        "created_at",
+        "buyer_id",
+        postgresql_where=text(UNPAID_SQL),
+        sqlite_where=text(UNPAID_SQL),
+    ),
     # One unsettled window per auction, even when two requests race past the service's check.
     Index(
         "ux_payment_sessions_unsettled_auction",

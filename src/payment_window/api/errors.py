@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from payment_window.domain.buyers import InvalidPeriod
 from payment_window.domain.errors import (
     AmountTooSmall,
     AuctionAlreadyPaid,
@@ -54,6 +55,7 @@ STATUS_BY_ERROR: Mapping[type[DomainError], int] = {
     PreconditionFailed: 412,
     ExtensionExceedsPolicy: 422,
     InvalidWindow: 422,
+    InvalidPeriod: 422,
     AmountTooSmall: 422,
     CheckoutRefused: 422,
     InvalidWebhook: 400,

@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from payment_window.domain import messages
+from payment_window.domain.buyers import BuyerRecord
 from payment_window.domain.money import MAX_AMOUNT
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
 from payment_window.domain.session import MAX_EXTENSION_MINUTES_PER_REQUEST, Status
@@ -192,6 +193,61 @@ class StatusOut(Out):
     amount: int
     currency: str
     maker_id: str
+
+
+class UnpaidWindowOut(Out):
+    """A window the buyer let close unpaid."""
+
+    session_id: str
+    auction_id: str
+    closed_at: WireTime
+    reason: str = Field(description="why it closed: a close reason, or `unknown`")
+
+
+class BuyerRecordOut(Out):
+    """A buyer's windows opened in the last `days` days (opened at or after `since`), by
+    outcome: `opened = paid + unpaid + unsettled`."""
+
+    buyer_id: str
+    days: int = Field(description="the period's length in days")
+    since: WireTime = Field(description="windows opened at or after this time are counted")
+    opened: int = Field(ge=0)
+    paid: int = Field(ge=0, description="paid, a payment that arrived after the close included")
+    unpaid: int = Field(ge=0, description="closed unpaid, for any reason")
+    unpaid_by_reason: dict[str, int] = Field(
+        description="closed unpaid by close reason; every known reason is listed, 0 included"
+    )
+    unsettled: int = Field(
+        ge=0, description="still open, or complete at Stripe with the payment being confirmed"
+    )
+    last_unpaid: UnpaidWindowOut | None = Field(
+        description="the most recently closed of the unpaid windows counted; null when none"
+    )
+    server_time: WireTime
+
+    @classmethod
+    def of(cls, record: BuyerRecord) -> BuyerRecordOut:
+        last = record.last_unpaid
+        return cls(
+            buyer_id=record.buyer_id,
+            days=record.period.days,
+            since=record.period.since,
+            opened=record.opened,
+            paid=record.paid,
+            unpaid=record.unpaid,
+            unpaid_by_reason=record.unpaid_by_reason,
+            unsettled=record.unsettled,
+            last_unpaid=None if last is None else UnpaidWindowOut.model_validate(last),
+            server_time=record.period.until,
+        )
+
+
+class RepeatNonPayerOut(Out):
+    """One of the buyers who let the most windows close unpaid in the summary's period."""
+
+    buyer_id: str
+    unpaid: int = Field(ge=1, description="windows opened in the period and closed unpaid")
+    opened: int = Field(ge=1, description="windows opened in the period")
 
 
 class ErrorDetail(BaseModel):

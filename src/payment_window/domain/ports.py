@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from payment_window.domain.buyers import BuyerRecord, Period, RepeatNonPayer
 from payment_window.domain.events import AuditEntry, Destination, OutboxEnvelope, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.session import PaymentSession, Status
@@ -326,6 +327,15 @@ class ReadModel(Protocol):
         ...
 
     async def summary(self, now: datetime) -> Summary: ...
+
+    async def buyer_record(self, buyer_id: str, period: Period) -> BuyerRecord:
+        """The buyer's windows opened in `period`, by outcome, and the last one closed unpaid."""
+        ...
+
+    async def repeat_non_payers(self, period: Period, limit: int) -> list[RepeatNonPayer]:
+        """The `limit` buyers with the most windows opened in `period` and closed unpaid, most
+        first (ties by buyer id); buyers with none are never listed."""
+        ...
 
     async def session(self, session_id: str) -> PaymentSession | None: ...
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from payment_window.domain.buyers import DEFAULT_DAYS, RepeatNonPayer
 from payment_window.domain.session import Status
 
 DUE_SOON = timedelta(hours=1)
@@ -25,6 +26,7 @@ class WindowFilter:
 
     status: Status | None = None
     maker_id: str | None = None
+    buyer_id: str | None = None
     auction_id: str | None = None
     due_before: datetime | None = None
     due_after: datetime | None = None
@@ -40,6 +42,9 @@ class WindowFilter:
             self.due_after.isoformat() if self.due_after else "",
             "overdue" if self.overdue else "",
         ]
+        # Appended only when set, so cursors handed out before the buyer filter existed stay valid.
+        if self.buyer_id is not None:
+            parts.append(f"buyer={self.buyer_id}")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
 
 
@@ -57,6 +62,9 @@ class Summary:
     duplicate_payments: int
     undelivered_outbox: int
     expired_last_24h_by_reason: dict[str, int] = field(default_factory=dict)
+    # Buyers with the most windows closed unpaid among those opened in the last `buyer_period_days`.
+    buyer_period_days: int = DEFAULT_DAYS
+    repeat_non_payers: tuple[RepeatNonPayer, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

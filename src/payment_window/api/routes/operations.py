@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import AfterValidator, BeforeValidator, Field
 
@@ -13,7 +13,16 @@ from payment_window.api.auth import CurrentActor
 from payment_window.api.bodies import status_body
 from payment_window.api.deps import SessionId
 from payment_window.api.routes.page import PAGE_HEADERS, templates
-from payment_window.api.schemas import ID_PATTERN, Out, StatusOut, WireTime, error_responses
+from payment_window.api.schemas import (
+    ID_PATTERN,
+    BuyerRecordOut,
+    Out,
+    RepeatNonPayerOut,
+    StatusOut,
+    WireTime,
+    error_responses,
+)
+from payment_window.domain.buyers import DEFAULT_DAYS, MAX_DAYS, MIN_DAYS
 from payment_window.domain.session import PaymentSession, Status
 from payment_window.domain.status import WindowStatus
 from payment_window.domain.views import WindowFilter
@@ -52,6 +61,15 @@ async def get_operations(request: Request) -> Operations:
 
 
 OperationsDep = Annotated[Operations, Depends(get_operations)]
+BuyerId = Annotated[str, Path(alias="buyerId", min_length=1, max_length=128, pattern=ID_PATTERN)]
+PeriodDays = Annotated[
+    int,
+    Query(
+        ge=MIN_DAYS,
+        le=MAX_DAYS,
+        description="the period: windows opened (created) within the last this many days",
+    ),
+]
 
 
 # --- response bodies: each model is both the answer and its published schema ----------------
@@ -99,6 +117,11 @@ class SummaryOut(Out):
     expired_last_24h_by_reason: dict[str, int] = Field(
         alias="expiredLast24hByReason", description="closed unpaid in the last 24 hours"
     )
+    buyer_period_days: int = Field(description="the period `repeatNonPayers` covers, in days")
+    repeat_non_payers: list[RepeatNonPayerOut] = Field(
+        description="up to 10 buyers with the most windows opened in the period and closed "
+        "unpaid, most first (ties by buyer id); buyers with none are not listed"
+    )
     server_time: WireTime
 
 
@@ -131,6 +154,9 @@ async def list_windows(
     maker_id: Annotated[
         str | None, Query(alias="makerId", min_length=1, max_length=128, pattern=ID_PATTERN)
     ] = None,
+    buyer_id: Annotated[
+        str | None, Query(alias="buyerId", min_length=1, max_length=128, pattern=ID_PATTERN)
+    ] = None,
     auction_id: Annotated[
         str | None, Query(alias="auctionId", min_length=1, max_length=128, pattern=ID_PATTERN)
     ] = None,
@@ -157,6 +183,7 @@ async def list_windows(
     query = WindowFilter(
         status=status,
         maker_id=maker_id,
+        buyer_id=buyer_id,
         auction_id=auction_id,
         due_before=due_before,
         due_after=due_after,
@@ -173,15 +200,40 @@ async def list_windows(
 @router.get(
     "/payments/windows/summary",
     response_model=SummaryOut,
-    responses=error_responses(401, 403),
+    responses=error_responses(401, 403, 422),
 )
 async def windows_summary(
-    response: Response, actor: CurrentActor, operations: OperationsDep
+    response: Response,
+    actor: CurrentActor,
+    operations: OperationsDep,
+    days: PeriodDays = DEFAULT_DAYS,
 ) -> SummaryOut:
-    """Open, due-soon, overdue and failing windows, the outbox backlog and recent closings
-    (admin only)."""
+    """Open, due-soon, overdue and failing windows, the outbox backlog, recent closings, and
+    the repeat non-payers: the buyers with the most windows opened (created) in the last `days`
+    days and closed unpaid (admin only)."""
     response.headers["Cache-Control"] = NO_STORE
-    return SummaryOut.model_validate(await operations.summary(actor))
+    return SummaryOut.model_validate(await operations.summary(actor, days=days))
+
+
+@router.get(
+    "/payments/buyers/{buyerId}/record",
+    response_model=BuyerRecordOut,
+    responses=error_responses(401, 403, 422),
+)
+async def buyer_record(
+    response: Response,
+    buyer_id: BuyerId,
+    actor: CurrentActor,
+    operations: OperationsDep,
+    days: PeriodDays = DEFAULT_DAYS,
+) -> BuyerRecordOut:
+    """A buyer's payment record (admin only): the windows opened (created) in the last `days`
+    days (90 unless asked), how many were paid, closed unpaid (by close reason) or are still
+    running, and the last one closed unpaid. A window counts in the period by when it was
+    opened, however long it ran. A buyer with no windows has a record of zeros."""
+    record = await operations.buyer_record(buyer_id, actor, days=days)
+    response.headers["Cache-Control"] = NO_STORE
+    return BuyerRecordOut.of(record)
 
 
 @router.get(
