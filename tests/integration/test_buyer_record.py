@@ -76,9 +76,7 @@ async def _record(api: Api, buyer_id: str, **params: Any) -> dict[str, Any]:
 
 
 async def _summary(api: Api, **params: Any) -> dict[str, Any]:
-    response = await api.client.get(
-        "/payments/windows/summary", params=params, headers=api.admin
-    )
+    response = await api.client.get("/payments/windows/summary", params=params, headers=api.admin)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
