@@ -13,6 +13,7 @@ import typer
 from pydantic.fields import FieldInfo
 
 from payment_window.config import Settings
+from payment_window.domain.buyers import DEFAULT_DAYS, MAX_DAYS, MIN_DAYS
 from payment_window.logs import configure_logging
 
 
@@ -285,6 +286,48 @@ def audit(session_id: Annotated[str, typer.Argument(help="the payment session id
         raise typer.Exit(1) from None
     for line in audit_table(trail):
         typer.echo(line)
+
+
+@app.command()
+def buyers(
+    buyer_id: Annotated[
+        str | None, typer.Argument(metavar="BUYER_ID", help="print this buyer's payment record")
+    ] = None,
+    repeat: Annotated[
+        bool,
+        typer.Option("--repeat", help="the buyers who let the most windows close unpaid (top 10)"),
+    ] = False,
+    days: Annotated[
+        int,
+        typer.Option(
+            min=MIN_DAYS,
+            max=MAX_DAYS,
+            help="the period: windows opened (created) within the last this many days",
+        ),
+    ] = DEFAULT_DAYS,
+) -> None:
+    """Buyers' payment records: one buyer's, or the repeat non-payers (--repeat)."""
+    from payment_window.cli_tables import (
+        buyer_record_lines,
+        non_payers_table,
+        read_buyer_record,
+        read_repeat_non_payers,
+    )
+
+    if (buyer_id is None) == (not repeat):
+        raise typer.BadParameter("give a BUYER_ID or --repeat (one of them)")
+    if buyer_id is not None:
+        record = asyncio.run(read_buyer_record(_settings(), buyer_id, days))
+        for line in buyer_record_lines(record):
+            typer.echo(line)
+        return
+    non_payers = asyncio.run(read_repeat_non_payers(_settings(), days))
+    if not non_payers:
+        typer.echo(f"no buyer let a window opened in the last {days} days close unpaid")
+        return
+    for line in non_payers_table(non_payers):
+        typer.echo(line)
+    typer.echo(f"\nwindows opened in the last {days} days; top {len(non_payers)} by unpaid")
 
 
 def main() -> None:

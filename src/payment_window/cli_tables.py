@@ -1,4 +1,4 @@
-"""Plain-text tables for `payment-window windows` and `payment-window audit`.
+"""Plain-text tables for `payment-window windows`, `audit` and `buyers`.
 
 The commands read the store directly (an operator with the database's credentials sees
 everything, as an admin would) through the operations queries; no Redis, no Stripe.
@@ -16,6 +16,7 @@ from payment_window.adapters.read_model import SqlReadModel
 from payment_window.adapters.store import create_engine
 from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
+from payment_window.domain.buyers import BuyerRecord, RepeatNonPayer
 from payment_window.domain.session import PaymentSession
 from payment_window.domain.views import AuditRecord, WindowFilter
 from payment_window.operations import MAX_PAGE, Operations
@@ -23,6 +24,7 @@ from payment_window.operations import MAX_PAGE, Operations
 OPERATOR = Actor(subject="cli", role=Role.ADMIN)
 WINDOW_COLUMNS = ("ID", "AUCTION", "MAKER", "STATUS", "DEADLINE", "TIME LEFT", "ATTEMPTS")
 AUDIT_COLUMNS = ("TIME", "ACTION", "ACTOR", "STATUS", "DETAILS")
+NON_PAYER_COLUMNS = ("BUYER", "UNPAID", "OPENED", "UNPAID SHARE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,24 @@ async def read_audit(settings: Settings, session_id: str) -> list[AuditRecord]:
         return await Operations(SqlReadModel(engine), SystemClock()).audit_trail(
             session_id, OPERATOR
         )
+    finally:
+        await engine.dispose()
+
+
+async def read_repeat_non_payers(settings: Settings, days: int) -> list[RepeatNonPayer]:
+    engine = create_engine(settings)
+    try:
+        operations = Operations(SqlReadModel(engine), SystemClock())
+        return await operations.repeat_non_payers(OPERATOR, days=days)
+    finally:
+        await engine.dispose()
+
+
+async def read_buyer_record(settings: Settings, buyer_id: str, days: int) -> BuyerRecord:
+    engine = create_engine(settings)
+    try:
+        operations = Operations(SqlReadModel(engine), SystemClock())
+        return await operations.buyer_record(buyer_id, OPERATOR, days=days)
     finally:
         await engine.dispose()
 
@@ -143,3 +163,41 @@ def audit_table(trail: Sequence[AuditRecord]) -> list[str]:
         for record in trail
     ]
     return aligned(AUDIT_COLUMNS, rows)
+
+
+def non_payers_table(non_payers: Sequence[RepeatNonPayer]) -> list[str]:
+    rows = [
+        (
+            entry.buyer_id,
+            str(entry.unpaid),
+            str(entry.opened),
+            f"{entry.unpaid / entry.opened:.0%}",
+        )
+        for entry in non_payers
+    ]
+    return aligned(NON_PAYER_COLUMNS, rows)
+
+
+def buyer_record_lines(record: BuyerRecord) -> list[str]:
+    """The record as an operator reads it: the headline, then the outcomes, then the last close."""
+    lines = [
+        f"{record.buyer_id}: {record.unpaid} of {record.opened} windows unpaid in "
+        f"{record.period.days} days (opened since {local_time(record.period.since)})",
+        "",
+    ]
+    outcomes = [("paid", str(record.paid)), ("still running", str(record.unsettled))]
+    outcomes.append(("closed unpaid", str(record.unpaid)))
+    outcomes += [
+        (f"  {reason.replace('_', ' ')}", str(count))
+        for reason, count in record.unpaid_by_reason.items()
+        if count
+    ]
+    lines += aligned(("OUTCOME", "WINDOWS"), outcomes)
+    last = record.last_unpaid
+    if last is not None:
+        lines += [
+            "",
+            f"last unpaid: {last.session_id}  auction {last.auction_id}  closed "
+            f"{local_time(last.closed_at)}  ({last.reason.replace('_', ' ')})",
+        ]
+    return lines

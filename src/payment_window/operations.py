@@ -29,6 +29,7 @@ from payment_window.domain.buyers import (
     REPEAT_NON_PAYERS_SHOWN,
     BuyerRecord,
     Period,
+    RepeatNonPayer,
 )
 from payment_window.domain.errors import DomainError, OverrideNotAllowed, SessionNotFound
 from payment_window.domain.ports import Clock, ReadModel
@@ -118,11 +119,18 @@ class Operations:
         and the buyers who let the most windows opened in the last `days` days close unpaid."""
         if not access.may_operate(viewer):
             raise OverrideNotAllowed("only admins may read the operations summary")
-        now = self._clock.now()
-        period = Period.last(days, now)
-        figures = await self._read.summary(now)
-        non_payers = await self._read.repeat_non_payers(period, REPEAT_NON_PAYERS_SHOWN)
+        figures = await self._read.summary(self._clock.now())
+        non_payers = await self.repeat_non_payers(viewer, days=days)
         return replace(figures, buyer_period_days=days, repeat_non_payers=tuple(non_payers))
+
+    async def repeat_non_payers(
+        self, viewer: Actor, *, days: int = DEFAULT_DAYS
+    ) -> list[RepeatNonPayer]:
+        """The buyers who let the most windows opened in the last `days` days close unpaid."""
+        if not access.may_operate(viewer):
+            raise OverrideNotAllowed("only admins may read buyers' payment records")
+        period = Period.last(days, self._clock.now())
+        return await self._read.repeat_non_payers(period, REPEAT_NON_PAYERS_SHOWN)
 
     async def buyer_record(
         self, buyer_id: str, viewer: Actor, *, days: int = DEFAULT_DAYS

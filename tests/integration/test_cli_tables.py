@@ -1,4 +1,4 @@
-"""`payment-window windows` and `payment-window audit`: the real CLI in a child process."""
+"""`payment-window windows`, `audit` and `buyers`: the real CLI in a child process."""
 
 from __future__ import annotations
 
@@ -133,3 +133,67 @@ async def test_audit_prints_the_trail(api: Api, pg_settings: Settings) -> None:
 
     code, out, err = await _cli(pg_settings, "audit", "pw_missing")
     assert code == 1 and "no payment session pw_missing" in err
+
+
+async def _close_unpaid(api: Api, buyer_id: str, count: int, *, still_open: int = 0) -> str:
+    """`count` windows an admin terminates, then `still_open` more; the last terminated id."""
+    last = ""
+    for _ in range(count):
+        last = (await api.open_window(buyerId=buyer_id))["sessionId"]
+        response = await api.client.post(
+            f"/payments/window/{last}/override",
+            json={"action": "terminate", "reason": "no answer"},
+            headers=api.admin,
+        )
+        assert response.status_code == 200, response.text
+    for _ in range(still_open):
+        await api.open_window(buyerId=buyer_id)
+    return last
+
+
+async def test_buyers_repeat_prints_the_repeat_non_payers(api: Api, pg_settings: Settings) -> None:
+    await _close_unpaid(api, "by-often", 3, still_open=1)
+    await _close_unpaid(api, "by-twice", 2)
+    await api.open_window(buyerId="by-fine")
+
+    code, out, err = await _cli(pg_settings, "buyers", "--repeat")
+
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["BUYER", "UNPAID", "OPENED", "UNPAID", "SHARE"]
+    assert [line.split() for line in lines[1:3]] == [
+        ["by-often", "3", "4", "75%"],
+        ["by-twice", "2", "2", "100%"],
+    ]
+    assert lines[3:] == ["", "windows opened in the last 90 days; top 2 by unpaid"]
+
+    code, out, err = await _cli(pg_settings, "buyers", "--repeat", "--days", "3650")
+    assert code == 0 and "last 3650 days" in out
+    code, _, err = await _cli(pg_settings, "buyers", "--repeat", "--days", "0")
+    assert code == 2 and "--days" in err
+    code, _, err = await _cli(pg_settings, "buyers")
+    assert code == 2 and "BUYER_ID or --repeat" in err
+
+
+async def test_buyers_id_prints_one_buyers_record(api: Api, pg_settings: Settings) -> None:
+    last = await _close_unpaid(api, "by-often", 2, still_open=1)
+
+    code, out, err = await _cli(pg_settings, "buyers", "by-often")
+
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("by-often: 2 of 3 windows unpaid in 90 days (opened since ")
+    assert [line.split() for line in lines[2:7]] == [
+        ["OUTCOME", "WINDOWS"],
+        ["paid", "0"],
+        ["still", "running", "1"],
+        ["closed", "unpaid", "2"],
+        ["admin", "terminated", "2"],
+    ]
+    assert lines[-1].startswith(f"last unpaid: {last}  auction auc-")
+    assert lines[-1].endswith("(admin terminated)")
+
+    code, out, err = await _cli(pg_settings, "buyers", "by-nobody")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("by-nobody: 0 of 0 windows unpaid in 90 days")
+    assert "last unpaid" not in out
