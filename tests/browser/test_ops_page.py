@@ -235,6 +235,11 @@ def test_screenshot_of_the_operations_page(ops_page: Page, api: Api, tmp_path: P
     _seed_overdue(settings, "maker-north", [3, 27])
     for maker, minutes in (("maker-south", 35), ("maker-east", 125), ("maker-north", 600)):
         api.open_window(makerId=maker, windowMinutes=minutes)
+    # A buyer who let two windows close unpaid: their record shows beside each of their windows.
+    for minutes in (45, 90, 240):
+        session_id = api.open_window(buyerId="buyer-slow", windowMinutes=minutes)["sessionId"]
+        if minutes < 240:
+            assert api.override(session_id, action="terminate").status_code == 200
     _open(ops_page, api)
     expect(ops_page.locator("#ops")).to_have_attribute("data-state", "ready")
     expect(ops_page.locator('tr[data-mood="overdue"]').first).to_be_visible()

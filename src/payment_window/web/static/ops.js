@@ -1,5 +1,5 @@
-// DOM glue for the operations page: the summary, a sortable table of windows with live
-// countdowns, and extend/terminate per row. Time logic is the checkout page's own timer
+// DOM glue for the operations page: the summary with the repeat non-payers, a sortable table of
+// windows with live countdowns and each buyer's record, and extend/terminate per row. Time logic is the checkout page's own timer
 // (one per row, fed the list's serverTime); the controls are its override module.
 
 import { formatRemaining } from './format.js';
@@ -8,6 +8,9 @@ import { createTimer } from './timer.js';
 import { requester, takeToken } from './token.js';
 
 const PAGE_SIZE = 100;
+// Buyer records are read one buyer at a time (the endpoint the marketplace uses too), a few at
+// once, each buyer once per load however many of their windows are listed.
+const RECORD_REQUESTS_AT_ONCE = 4;
 const STATUS_ORDER = ['open', 'awaiting_payment_confirmation', 'paid', 'expired'];
 
 const $ = (id) => document.getElementById(id);
@@ -23,6 +26,10 @@ const el = {
   more: $('load-more'),
   announcer: $('announcer'),
   table: $('windows'),
+  nonPayers: $('non-payer-rows'),
+  noNonPayers: $('no-non-payers'),
+  nonPayersDays: $('non-payers-days'),
+  buyerFilter: $('filter-buyer'),
 };
 const FIGURES = {
   openCount: $('open-count'),
@@ -39,6 +46,7 @@ const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
 const clock = () => ({ now: Date.now(), mono: performance.now() });
 
 const rows = new Map(); // sessionId -> row
+const records = new Map(); // buyerId -> Promise of the buyer's record (or null when unreadable)
 let rowCount = 0;
 let cursor = null;
 let sort = { key: 'deadline', dir: 1 };
@@ -83,6 +91,43 @@ function describeReasons(byReason) {
   return parts.length ? parts.join(', ') : 'none';
 }
 
+// The buyer's windows: the page itself, filtered. A plain link, so it opens in a new tab too.
+function buyerLink(buyerId) {
+  const link = document.createElement('a');
+  link.href = `/ops?${new URLSearchParams({ buyerId })}`;
+  link.className = 'buyer-link';
+  link.textContent = buyerId;
+  link.title = `Show the windows of buyer ${buyerId}`;
+  link.addEventListener('click', (event) => {
+    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    showBuyer(buyerId);
+  });
+  return link;
+}
+
+function showBuyer(buyerId) {
+  el.buyerFilter.value = buyerId;
+  history.pushState(null, '', `/ops?${new URLSearchParams({ buyerId })}`);
+  loadWindows({ reset: true }).then(() => announce(`Showing the windows of buyer ${buyerId}`));
+}
+
+function renderNonPayers(body) {
+  el.nonPayersDays.textContent = String(body.buyerPeriodDays);
+  el.nonPayers.replaceChildren(
+    ...body.repeatNonPayers.map((entry) => {
+      const tr = document.createElement('tr');
+      tr.dataset.buyerId = entry.buyerId;
+      const buyer = cell('buyer');
+      buyer.append(buyerLink(entry.buyerId));
+      tr.append(buyer, cell('unpaid num', String(entry.unpaid)), cell('opened num', String(entry.opened)));
+      return tr;
+    }),
+  );
+  el.noNonPayers.hidden = body.repeatNonPayers.length > 0;
+  $('non-payers').hidden = body.repeatNonPayers.length === 0;
+}
+
 async function loadSummary() {
   const { status, body, timing } = await request('/payments/windows/summary');
   if (refused(status, body)) return false;
@@ -93,6 +138,7 @@ async function loadSummary() {
     node.dataset.alarm = String(node.querySelector('dd').textContent !== '0' && node.querySelector('dd').textContent !== '—');
   });
   el.reasons.textContent = describeReasons(body.expiredLast24hByReason);
+  renderNonPayers(body);
   return true;
 }
 
@@ -120,6 +166,7 @@ function createRow(item, timing) {
       session: cell('session', item.sessionId),
       auction: cell('auction', item.auctionId),
       maker: cell('maker', item.makerId),
+      buyer: cell('buyer'),
       status: cell('status'),
       deadline: cell('deadline'),
       left: cell('time-left'),
@@ -132,6 +179,11 @@ function createRow(item, timing) {
     override: null,
   };
   row.cells.deadline.append(deadline);
+  const record = document.createElement('span');
+  record.className = 'buyer-record';
+  record.textContent = '…';
+  row.cells.buyer.append(buyerLink(item.buyerId), ' ', record);
+  row.record = record;
   tr.append(...Object.values(row.cells));
   // The controls open in a full-width row of their own beneath, so the table stays readable.
   const panel = document.createElement('tr');
@@ -233,6 +285,53 @@ function tick() {
   tickHandle = setTimeout(tick, 1000 - (Date.now() % 1000) + 10);
 }
 
+// --- buyer records ---------------------------------------------------------------------------
+
+function describeRecord(record) {
+  if (!record) return 'record unavailable';
+  return `${record.unpaid} of ${record.opened} unpaid in ${record.days} days`;
+}
+
+async function readRecord(buyerId) {
+  const { status, body } = await request(`/payments/buyers/${encodeURIComponent(buyerId)}/record`);
+  return status === 200 ? body : null;
+}
+
+// At most RECORD_REQUESTS_AT_ONCE record requests in flight; the rest wait their turn.
+let recordSlots = RECORD_REQUESTS_AT_ONCE;
+const recordQueue = [];
+
+function nextRecordRequest() {
+  while (recordSlots > 0 && recordQueue.length) {
+    recordSlots -= 1;
+    recordQueue.shift()().finally(() => {
+      recordSlots += 1;
+      nextRecordRequest();
+    });
+  }
+}
+
+function queuedRecord(buyerId) {
+  return new Promise((resolve) => {
+    recordQueue.push(() => readRecord(buyerId).then(resolve, () => resolve(null)));
+    nextRecordRequest();
+  });
+}
+
+function paintRecord(row, record) {
+  row.record.textContent = describeRecord(record);
+  row.record.dataset.unpaid = String(record?.unpaid ?? 0);
+}
+
+// Each listed row gets its buyer's record; each buyer is asked for once per load.
+function loadRecords() {
+  for (const row of rows.values()) {
+    const { buyerId } = row.item;
+    if (!records.has(buyerId)) records.set(buyerId, queuedRecord(buyerId));
+    records.get(buyerId).then((record) => paintRecord(row, record));
+  }
+}
+
 // --- sorting ---------------------------------------------------------------------------------
 
 const byDeadline = (a, b) => Date.parse(a.item.expiresAt) - Date.parse(b.item.expiresAt) || (a.id < b.id ? -1 : 1);
@@ -270,8 +369,10 @@ function filterParams() {
   const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
   const status = $('filter-status').value;
   const maker = $('filter-maker').value.trim();
+  const buyer = el.buyerFilter.value.trim();
   if (status) params.set('status', status);
   if (maker) params.set('makerId', maker);
+  if (buyer) params.set('buyerId', buyer);
   if ($('filter-overdue').checked) params.set('overdue', 'true');
   return params;
 }
@@ -294,11 +395,13 @@ async function loadWindows({ reset }) {
   cursor = body.nextCursor;
   el.more.hidden = cursor == null;
   render();
+  loadRecords();
   return true;
 }
 
 async function reload() {
   el.root.dataset.state = 'loading';
+  records.clear();
   try {
     if ((await loadSummary()) && (await loadWindows({ reset: true }))) el.root.dataset.state = 'ready';
   } catch {
@@ -313,6 +416,12 @@ async function start() {
     return;
   }
   wireSorting();
+  // A link to a buyer's windows (/ops?buyerId=…) opens the page with that filter set.
+  el.buyerFilter.value = new URLSearchParams(location.search).get('buyerId') ?? '';
+  window.addEventListener('popstate', () => {
+    el.buyerFilter.value = new URLSearchParams(location.search).get('buyerId') ?? '';
+    loadWindows({ reset: true });
+  });
   el.refresh.addEventListener('click', () => {
     stopped = false;
     el.error.hidden = true;
@@ -320,6 +429,8 @@ async function start() {
   });
   el.filters.addEventListener('submit', (event) => {
     event.preventDefault();
+    const buyerId = el.buyerFilter.value.trim();
+    history.replaceState(null, '', buyerId ? `/ops?${new URLSearchParams({ buyerId })}` : '/ops');
     loadWindows({ reset: true });
   });
   el.more.addEventListener('click', () => loadWindows({ reset: false }));
