@@ -94,6 +94,14 @@ payment_sessions = Table(
         postgresql_where=text(UNPAID_SQL),
         sqlite_where=text(UNPAID_SQL),
     ),
+    # The summary's "closed unpaid in the last 24 hours": by when they closed, which no other
+    # index bounds (a window terminated early, or closed days late, is far from its deadline).
+    Index(
+        "ix_payment_sessions_unpaid_expired_at",
+        "expired_at",
+        postgresql_where=text(UNPAID_SQL),
+        sqlite_where=text(UNPAID_SQL),
+    ),
     # One unsettled window per auction, even when two requests race past the service's check.
     Index(
         "ux_payment_sessions_unsettled_auction",

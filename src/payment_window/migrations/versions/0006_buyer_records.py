@@ -1,4 +1,5 @@
-"""A buyer's payment record and the repeat non-payers are read from indexes, not table scans.
+"""A buyer's payment record, the repeat non-payers and the summary's recent closes are read
+from indexes, not table scans.
 
 Revision ID: 0006
 Revises: 0005
@@ -28,8 +29,16 @@ def upgrade() -> None:
         postgresql_where=sa.text(UNPAID_SQL),
         sqlite_where=sa.text(UNPAID_SQL),
     )
+    op.create_index(
+        "ix_payment_sessions_unpaid_expired_at",
+        "payment_sessions",
+        ["expired_at"],
+        postgresql_where=sa.text(UNPAID_SQL),
+        sqlite_where=sa.text(UNPAID_SQL),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_payment_sessions_unpaid_expired_at", "payment_sessions")
     op.drop_index("ix_payment_sessions_unpaid_created_at_buyer_id", "payment_sessions")
     op.drop_index("ix_payment_sessions_buyer_id_created_at", "payment_sessions")
