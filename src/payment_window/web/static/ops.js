@@ -1,6 +1,7 @@
 // DOM glue for the operations page: the summary with the repeat non-payers, a sortable table of
-// windows with live countdowns and each buyer's record, and extend/terminate per row. Time logic is the checkout page's own timer
-// (one per row, fed the list's serverTime); the controls are its override module.
+// windows with live countdowns and each buyer's record, and extend/terminate per row. Time logic
+// is the checkout page's own timer (one per row, fed the list's serverTime); the controls are its
+// override module.
 
 import { formatRemaining } from './format.js';
 import { mountOverride } from './override.js';
