@@ -88,7 +88,8 @@ class Settings(BaseSettings):
         False, description="policy for makers without their own: may they extend/terminate"
     )
     default_on_expiry: OnExpiry = Field(
-        OnExpiry.RELIST, description="policy for makers without their own: relist|notify_maker"
+        OnExpiry.RELIST,
+        description="policy for makers without their own: relist|notify_maker|offer_next_bidder",
     )
     reminder_offsets_minutes: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [720, 60],
