@@ -84,13 +84,13 @@ def serve(
     import uvicorn
 
     from payment_window.api.app import create_app
-    from payment_window.runner import StartupRefused, require_stripe, with_local_stripe
+    from payment_window.runner import StartupRefused, require_for, with_local_stripe
 
     settings = _settings()
     try:
         if local_stripe:
             settings = with_local_stripe(settings, f"http://{host}:{port}")
-        require_stripe(settings)
+        require_for("serve", settings)
     except StartupRefused as refused:
         _refuse(refused)
     typer.echo(f"payment-window serving on http://{host}:{port}  (API docs: /docs)")
@@ -105,11 +105,11 @@ def worker() -> None:
 
     Needs PW_STRIPE_API_KEY; with `serve --local-stripe` the worker already runs inside serve.
     """
-    from payment_window.runner import StartupRefused, require_stripe, run_worker
+    from payment_window.runner import StartupRefused, require_for, run_worker
 
     settings = _settings()
     try:
-        require_stripe(settings)
+        require_for("worker", settings)
     except StartupRefused as refused:
         _refuse(refused)
     asyncio.run(run_worker(settings))
@@ -121,11 +121,11 @@ def expire_due() -> None:
 
     Needs PW_STRIPE_API_KEY: a window is only closed once Stripe can no longer take the payment.
     """
-    from payment_window.runner import StartupRefused, expire_due_once, require_stripe
+    from payment_window.runner import StartupRefused, expire_due_once, require_for
 
     settings = _settings()
     try:
-        require_stripe(settings)
+        require_for("expire-due", settings)
     except StartupRefused as refused:
         _refuse(refused)
     report = asyncio.run(expire_due_once(settings))
