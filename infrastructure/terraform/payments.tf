@@ -44,31 +44,35 @@ locals {
     var.jwt_jwks_url == null ? {} : { PW_JWT_JWKS_URL = var.jwt_jwks_url },
   )
 
-  # PW_ENV=production refuses to start without a Stripe key and a JWT secret, so every process
-  # gets both, even the relay, which uses neither.
-  production_secrets = {
-    PW_DATABASE_URL   = aws_secretsmanager_secret.database_url.arn
-    PW_STRIPE_API_KEY = var.stripe_api_key_secret_arn
-    PW_JWT_SECRET     = var.jwt_secret_arn
+  # Every process reads the store.
+  store_secrets = {
+    PW_DATABASE_URL = aws_secretsmanager_secret.database_url.arn
   }
 
-  # Secrets per process: each execution role may read exactly these.
+  # Secrets per process: each execution role may read exactly these, and each process asks at
+  # start-up for exactly what it uses (payment_window.runner.require_for): the API opens
+  # checkouts and verifies tokens, the worker and the expiry pass close checkouts at Stripe,
+  # the relay only publishes, so it never holds the Stripe key.
   secrets = {
-    api = merge(local.production_secrets, {
+    api = merge(local.store_secrets, {
+      PW_STRIPE_API_KEY        = var.stripe_api_key_secret_arn
+      PW_JWT_SECRET            = var.jwt_secret_arn
       PW_REDIS_URL             = aws_secretsmanager_secret.redis_url.arn
       PW_STRIPE_WEBHOOK_SECRET = var.stripe_webhook_secret_arn
     })
-    worker = merge(local.production_secrets, {
-      PW_REDIS_URL = aws_secretsmanager_secret.redis_url.arn
+    worker = merge(local.store_secrets, {
+      PW_STRIPE_API_KEY = var.stripe_api_key_secret_arn
+      PW_REDIS_URL      = aws_secretsmanager_secret.redis_url.arn
     })
     relay = merge(
-      local.production_secrets,
+      local.store_secrets,
       var.segment_write_key_secret_arn == null ? {} : {
         PW_SEGMENT_WRITE_KEY = var.segment_write_key_secret_arn
       },
     )
-    expire_due = merge(local.production_secrets, {
-      PW_REDIS_URL = aws_secretsmanager_secret.redis_url.arn
+    expire_due = merge(local.store_secrets, {
+      PW_STRIPE_API_KEY = var.stripe_api_key_secret_arn
+      PW_REDIS_URL      = aws_secretsmanager_secret.redis_url.arn
     })
   }
 

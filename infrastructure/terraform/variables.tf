@@ -136,13 +136,13 @@ variable "default_makers_may_override" {
 }
 
 variable "default_on_expiry" {
-  description = "PW_DEFAULT_ON_EXPIRY: relist or notify_maker."
+  description = "PW_DEFAULT_ON_EXPIRY: relist, notify_maker or offer_next_bidder."
   type        = string
   default     = "relist"
 
   validation {
-    condition     = contains(["relist", "notify_maker"], var.default_on_expiry)
-    error_message = "default_on_expiry: relist or notify_maker."
+    condition     = contains(["relist", "notify_maker", "offer_next_bidder"], var.default_on_expiry)
+    error_message = "default_on_expiry: relist, notify_maker or offer_next_bidder."
   }
 }
 

@@ -14,6 +14,8 @@ from pydantic.fields import FieldInfo
 
 from payment_window.config import Settings
 from payment_window.domain.buyers import DEFAULT_DAYS, MAX_DAYS, MIN_DAYS
+from payment_window.domain.policy import OnExpiry
+from payment_window.domain.session import MAX_EXTENSION_MINUTES_PER_REQUEST
 from payment_window.logs import configure_logging
 
 
@@ -83,13 +85,13 @@ def serve(
     import uvicorn
 
     from payment_window.api.app import create_app
-    from payment_window.runner import StartupRefused, require_stripe, with_local_stripe
+    from payment_window.runner import StartupRefused, require_for, with_local_stripe
 
     settings = _settings()
     try:
         if local_stripe:
             settings = with_local_stripe(settings, f"http://{host}:{port}")
-        require_stripe(settings)
+        require_for("serve", settings)
     except StartupRefused as refused:
         _refuse(refused)
     typer.echo(f"payment-window serving on http://{host}:{port}  (API docs: /docs)")
@@ -104,11 +106,11 @@ def worker() -> None:
 
     Needs PW_STRIPE_API_KEY; with `serve --local-stripe` the worker already runs inside serve.
     """
-    from payment_window.runner import StartupRefused, require_stripe, run_worker
+    from payment_window.runner import StartupRefused, require_for, run_worker
 
     settings = _settings()
     try:
-        require_stripe(settings)
+        require_for("worker", settings)
     except StartupRefused as refused:
         _refuse(refused)
     asyncio.run(run_worker(settings))
@@ -120,11 +122,11 @@ def expire_due() -> None:
 
     Needs PW_STRIPE_API_KEY: a window is only closed once Stripe can no longer take the payment.
     """
-    from payment_window.runner import StartupRefused, expire_due_once, require_stripe
+    from payment_window.runner import StartupRefused, expire_due_once, require_for
 
     settings = _settings()
     try:
-        require_stripe(settings)
+        require_for("expire-due", settings)
     except StartupRefused as refused:
         _refuse(refused)
     report = asyncio.run(expire_due_once(settings))
@@ -221,6 +223,46 @@ def demo(
     for viewer, token in tokens.items():
         typer.echo(f"\n{viewer} view:\n  {url}/checkout/{session_id}#token={token}")
     typer.echo(f"\nadmin token (for curl):\n  {tokens['admin']}")
+
+
+@app.command()
+def policy(
+    maker_id: Annotated[str, typer.Argument(help="the maker whose policy to show or change")],
+    on_expiry: Annotated[
+        OnExpiry | None,
+        typer.Option(help="what an unpaid window asks of the auction service"),
+    ] = None,
+    max_extension_minutes: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=MAX_EXTENSION_MINUTES_PER_REQUEST, help="total extension over a window"
+        ),
+    ] = None,
+    makers_may_override: Annotated[
+        bool | None,
+        typer.Option(
+            "--makers-may-override/--makers-may-not-override",
+            help="may the maker extend or terminate their own windows",
+        ),
+    ] = None,
+) -> None:
+    """Show a maker's extension policy, or change the parts given (as an admin's PUT would)."""
+    import re
+
+    from payment_window.api.schemas import ID_PATTERN
+    from payment_window.cli_tables import maker_policy, policy_lines
+
+    if len(maker_id) > 128 or not re.fullmatch(ID_PATTERN, maker_id):
+        raise typer.BadParameter("a maker id is 1 to 128 characters, none a control character")
+    wanted = {
+        "on_expiry": on_expiry,
+        "max_extension_minutes": max_extension_minutes,
+        "makers_may_override": makers_may_override,
+    }
+    changes = {name: value for name, value in wanted.items() if value is not None}
+    shown, own = asyncio.run(maker_policy(_settings(), maker_id, changes))
+    for line in policy_lines(maker_id, shown, own):
+        typer.echo(line)
 
 
 @app.command()

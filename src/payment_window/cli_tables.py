@@ -1,4 +1,5 @@
-"""Plain-text tables for `payment-window windows`, `audit` and `buyers`.
+"""Plain-text tables for `payment-window windows`, `audit` and `buyers`, and the maker policy
+`payment-window policy` shows and changes.
 
 The commands read the store directly (an operator with the database's credentials sees
 everything, as an admin would) through the operations queries; no Redis, no Stripe.
@@ -7,16 +8,18 @@ everything, as an admin would) through the operations queries; no Redis, no Stri
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from payment_window.adapters.clock import SystemClock
 from payment_window.adapters.read_model import SqlReadModel
-from payment_window.adapters.store import create_engine
+from payment_window.adapters.store import SqlUnitOfWork, create_engine
+from payment_window.bootstrap import default_policy
 from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.buyers import BuyerRecord, RepeatNonPayer
+from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.session import PaymentSession
 from payment_window.domain.views import AuditRecord, WindowFilter
 from payment_window.operations import MAX_PAGE, Operations
@@ -25,6 +28,35 @@ OPERATOR = Actor(subject="cli", role=Role.ADMIN)
 WINDOW_COLUMNS = ("ID", "AUCTION", "MAKER", "STATUS", "DEADLINE", "TIME LEFT", "ATTEMPTS")
 AUDIT_COLUMNS = ("TIME", "ACTION", "ACTOR", "STATUS", "DETAILS")
 NON_PAYER_COLUMNS = ("BUYER", "UNPAID", "OPENED", "UNPAID SHARE")
+
+
+async def maker_policy(
+    settings: Settings, maker_id: str, changes: Mapping[str, object]
+) -> tuple[ExtensionPolicy, bool]:
+    """The maker's policy after `changes` (none: just read), and whether it is the maker's own
+    row (False: the settings' defaults apply, as the API's GET says)."""
+    engine = create_engine(settings)
+    try:
+        async with SqlUnitOfWork(engine) as uow:
+            own = await uow.policies.get(maker_id)
+            if not changes:
+                return own or default_policy(settings), own is not None
+            changed = replace(own or default_policy(settings), **changes)  # type: ignore[arg-type]
+            await uow.policies.put(maker_id, changed, datetime.now(UTC))
+            await uow.commit()
+            return changed, True
+    finally:
+        await engine.dispose()
+
+
+def policy_lines(maker_id: str, policy: ExtensionPolicy, own: bool) -> list[str]:
+    source = "its own" if own else "the defaults (PW_DEFAULT_*): no policy of its own"
+    return [
+        f"maker {maker_id}: {source}",
+        f"  max extension minutes  {policy.max_extension_minutes}",
+        f"  makers may override    {'yes' if policy.makers_may_override else 'no'}",
+        f"  on expiry              {policy.on_expiry.value}",
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from payment_window.domain.policy import OnExpiry
@@ -88,7 +88,8 @@ class Settings(BaseSettings):
         False, description="policy for makers without their own: may they extend/terminate"
     )
     default_on_expiry: OnExpiry = Field(
-        OnExpiry.RELIST, description="policy for makers without their own: relist|notify_maker"
+        OnExpiry.RELIST,
+        description="policy for makers without their own: relist|notify_maker|offer_next_bidder",
     )
     reminder_offsets_minutes: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [720, 60],
@@ -154,21 +155,6 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return [value]
         return value
-
-    @model_validator(mode="after")
-    def _production_needs_secrets(self) -> Settings:
-        if self.env is Environment.PRODUCTION:
-            missing = [
-                name
-                for name, value in (
-                    ("PW_STRIPE_API_KEY", self.stripe_api_key),
-                    ("PW_JWT_SECRET", self.jwt_secret or self.jwt_jwks_url),
-                )
-                if not value
-            ]
-            if missing:
-                raise ValueError(f"production mode needs {', '.join(missing)}")
-        return self
 
     def as_environment(self) -> dict[str, str]:
         """The `PW_` variables that give a child process (a worker, a server) these settings."""

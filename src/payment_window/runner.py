@@ -99,10 +99,31 @@ NO_STAND_IN_MESSAGE = (
 )
 
 
+NO_TOKEN_KEY_MESSAGE = (
+    "PW_JWT_SECRET (or PW_JWT_JWKS_URL) is not set: in production tokens are verified only "
+    "with a configured key, never with a generated development secret"
+)
+
+
 def require_stripe(settings: Settings) -> None:
     """No fake Stripe unless asked for: without a key, a process that calls Stripe stops."""
     if settings.stripe_api_key is None:
         raise StartupRefused(NO_STRIPE_MESSAGE)
+
+
+def require_for(process: str, settings: Settings) -> None:
+    """What `payment-window <process>` must be given before it starts, by what it does, so
+    each process is given only that (infrastructure/terraform/payments.tf): serving opens
+    checkouts and verifies tokens; the expiry worker and pass close checkouts at Stripe; the
+    relay, `reconcile` and `migrate` use neither Stripe nor tokens."""
+    closes_checkouts = process == "expire-due" or (
+        process == "worker" and Loop.WORKER in loops_for("worker", settings)
+    )
+    if process == "serve" or closes_checkouts:
+        require_stripe(settings)
+    token_key = settings.jwt_secret or settings.jwt_jwks_url
+    if process == "serve" and settings.env is Environment.PRODUCTION and not token_key:
+        raise StartupRefused(NO_TOKEN_KEY_MESSAGE)
 
 
 def with_local_stripe(settings: Settings, api_url: str) -> Settings:

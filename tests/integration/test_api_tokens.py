@@ -18,6 +18,7 @@ from api_harness import JWT_SECRET, Api, api_settings, assert_error_shape, runni
 from conftest import settings_env
 from devstripe.testing import RunningStripe
 from liveserver import ThreadServer
+from pydantic import SecretStr
 
 from payment_window.api.app import create_app
 from payment_window.api.auth import JWT_SECRET_FILE, mint_token
@@ -85,9 +86,22 @@ async def test_the_development_secret_is_made_once_private_and_reused(
         assert (await _status_with(api, token)).status_code == 200
 
 
-def test_production_without_a_jwt_secret_does_not_start() -> None:
+def test_production_without_a_jwt_secret_does_not_start(dev_settings: Settings) -> None:
+    production = dev_settings.model_copy(
+        update={"env": "production", "stripe_api_key": SecretStr("sk_live_x"), "jwt_secret": None}
+    )
+    serve = subprocess.run(
+        [sys.executable, "-m", "payment_window", "serve", "--port", "1"],
+        env=settings_env(production),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert serve.returncode == 2 and "PW_JWT_SECRET" in serve.stderr, serve.stderr
+    # Nor does an app built some other way: no generated secret verifies a token in production.
     with pytest.raises(ValueError, match="PW_JWT_SECRET"):
-        Settings(env="production", stripe_api_key="sk_live_x", jwt_secret=None)
+        create_app(production)
 
 
 def test_the_demo_mints_tokens_the_running_service_accepts(dev_settings: Settings) -> None:

@@ -68,10 +68,13 @@ ADMIN = Actor("admin-1", Role.ADMIN)
 SERVICE = Actor("marketplace", Role.SERVICE)
 RELIST_MAKER = "maker-relist"
 REVIEW_MAKER = "maker-review"
+SECOND_CHANCE_MAKER = "maker-second-chance"
 FOLLOW_UP = {
     RELIST_MAKER: "auction.relist_requested",
     REVIEW_MAKER: "auction.maker_review_requested",
+    SECOND_CHANCE_MAKER: "auction.second_chance_requested",
 }
+MAKERS = tuple(FOLLOW_UP)  # one per `onExpiry` policy
 MAX_WINDOWS = 4
 # Real seconds one example may sleep: enough for its first windows' deadlines to pass.
 SLEEP_BUDGET = 3.0
@@ -93,6 +96,7 @@ KNOWN_EVENTS = frozenset(
         "payments.checkout.expired",
         "auction.relist_requested",
         "auction.maker_review_requested",
+        "auction.second_chance_requested",
         "payment_window.paid",
         "auction.payment_received",
         "operations.late_payment_after_expiry",
@@ -205,6 +209,10 @@ class LifecycleModel(RuleBasedStateMachine):
             await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         review = ExtensionPolicy(1440, makers_may_override=False, on_expiry=OnExpiry.NOTIFY_MAKER)
         await container.windows.set_policy(REVIEW_MAKER, review, ADMIN)
+        second_chance = ExtensionPolicy(
+            1440, makers_may_override=False, on_expiry=OnExpiry.OFFER_NEXT_BIDDER
+        )
+        await container.windows.set_policy(SECOND_CHANCE_MAKER, second_chance, ADMIN)
         return container
 
     def headers(self, role: str, sub: str) -> dict[str, str]:
@@ -232,23 +240,23 @@ class LifecycleModel(RuleBasedStateMachine):
 
     @initialize(
         opens=st.lists(
-            st.tuples(st.booleans(), st.sampled_from([1.5, 2.0, 2.5]), st.booleans()),
+            st.tuples(st.booleans(), st.sampled_from([1.5, 2.0, 2.5]), st.sampled_from(MAKERS)),
             min_size=1,
             max_size=3,
         )
     )
-    def first_windows(self, opens: list[tuple[bool, float, bool]]) -> None:
-        for via_api, seconds, review in opens:
-            self.open_window(via_api, seconds, review)
+    def first_windows(self, opens: list[tuple[bool, float, str]]) -> None:
+        for via_api, seconds, maker_id in opens:
+            self.open_window(via_api, seconds, maker_id)
 
     @precondition(lambda self: len(self.windows) < MAX_WINDOWS)
     @rule(
         via_api=st.booleans(),
         seconds=st.sampled_from([1.5, 2.0, 3.0]),
-        review=st.booleans(),
+        maker_id=st.sampled_from(MAKERS),
     )
-    def open_window(self, via_api: bool, seconds: float, review: bool) -> None:
-        self.run(self._open(via_api, seconds, REVIEW_MAKER if review else RELIST_MAKER))
+    def open_window(self, via_api: bool, seconds: float, maker_id: str) -> None:
+        self.run(self._open(via_api, seconds, maker_id))
 
     async def _open(self, via_api: bool, seconds: float, maker_id: str) -> None:
         auction_id = f"auc-{uuid.uuid4().hex[:10]}"

@@ -40,6 +40,7 @@ pytestmark = pytest.mark.slow
 # Generous for a loaded two-core box, and still far below the 30 s lease a fallback-less worker
 # would wait (or forever, for a worker whose loop ended).
 ON_TIME = timedelta(seconds=5)
+OUTAGE_SECONDS = 30.0
 
 
 @pytest.fixture
@@ -134,21 +135,23 @@ async def test_a_worker_process_claims_from_the_store_while_redis_is_down_and_re
     stripe: RunningStripe,
     tmp_path: Path,
 ) -> None:
-    # A 10 s outage with windows due 3-6 s into it proves what a 30 s one would: the worker
-    # has failed over before the first deadline and stays on the store until Redis returns.
+    # The outage: 30 s, with windows falling due all through it.
     workers = Workers(outage_settings, tmp_path)
     workers.start(1)
     try:
         await wait_for_log(workers, "worker_started", 30)
         now = container.clock.now()
         during = await seed_windows(
-            container, stripe, 8, deadline=now + timedelta(seconds=4), spread=timedelta(seconds=3)
+            container, stripe, 9, deadline=now + timedelta(seconds=4), spread=timedelta(seconds=22)
         )
-        after = await seed_windows(container, stripe, 4, deadline=now + timedelta(seconds=16))
+        after = await seed_windows(container, stripe, 4, deadline=now + timedelta(seconds=40))
+        killed = time.monotonic()
         redis_server.kill()
 
-        await wait_closed(container, [w.id for w in during], seconds=20)
+        await wait_closed(container, [w.id for w in during], seconds=40)
         await assert_on_time(container, during, ON_TIME)
+        assert workers.processes[0].poll() is None, "the worker exited during the outage"
+        await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - killed)))
         assert workers.processes[0].poll() is None, "the worker exited during the outage"
 
         redis_server.start()  # empty, like a node that lost its memory

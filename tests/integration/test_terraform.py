@@ -28,6 +28,7 @@ from payment_window.adapters import index_factory
 from payment_window.cli import app
 from payment_window.config import Environment, Settings
 from payment_window.loops import Loop, loops_for
+from payment_window.runner import StartupRefused, require_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM = ROOT / "infrastructure" / "terraform"
@@ -157,6 +158,8 @@ def _common_environment() -> dict[str, str]:
             resolved[name] = value.strip('"')
         elif reference:
             default = variables[reference.group(1)].get("default")
+            if default is None:
+                continue  # `var.x == null ? {} : {...}`: left out by default
             resolved[name] = str(default).lower() if isinstance(default, bool) else str(default)
         else:
             resolved[name] = f"https://example.invalid/{name.lower()}"
@@ -165,7 +168,7 @@ def _common_environment() -> dict[str, str]:
 
 def _secret_names(process: str) -> set[str]:
     locals_ = _parsed()["locals"]
-    names = set(locals_["production_secrets"]) | set(
+    names = set(locals_["store_secrets"]) | set(
         re.findall(r"\b(PW_[A-Z0-9_]+)\s*=", locals_["secrets"][process])
     )
     return names
@@ -210,21 +213,43 @@ def test_the_task_definitions_carry_the_environment_and_each_process_its_secrets
     assert "PW_STRIPE_WEBHOOK_SECRET" in _secret_names("api")
 
 
-@pytest.mark.parametrize("process", [*SERVICES, "expire_due"])
-def test_each_process_environment_passes_production_validation(
-    process: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _production_settings(
+    process: str, monkeypatch: pytest.MonkeyPatch, secrets: set[str]
+) -> Settings:
+    """The settings a task starts with: the common environment, its own, these secrets."""
     for name in list(os.environ):
         if name.startswith("PW_"):
             monkeypatch.delenv(name)
-    for name, value in _common_environment().items():
+    own = _service_processes()[process][1] if process in SERVICES else {}
+    for name, value in {**_common_environment(), **own}.items():
         monkeypatch.setenv(name, value)
-    for name in _secret_names(process):
+    for name in secrets:
         fake = "postgresql://pw:pw@db:5432/pw" if name == "PW_DATABASE_URL" else "secret-value"
         monkeypatch.setenv(name, fake)
-    settings = Settings()
+    return Settings()
+
+
+COMMANDS = {"api": "serve", "worker": "worker", "relay": "relay", "expire_due": "expire-due"}
+
+
+@pytest.mark.parametrize("process", [*SERVICES, "expire_due"])
+def test_each_process_starts_with_its_secrets_and_needs_every_stripe_and_token_secret_it_holds(
+    process: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = _secret_names(process)
+    settings = _production_settings(process, monkeypatch, given)
     assert settings.env is Environment.PRODUCTION
     assert settings.sns_maker_topic_arn and settings.auction_events_topic_arn
+    require_for(COMMANDS[process], settings)  # starts with what its task is given
+    # ... and is given no Stripe key or token secret it does not ask for.
+    for name in given & {"PW_STRIPE_API_KEY", "PW_JWT_SECRET"}:
+        with pytest.raises(StartupRefused, match=name):
+            fewer = _production_settings(process, monkeypatch, given - {name})
+            require_for(COMMANDS[process], fewer)
+
+
+def test_the_relay_cannot_read_the_stripe_key_or_the_token_secret() -> None:
+    assert not {"PW_STRIPE_API_KEY", "PW_JWT_SECRET"} & _secret_names("relay")
 
 
 def test_the_redis_url_is_tls_and_the_topology_suits_the_client() -> None:

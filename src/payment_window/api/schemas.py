@@ -139,7 +139,7 @@ class PolicyBody(_Body):
         int, Strict(), Field(ge=0, le=MAX_EXTENSION_MINUTES_PER_REQUEST)
     ]
     makers_may_override: Annotated[bool, Strict()]
-    on_expiry: Literal["relist", "notify_maker"]
+    on_expiry: Literal["relist", "notify_maker", "offer_next_bidder"]
 
     def to_policy(self) -> ExtensionPolicy:
         return ExtensionPolicy(

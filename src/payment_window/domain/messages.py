@@ -58,11 +58,6 @@ def on_close(
         "expiredAt": iso(closed.expired_at),
     }
     event = f"payment_window.{closed_event(reason)}"
-    follow_up = (
-        "auction.relist_requested"
-        if policy.on_expiry is OnExpiry.RELIST
-        else "auction.maker_review_requested"
-    )
     return [
         *_notify_both(event, body),
         OutboxMessage(
@@ -70,22 +65,34 @@ def on_close(
             "payments.checkout.expired",
             {**body, "retryEligible": retry_eligible(reason)},
         ),
-        OutboxMessage(
-            Destination.AUCTION,
-            follow_up,
-            {
-                "auctionId": closed.auction_id,
-                "sessionId": closed.id,
-                "makerId": closed.maker_id,
-                "buyerId": closed.buyer_id,
-                "reason": reason.value,
-                "closedAt": iso(closed.expired_at),
-            },
-        ),
+        _follow_up(closed, reason, policy.on_expiry),
     ]
 
 
-FOLLOW_UP_EVENTS = ("auction.relist_requested", "auction.maker_review_requested")
+FOLLOW_UP_BY_POLICY = {
+    OnExpiry.RELIST: "auction.relist_requested",
+    OnExpiry.NOTIFY_MAKER: "auction.maker_review_requested",
+    OnExpiry.OFFER_NEXT_BIDDER: "auction.second_chance_requested",
+}
+# What a late payment cancels while it has not left: any of them would resell a paid item.
+FOLLOW_UP_EVENTS = tuple(FOLLOW_UP_BY_POLICY.values())
+
+
+def _follow_up(closed: PaymentSession, reason: CloseReason, on_expiry: OnExpiry) -> OutboxMessage:
+    """What the auction service is asked to do about an auction whose winner did not pay."""
+    body: dict[str, Any] = {
+        "auctionId": closed.auction_id,
+        "sessionId": closed.id,
+        "makerId": closed.maker_id,
+        "buyerId": closed.buyer_id,
+        "reason": reason.value,
+        "closedAt": iso(closed.expired_at),
+    }
+    if on_expiry is OnExpiry.OFFER_NEXT_BIDDER:
+        # The next bidder is offered the item at their own bid; the unpaid amount tells the
+        # auction service what the winner owed (and which bid to compare it with).
+        body.update(amount=closed.amount, currency=closed.currency)
+    return OutboxMessage(Destination.AUCTION, FOLLOW_UP_BY_POLICY[on_expiry], body)
 
 
 def on_late_payment(

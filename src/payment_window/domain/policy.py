@@ -11,6 +11,9 @@ class OnExpiry(StrEnum):
 
     RELIST = "relist"
     NOTIFY_MAKER = "notify_maker"
+    # The auction service offers the item to the next bidder (eBay's second-chance offer); it
+    # decides who, this service only says the winner did not pay.
+    OFFER_NEXT_BIDDER = "offer_next_bidder"
 
 
 @dataclass(frozen=True, slots=True)

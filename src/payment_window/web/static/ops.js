@@ -5,6 +5,7 @@
 
 import { formatRemaining } from './format.js';
 import { mountOverride } from './override.js';
+import { mountPolicy } from './ops_policy.js';
 import { createTimer } from './timer.js';
 import { requester, takeToken } from './token.js';
 
@@ -435,6 +436,7 @@ async function start() {
     loadWindows({ reset: true });
   });
   el.more.addEventListener('click', () => loadWindows({ reset: false }));
+  mountPolicy({ request, refused });
   await reload();
   if (!stopped) tick();
 }
