@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Locator, Page, Request, Route, expect
 
 from payment_window.api.auth import mint_token
@@ -220,3 +221,9 @@ def parse_countdown(text: str) -> int:
     parts = re.findall(r"(\d+)\s*(hrs?|mins?|secs?)\b", text)
     assert parts, f"not a countdown: {text!r}"
     return sum(int(count) * _UNITS[name] for count, name in parts)
+
+
+def assert_no_axe_violations(page: Page) -> None:
+    """axe-core's rules (WCAG 2 A and AA, best practices) on the page as it is now."""
+    results = Axe().run(page)
+    assert results.violations_count == 0, results.generate_report()

@@ -192,3 +192,13 @@ def open_page(browser: Browser, api: Api) -> Iterator[OpenPage]:
         page.unroute_all(behavior="ignoreErrors")
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def ops_page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser page for the operations page, at a desktop size."""
+    context = browser.new_context(
+        locale="en-GB", timezone_id="Europe/London", viewport={"width": 1280, "height": 900}
+    )
+    yield context.new_page()
+    context.close()

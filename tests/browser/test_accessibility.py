@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from checkout_page import assert_no_axe_violations
 from conftest import OpenPage
 from playwright.sync_api import expect
 
@@ -165,3 +166,13 @@ def test_at_zero_the_window_closes_with_one_alert_and_the_page_stays(
     assert page.evaluate("window.__samePage") is True
     expect(page).to_have_title("Payment window closed · Checkout")
     assert re.search("closed", checkout.announcer.inner_text()) is None
+
+
+@pytest.mark.parametrize("minutes", [45, 200])  # with and without the under-an-hour warning
+def test_axe_finds_no_violation_on_the_checkout_page(open_page: OpenPage, minutes: int) -> None:
+    checkout = open_page()
+    window = checkout.api.open_window(windowMinutes=minutes)
+    checkout.open(window["sessionId"])
+    expect(checkout.page.get_by_role("timer", name="Time left to pay")).not_to_have_text("")
+
+    assert_no_axe_violations(checkout.page)

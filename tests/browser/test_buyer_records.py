@@ -9,28 +9,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
-from checkout_page import Api
-from playwright.sync_api import Browser, Page, expect
+from checkout_page import Api, assert_no_axe_violations
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def ops_page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(
-        locale="en-GB", timezone_id="Europe/London", viewport={"width": 1280, "height": 900}
-    )
-    yield context.new_page()
-    context.close()
-
-
-def _no_axe_violations(page: Page) -> None:
-    results = Axe().run(page)
-    assert results.violations_count == 0, results.generate_report()
 
 
 def _windows_closed_unpaid(api: Api, buyer_id: str, unpaid: int, running: int) -> list[str]:
@@ -70,7 +54,7 @@ def test_each_window_shows_its_buyers_record_and_links_to_their_windows(
     expect(entry.locator("td.opened")).to_have_text("4")
     expect(listed.locator(f'tr[data-buyer-id="{prompt}"]')).to_have_count(0)
     expect(ops_page.locator("#non-payers-days")).to_have_text("90")
-    _no_axe_violations(ops_page)
+    assert_no_axe_violations(ops_page)
 
     # The link shows the buyer's windows, and only theirs, on the same page.
     entry.get_by_role("link", name=repeat).click()
@@ -82,7 +66,7 @@ def test_each_window_shows_its_buyers_record_and_links_to_their_windows(
     )
     assert sorted(shown) == sorted(late_ids)
     expect(ops_page.locator("#announcer")).to_have_text(f"Showing the windows of buyer {repeat}")
-    _no_axe_violations(ops_page)
+    assert_no_axe_violations(ops_page)
 
     # The address works on its own too: a reload keeps the filter.
     ops_page.reload()

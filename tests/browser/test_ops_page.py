@@ -11,14 +11,13 @@ import asyncio
 import re
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from checkout_page import Api
 from conftest import screenshot_path
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
 from payment_window.config import Settings
@@ -26,15 +25,6 @@ from payment_window.domain.session import PaymentSession
 from payment_window.service import new_session_id
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def ops_page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(
-        locale="en-GB", timezone_id="Europe/London", viewport={"width": 1280, "height": 900}
-    )
-    yield context.new_page()
-    context.close()
 
 
 def _open(page: Page, api: Api, token: str | None = None) -> None:

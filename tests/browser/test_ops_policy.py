@@ -4,20 +4,12 @@ second-chance offer for unpaid windows and saves it; the API then answers with i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from checkout_page import Api
-from playwright.sync_api import Browser, Page, expect
+from checkout_page import Api, assert_no_axe_violations
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def ops_page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
-    yield context.new_page()
-    context.close()
 
 
 def open_ops(page: Page, api: Api) -> None:
@@ -38,6 +30,7 @@ def test_an_admin_chooses_a_second_chance_offer_for_a_maker(ops_page: Page, api:
     message = ops_page.locator("#policy-message")
     expect(message).to_contain_text("an unpaid window will relist the auction")
     expect(ops_page.get_by_label("Relist the auction")).to_be_checked()
+    assert_no_axe_violations(ops_page)  # the form, open, with the rest of the page
     ops_page.get_by_label("Offer it to the next bidder (second chance)").check()
     ops_page.get_by_label("Extension allowed over a window's life, in minutes").fill("30")
     ops_page.get_by_role("button", name="Save policy").click()
@@ -64,5 +57,6 @@ def test_a_refused_policy_is_reported_and_not_saved(ops_page: Page, api: Api) ->
 
     expect(ops_page.locator("#policy-message")).to_contain_text("Not saved:")
     expect(ops_page.locator("#policy-message")).to_have_attribute("data-kind", "error")
+    assert_no_axe_violations(ops_page)  # the error as it is shown
     saved = api.client.get(f"/makers/{maker}/policy", headers=api.auth("admin")).json()
     assert saved["maxExtensionMinutes"] != 999999
