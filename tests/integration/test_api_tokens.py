@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from payment_window.api.app import create_app
 from payment_window.api.auth import JWT_SECRET_FILE, mint_token
-from payment_window.config import Settings
+from payment_window.config import Environment, Settings
 
 # The development secret that api/auth.py used to hold: it must verify nothing any more.
 OLD_SOURCE_SECRET = "payment-window-development-secret-do-not-use-in-production"
@@ -88,7 +88,11 @@ async def test_the_development_secret_is_made_once_private_and_reused(
 
 def test_production_without_a_jwt_secret_does_not_start(dev_settings: Settings) -> None:
     production = dev_settings.model_copy(
-        update={"env": "production", "stripe_api_key": SecretStr("sk_live_x"), "jwt_secret": None}
+        update={
+            "env": Environment.PRODUCTION,
+            "stripe_api_key": SecretStr("sk_live_x"),
+            "jwt_secret": None,
+        }
     )
     serve = subprocess.run(
         [sys.executable, "-m", "payment_window", "serve", "--port", "1"],
