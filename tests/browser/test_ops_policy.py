@@ -18,15 +18,17 @@ def open_ops(page: Page, api: Api) -> None:
 
 
 def show_policy(page: Page, maker_id: str) -> None:
-    page.get_by_label("Maker", exact=True).last.fill(maker_id)
+    page.get_by_label("Maker id", exact=True).fill(maker_id)
     page.get_by_role("button", name="Show policy").click()
 
 
 def test_an_admin_chooses_a_second_chance_offer_for_a_maker(ops_page: Page, api: Api) -> None:
     maker = f"maker-{uuid.uuid4().hex[:6]}"
     open_ops(ops_page, api)
+    expect(ops_page.locator("#policy-form")).to_be_hidden()  # nothing to edit before a lookup
 
     show_policy(ops_page, maker)
+    expect(ops_page.locator("#policy-form")).to_be_visible()
     message = ops_page.locator("#policy-message")
     expect(message).to_contain_text("an unpaid window will relist the auction")
     expect(ops_page.get_by_label("Relist the auction")).to_be_checked()
