@@ -34,8 +34,11 @@ def test_remaining_time_is_recomputed_from_the_deadline(open_page: OpenPage) -> 
     expect(checkout.countdown).to_have_text("2 hrs 59 mins")
 
     checkout.page.clock.run_for("01:00:00")
-    expect(checkout.countdown).to_have_text("1 hr 59 mins")
-    expect(checkout.page).to_have_title("1 hr 59 mins left to pay · Checkout")
+    # An hour less, to the minute: 2:59:59 less an hour is on a minute's boundary, where a
+    # resync that moves the server-time estimate by part of a second shows "2 hrs 0 mins".
+    an_hour_less = re.compile(r"^(1 hr 59 mins|2 hrs 0 mins)")
+    expect(checkout.countdown).to_have_text(an_hour_less)
+    expect(checkout.page).to_have_title(an_hour_less)
 
     checkout.page.clock.fast_forward("01:30:00")
     expect(checkout.countdown).to_have_text(re.compile(r"^29 mins \d+ secs$"))
