@@ -225,3 +225,34 @@ async def test_an_overdue_window_missing_from_the_index_is_swept_back_and_expire
     assert report.reindexed in (0, 1)  # the SQL index is the store: nothing to re-index
     assert report.expired == 1
     assert (await stored(container, window.id)).status is Status.EXPIRED
+
+
+async def test_one_windows_stripe_failure_does_not_hold_back_the_others_closed_with_it(
+    container: Container, stripe: RunningStripe
+) -> None:
+    windows = await seed_windows(container, stripe, 6)  # due together: taken on as one group
+    failing = windows[2]
+    assert failing.checkout_session_id
+    stripe.fail_next(3, status=500, path=f"{failing.checkout_session_id}/expire")  # all 3 tries
+
+    first = await expiry_task(container).run_pass()
+
+    assert (first.expired, first.retried) == (len(windows) - 1, 1)
+    for window in windows:
+        session = await stored(container, window.id)
+        if window is failing:
+            assert (session.status, session.expiry_attempts) == (Status.OPEN, 1)
+            assert await audit_actions(container, window.id) == []
+        else:
+            assert session.status is Status.EXPIRED
+            assert await audit_actions(container, window.id) == ["payment_expired"]
+    assert await container.index.pending_count() == 1  # back on the schedule, with a backoff
+
+    expired = 0
+    for _ in range(40):
+        expired += (await expiry_task(container).run_pass()).expired
+        if expired:
+            break
+        await asyncio.sleep(0.25)
+    assert (await stored(container, failing.id)).status is Status.EXPIRED
+    assert await count_rows(container, "audit_log") == len(windows)
