@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from devstripe.testing import RunningStripe
+from motoserver import MotoServer
 from pydantic import SecretStr
+from redisserver import RedisServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.store import create_engine, migrate
@@ -101,35 +99,25 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[str]:
-    """A Redis server of this test's own, free to flush or kill."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    client.close()
-    server.terminate()
-    server.wait(timeout=10)
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to kill, pause and start again on the same port."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_redis(redis_server: RedisServer) -> str:
+    """The URL of a Redis server of this test's own, free to flush or kill."""
+    return redis_server.url
+
+
+@pytest.fixture
+def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
+    """moto in server mode, with credentials only it accepts."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with MotoServer() as server:
+        yield server

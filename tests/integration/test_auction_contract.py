@@ -4,7 +4,7 @@ would receive it."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,15 +20,6 @@ from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
 from payment_window.outbox import OutboxRelay
 from payment_window.runner import expiry_task
-
-
-@pytest.fixture
-def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 from api_harness import api_settings
 from devstripe.testing import RunningStripe
 from liveserver import ThreadServer
@@ -24,14 +22,6 @@ from payment_window.api.auth import mint_token
 from payment_window.bootstrap import bootstrap
 from payment_window.config import Settings
 from payment_window.domain.events import Destination
-
-
-@pytest.fixture
-def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with MotoServer() as server:
-        yield server
 
 
 def wait_for_notices(moto: MotoServer, tap: TopicTap, count: int) -> list[dict[str, object]]:

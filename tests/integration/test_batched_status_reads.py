@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import redis.asyncio
@@ -21,16 +20,10 @@ from payment_window.domain.session import PaymentSession
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def index(server: RedisServer) -> AsyncIterator[RedisWindowIndex]:
-    client = redis.asyncio.Redis.from_url(server.url, decode_responses=True, **client_options())
+async def index(redis_server: RedisServer) -> AsyncIterator[RedisWindowIndex]:
+    client = redis.asyncio.Redis.from_url(
+        redis_server.url, decode_responses=True, **client_options()
+    )
     index = RedisWindowIndex(client, prefix="t:")
     yield index
     await index.close()
@@ -54,8 +47,8 @@ def window(number: int) -> PaymentSession:
     )
 
 
-async def connected_clients(server: RedisServer) -> int:
-    probe = redis.asyncio.Redis.from_url(server.url)
+async def connected_clients(redis_server: RedisServer) -> int:
+    probe = redis.asyncio.Redis.from_url(redis_server.url)
     try:
         return int((await probe.info("clients"))["connected_clients"]) - 1
     finally:
@@ -63,12 +56,12 @@ async def connected_clients(server: RedisServer) -> int:
 
 
 async def test_reads_asked_together_each_get_their_own_window(
-    index: RedisWindowIndex, server: RedisServer
+    index: RedisWindowIndex, redis_server: RedisServer
 ) -> None:
     windows = [window(n) for n in range(50)]
     for each in windows:
         await index.put(each)
-    before = await connected_clients(server)
+    before = await connected_clients(redis_server)
 
     wanted = [windows[n % 50] for n in range(500)] + [window(99)]  # the last is unknown
     snapshots = await asyncio.gather(*(index.snapshot(w.id) for w in wanted))
@@ -83,7 +76,7 @@ async def test_reads_asked_together_each_get_their_own_window(
             asked.checkout_url,
         )
     # 501 reads at once went out together: a handful of connections, not one per read.
-    assert await connected_clients(server) - before <= CONNECTIONS_KEPT
+    assert await connected_clients(redis_server) - before <= CONNECTIONS_KEPT
 
 
 async def test_a_read_whose_caller_left_does_not_disturb_the_others(
@@ -106,14 +99,14 @@ async def test_a_read_whose_caller_left_does_not_disturb_the_others(
 
 
 async def test_reads_after_a_restart_go_out_on_fresh_connections(
-    index: RedisWindowIndex, server: RedisServer
+    index: RedisWindowIndex, redis_server: RedisServer
 ) -> None:
     before = window(1)
     await index.put(before)
     assert await index.snapshot(before.id) is not None  # a connection is now kept
 
-    server.kill()
-    server.start()  # memory only: it comes back empty, as a failed-over node would
+    redis_server.kill()
+    redis_server.start()  # memory only: it comes back empty, as a failed-over node would
     after = window(2)
     await index.put(after)
 
@@ -124,12 +117,12 @@ async def test_reads_after_a_restart_go_out_on_fresh_connections(
 
 
 async def test_reads_fail_within_the_socket_timeout_while_redis_hangs_then_recover(
-    index: RedisWindowIndex, server: RedisServer
+    index: RedisWindowIndex, redis_server: RedisServer
 ) -> None:
     windows = [window(n) for n in range(5)]
     for each in windows:
         await index.put(each)
-    server.pause()
+    redis_server.pause()
     try:
         started = time.monotonic()
         results = await asyncio.gather(
@@ -137,7 +130,7 @@ async def test_reads_fail_within_the_socket_timeout_while_redis_hangs_then_recov
         )
         waited = time.monotonic() - started
     finally:
-        server.resume()
+        redis_server.resume()
 
     assert all(isinstance(result, OUTAGE_ERRORS) for result in results), results
     assert waited < 5, "a hung Redis must fail the read, not hold the request"

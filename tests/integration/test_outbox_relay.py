@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -26,15 +26,6 @@ from payment_window.outbox import OutboxRelay, status
 
 FAST = SinkOptions(sns=SnsOptions(max_attempts=1, connect_timeout=0.5, read_timeout=2.0))
 TOPICS = {Destination.MAKER: "maker", Destination.BUYER: "buyer", Destination.AUCTION: "auction"}
-
-
-@pytest.fixture
-def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with MotoServer() as server:
-        yield server
 
 
 def create_taps(moto: MotoServer) -> dict[Destination, TopicTap]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from conftest import with_stripe
 from devstripe.testing import RunningStripe
 from motoserver import MotoServer, TopicTap
@@ -26,14 +24,6 @@ from payment_window.service import OpenWindow
 
 ADMIN = Actor("ops-7", Role.ADMIN)
 MARKETPLACE = Actor("marketplace", Role.SERVICE)
-
-
-@pytest.fixture
-def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with MotoServer() as server:
-        yield server
 
 
 async def test_overrides_during_an_sns_outage_succeed_and_every_notice_arrives_once(

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 from api_harness import Api, api_settings, running_api
 from devstripe.testing import RunningStripe
 from redisserver import RedisServer
@@ -21,20 +18,12 @@ from payment_window.config import Settings
 from payment_window.domain.session import Status
 
 
-@pytest.fixture
-def hanging_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_changes_committed_while_redis_hangs_answer_2xx_and_are_repaired(
     pg_settings: Settings,
     stripe: RunningStripe,
-    hanging_redis: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
-    server = hanging_redis
+    server = redis_server
     url = server.url
     settings = api_settings(
         pg_settings.model_copy(

@@ -8,24 +8,13 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Iterator
 
-import pytest
 from api_harness import api_settings, running_api
 from conftest import settings_env
 from devstripe.testing import RunningStripe
 from motoserver import MotoServer, TopicTap
 
 from payment_window.config import Environment, Settings
-
-
-@pytest.fixture
-def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with MotoServer() as server:
-        yield server
 
 
 async def test_the_relay_delivers_in_production_without_the_stripe_key_or_token_secret(

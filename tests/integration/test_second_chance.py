@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,15 +30,6 @@ from payment_window.runner import expiry_task
 
 MAKER = "maker-second-chance"
 POLICY = {"maxExtensionMinutes": 60, "makersMayOverride": False, "onExpiry": "offer_next_bidder"}
-
-
-@pytest.fixture
-def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture
