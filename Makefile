@@ -11,34 +11,61 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install install-run system-deps run test lint fmt bench docs clean distclean
+.PHONY: help install install-run lock lock-keep lock-check system-deps run test lint fmt bench docs clean distclean
 
 help:
 	@echo "make run     install, migrate and serve (SQLite, no Redis, local Stripe stand-in) at http://$(HOST):$(PORT)"
 	@echo "make test    install everything the tests need, then lint and run every test"
+	@echo "make lock    re-resolve uv.lock to the newest allowed versions (then make test)"
 	@echo "make lint    ruff check src devstripe tests bench; mypy --strict src and devstripe"
 	@echo "make fmt     ruff format and ruff check --fix on src and tests"
 	@echo "make bench   run the benchmarks (bench/run_all.py)"
 	@echo "make docs    retake the screenshots in docs/ (headless Chromium)"
 	@echo "make clean   remove caches, build output and private test services (distclean: also .venv)"
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+# Everything Python comes from uv.lock (hashes included); uv itself from
+# scripts/uv-requirements.txt (pinned, hashed). `uv sync --locked` refuses a lock that no longer
+# matches pyproject.toml: the check below says so in words and names the target that fixes it.
+UV_BOOT := .venv-uv
+UV := $(UV_BOOT)/bin/uv
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+UV_SYNC := $(UV) sync --locked
 
-# Re-installed only when either pyproject.toml is newer than the stamp. Running needs the
-# service and the local Stripe stand-in (devstripe/, a development distribution of its own:
-# editable here, never in the wheel); the tests add their tools on top.
-$(RUN_STAMP): pyproject.toml devstripe/pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e . -e ./devstripe
+$(UV): scripts/uv-requirements.txt
+	$(PYTHON) -m venv $(UV_BOOT)
+	$(UV_BOOT)/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
+	  -r scripts/uv-requirements.txt
 	touch $@
 
-$(STAMP): $(RUN_STAMP)
-	$(BIN)/python -m pip install -e '.[test]' -e ./devstripe
+lock-check: $(UV)
+	@$(UV) lock --check >/dev/null 2>&1 || { \
+	  echo "uv.lock does not match pyproject.toml (or devstripe/pyproject.toml): run 'make lock'," >&2; \
+	  echo "then 'make test', and commit both files together." >&2; exit 1; }
+
+# Re-resolves every dependency to the newest version pyproject.toml allows (see README,
+# "Upgrading dependencies"). `make lock-keep` only re-resolves what pyproject.toml changed.
+lock: $(UV)
+	$(UV) lock --upgrade
+
+lock-keep: $(UV)
+	$(UV) lock
+
+# Running needs the service and the local Stripe stand-in (devstripe/, a development package of
+# its own: editable here, never in the wheel); the tests add their tools on top.
+# --inexact: after `make test` the test tools stay; `make run` itself installs none of them.
+$(RUN_STAMP): uv.lock pyproject.toml devstripe/pyproject.toml | lock-check
+	$(UV_SYNC) --inexact --group devstripe
 	touch $@
 
-install-run: $(RUN_STAMP)
+$(STAMP): uv.lock pyproject.toml devstripe/pyproject.toml | lock-check
+	$(UV_SYNC) --group devstripe --group test
+	touch $@ $(RUN_STAMP)
 
-install: $(STAMP)
+install-run: lock-check $(RUN_STAMP)
+
+install: lock-check $(STAMP)
 
 system-deps:
 	scripts/system-deps.sh
@@ -84,7 +111,7 @@ clean:
 	find src devstripe tests bench -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) .venv-checkov
+	rm -rf $(VENV) .venv-checkov $(UV_BOOT)
 
-.venv-checkov/bin/checkov .venv-checkov/bin/hadolint: scripts/checkov.sh
+.venv-checkov/bin/checkov .venv-checkov/bin/hadolint: scripts/checkov.sh uv.lock | lock-check
 	scripts/checkov.sh --install

