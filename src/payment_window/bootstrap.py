@@ -11,6 +11,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from payment_window import __version__
 from payment_window.adapters.changes import InProcessChangeFeed, RedisChangeFeed
 from payment_window.adapters.clock import SystemClock
 from payment_window.adapters.failover_index import FailoverWindowIndex
@@ -145,6 +146,7 @@ def create_stripe_budget(settings: Settings, index: WindowIndex) -> RateLimiter:
 
 async def bootstrap(settings: Settings) -> Container:
     """Build the adapters and use cases for `settings`. Connects lazily: nothing at import."""
+    log.info("starting", version=__version__, env=settings.env)
     engine = create_engine(settings)
     uow = SqlUnitOfWorkFactory(engine)
     metrics = create_metrics(settings)

@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic.fields import FieldInfo
 
+from payment_window import __version__
 from payment_window.config import Settings
 from payment_window.domain.buyers import DEFAULT_DAYS, MAX_DAYS, MIN_DAYS
 from payment_window.domain.policy import OnExpiry
@@ -41,6 +42,25 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"payment-window {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    # No docstring: the app's help (with every setting) stays the top-level help.
+    pass
 
 
 def _settings() -> Settings:

@@ -94,8 +94,8 @@ NO_STRIPE_MESSAGE = (
     "--local-stripe to `payment-window serve` to start the local Stripe stand-in"
 )
 NO_STAND_IN_MESSAGE = (
-    "the local Stripe stand-in is a development package: pip install -e ./devstripe "
-    "(make install does)"
+    "the local Stripe stand-in is a development package: install it with `make install-run` "
+    "(uv.lock's devstripe group)"
 )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import tomllib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -32,16 +34,21 @@ def _closed_port() -> int:
     return port
 
 
-async def test_healthz_answers_without_a_token(api: Api) -> None:
+PYPROJECT_VERSION = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())[
+    "project"
+]["version"]
+
+
+async def test_healthz_answers_without_a_token_and_names_the_release(api: Api) -> None:
     response = await api.client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "version": PYPROJECT_VERSION}
 
 
 async def test_readyz_is_ok_when_store_and_index_answer(api: Api) -> None:
     response = await api.client.get("/readyz")
     assert response.status_code == 200, response.text
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "version": PYPROJECT_VERSION}
 
 
 async def test_readyz_is_503_when_the_database_is_unreachable(

@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from payment_window import __version__
 from payment_window.api import sse
 from payment_window.api.auth import TokenVerifier
 from payment_window.api.background import background_loops
@@ -71,7 +72,7 @@ def create_app(
 
     app = FastAPI(
         title=TITLE,
-        version="0.1.0",
+        version=__version__,
         description="Payment windows on Stripe Checkout sessions for an auction marketplace.",
         # Swagger UI comes from the package (routes/docs.py), not FastAPI's CDN page; no ReDoc.
         openapi_url="/openapi.json" if settings.api_docs else None,

@@ -263,6 +263,7 @@ class ErrorOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: Literal["ok"]
+    version: str = Field(description="the running release (pyproject.toml's version)")
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

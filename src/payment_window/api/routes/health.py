@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable
 
 import structlog
 from fastapi import APIRouter, Response
 from sqlalchemy import text
 
+from payment_window import __version__
 from payment_window.api.deps import ContainerDep
 from payment_window.api.errors import ApiError
 from payment_window.api.schemas import HealthOut, error_responses
@@ -17,12 +19,12 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["health"])
 
 READY_TIMEOUT_SECONDS = 3.0
-_OK = b'{"status":"ok"}'
+_OK = json.dumps({"status": "ok", "version": __version__}, separators=(",", ":")).encode()
 
 
 @router.get("/healthz", response_model=None, responses={200: {"model": HealthOut}})
 async def healthz() -> Response:
-    """The process is up."""
+    """The process is up, and which version it runs."""
     return Response(_OK, media_type="application/json")
 
 
