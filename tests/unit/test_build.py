@@ -14,8 +14,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 UV = ROOT / ".venv-uv" / "bin" / "uv"
-INSTALLERS = ("Makefile", ".ci/run", "scripts/checkov.sh", "scripts/system-deps.sh", "Dockerfile")
+INSTALLERS = (
+    "Makefile",
+    ".ci/run",
+    "scripts/checkov.sh",
+    "scripts/system-deps.sh",
+    "scripts/lambda-zip.sh",
+    "Dockerfile",
+)
 UV_PIN = "scripts/uv-requirements.txt"
+# What `uv export --locked` writes for the Lambda zip (scripts/lambda-zip.sh): the lock, hashed.
+LOCK_EXPORT = "build/wheels/requirements.txt"
 
 
 def _commands(path: str) -> list[str]:
@@ -33,7 +42,11 @@ def _unlocked_installs(line: str) -> list[str]:
     found = []
     for match in re.finditer(r"\bpip3?\s+install\b(?P<args>[^;&|]*)", line):
         args = match.group("args")
-        if not ("--require-hashes" in args and f"-r {UV_PIN}" in args):
+        hashed = "--require-hashes" in args and (
+            f"-r {UV_PIN}" in args or f"-r {LOCK_EXPORT}" in args
+        )
+        own_wheel_only = "--no-deps" in args and "--no-index" in args
+        if not (hashed or own_wheel_only):
             found.append(match.group(0))
     if re.search(r"\buv\s+pip\s+install\b", line):
         found.append("uv pip install")
@@ -59,6 +72,12 @@ def test_the_checker_itself_catches_a_loose_install() -> None:
     assert _unlocked_installs("npm install left-pad")
     assert not _unlocked_installs(f"pip install --require-hashes -r {UV_PIN}")
     assert not _unlocked_installs("$(UV) sync --locked --group test")
+    assert _unlocked_installs("pip install --no-deps --target x some-package")
+
+
+def test_the_lambda_zip_installs_the_lock_exported() -> None:
+    lines = _commands("scripts/lambda-zip.sh")
+    assert any("uv" in line and "export --locked" in line and LOCK_EXPORT in line for line in lines)
 
 
 def test_the_dockerfile_installs_the_lock_without_dev_groups() -> None:
