@@ -55,8 +55,11 @@ def migrate() -> None:
     from payment_window.adapters.store import migrate as run_migrations
 
     settings = _settings()
-    run_migrations(settings)
-    typer.echo("store is up to date")
+    applied = run_migrations(settings)
+    if applied:
+        typer.echo(f"store migrated: applied {', '.join(applied)}")
+    else:
+        typer.echo("store was already up to date: no migration to apply")
 
 
 def _refuse(error: Exception) -> NoReturn:
