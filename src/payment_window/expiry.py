@@ -212,6 +212,13 @@ class ExpiryTask:
         except Exception as error:
             # The group's transaction failed (the store): every window counts an attempt and
             # comes back. Stripe calls already made are safe to repeat (idempotent, or "expired").
+            structlog.contextvars.unbind_contextvars("session_id")
+            log.warning(
+                "expiry_batch_failed",
+                windows=len(session_ids),
+                error=f"{type(error).__name__}: {error}",
+                exc_info=True,
+            )
             for session_id in session_ids:
                 structlog.contextvars.bind_contextvars(session_id=session_id)
                 await self._failed(session_id, error, report)
