@@ -107,7 +107,9 @@ def serve(
 def worker() -> None:
     """Close windows as they fall due, until SIGTERM (and relay, if PW_WORKER_LOOPS asks).
 
-    Needs PW_STRIPE_API_KEY; with `serve --local-stripe` the worker already runs inside serve.
+    Needs PW_STRIPE_API_KEY. On the embedded default (SQLite without Redis) `serve` already
+    runs the worker in-process (so does `serve` wherever PW_SERVE_LOOPS names it); a worker
+    beside it is not needed there.
     """
     from payment_window.runner import StartupRefused, require_for, run_worker
 
