@@ -10,28 +10,15 @@ import json
 from typing import Annotated, NoReturn
 
 import typer
-from pydantic.fields import FieldInfo
 
-from payment_window.config import Settings
+from payment_window.config import Settings, shown_default
 from payment_window.domain.buyers import DEFAULT_DAYS, MAX_DAYS, MIN_DAYS
 from payment_window.domain.policy import OnExpiry
 from payment_window.domain.session import MAX_EXTENSION_MINUTES_PER_REQUEST
 from payment_window.logs import configure_logging
 
-
-def _default(field: FieldInfo) -> str:
-    value = field.get_default(call_default_factory=True)
-    if value is None:
-        return "unset"
-    return (
-        ",".join(map(str, value))
-        if isinstance(value, list)
-        else str(getattr(value, "value", value))
-    )
-
-
 SETTINGS_HELP = "\n".join(
-    f"PW_{name.upper()}: {field.description} (default: {_default(field)})"
+    f"PW_{name.upper()}: {field.description} (default: {shown_default(field)})"
     for name, field in Settings.model_fields.items()
 )
 
