@@ -250,21 +250,97 @@ class RepeatNonPayerOut(Out):
     opened: int = Field(ge=1, description="windows opened in the period")
 
 
-class ErrorDetail(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class FieldProblem(BaseModel):
+    """One refused part of a request (`invalid_request`)."""
 
-    code: str
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(description="the body field, query parameter or `<name> header`")
     message: str
 
 
+class ErrorDetail(BaseModel):
+    """`code` is stable, `message` is for people; a few codes add the keys below."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="e.g. `invalid_request`, `window_elapsed`, `not_found`")
+    message: str
+    fields: list[FieldProblem] | None = Field(
+        None, description="`invalid_request`: each refused part of the request"
+    )
+    minutes_still_allowed: int | None = Field(
+        None,
+        alias="minutesStillAllowed",
+        description="`extension_exceeds_policy`: what the maker's policy still allows",
+    )
+    minimum_amount: int | None = Field(
+        None, alias="minimumAmount", description="`amount_too_small`: Stripe's minimum charge"
+    )
+    session_id: str | None = Field(
+        None,
+        alias="sessionId",
+        description="`window_already_open`, `auction_already_paid`: the auction's window",
+    )
+    checks: dict[str, Literal["ok", "unreachable"]] | None = Field(
+        None, description="`not_ready`: each dependency's state"
+    )
+
+
 class ErrorOut(BaseModel):
+    """Every error answer: `{"error": {"code": ..., "message": ...}}`, nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
+
     error: ErrorDetail
+
+
+RETRY_AFTER_TEXT = "seconds to wait before trying again"
+RETRY_AFTER: dict[str, Any] = {
+    "description": RETRY_AFTER_TEXT,
+    "schema": {"type": "integer", "minimum": 0},
+}
+BEARER_CHALLENGE: dict[str, Any] = {
+    "description": 'the bearer challenge, e.g. `Bearer realm="payment-window", '
+    'error="invalid_token"`',
+    "schema": {"type": "string"},
+}
+ETAG: dict[str, Any] = {
+    "description": 'the window\'s version, quoted (`"3"`): send it back as `If-Match`',
+    "schema": {"type": "string"},
+}
 
 
 class HealthOut(BaseModel):
     status: Literal["ok"]
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error shape under `statuses`."""
-    return {status: {"model": ErrorOut} for status in statuses}
+def error_responses(*statuses: int, retry_409: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error shape under `statuses`; 429 and 503 always carry
+    `Retry-After`, a 409 does when `retry_409` (an `Idempotency-Key` still in use), a 401 its
+    `WWW-Authenticate` challenge."""
+    entries: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": ErrorOut}
+        if status in (429, 503):
+            entry["headers"] = {"Retry-After": {**RETRY_AFTER, "required": True}}
+        elif status == 401:
+            entry["headers"] = {"WWW-Authenticate": {**BEARER_CHALLENGE, "required": True}}
+        elif status == 409 and retry_409:
+            entry["headers"] = {
+                "Retry-After": {
+                    **RETRY_AFTER,
+                    "description": f"with `idempotency_key_in_use`: {RETRY_AFTER_TEXT}",
+                }
+            }
+        entries[status] = entry
+    return entries
+
+
+def status_answer_doc(description: str = "The window's status.") -> dict[str, Any]:
+    """The OpenAPI entry of an answer carrying the status body (and its `ETag`)."""
+    return {
+        "model": StatusOut,
+        "description": description,
+        "headers": {"ETag": {**ETAG, "required": True}},
+    }
