@@ -78,6 +78,8 @@ class FakeStore:
     audit: list[AuditEntry] = field(default_factory=list)
     outbox: list[StoredOutbox] = field(default_factory=list)
     locks: dict[str, FakeUnitOfWork] = field(default_factory=dict)
+    # Faults: the next `failing_commits` commits fail as a lost database connection would.
+    failing_commits: int = 0
 
     def actions(self, session_id: str) -> list[str]:
         return [entry.action for entry in self.audit if entry.session_id == session_id]
@@ -262,6 +264,9 @@ class FakeUnitOfWork:
         self._outbox.extend(StoredOutbox(m, audit.session_id, audit.at) for m in messages)
 
     async def commit(self) -> None:
+        if self.store.failing_commits:
+            self.store.failing_commits -= 1
+            raise ConnectionError("store connection lost during commit")
         for session_id, event_types, now in self._cancel:
             for stored in self.store.outbox:
                 if (
@@ -302,12 +307,19 @@ class FakeIndex:
         self.claims: dict[str, datetime] = {}  # session id → lease end
         self.wakes = 0
         self.lost = False
+        # Faults: while `down`, every write and read fails as an unreachable Redis would.
+        self.down = False
         self._woken = asyncio.Event()
+
+    def _reachable(self) -> None:
+        if self.down:
+            raise ConnectionError("index unreachable")
 
     async def now(self) -> datetime:
         return self._clock.now()
 
     async def put(self, session: PaymentSession) -> None:
+        self._reachable()
         self.entries[session.id] = session
         self.claims.pop(session.id, None)
         if session.is_scheduled:
@@ -316,6 +328,7 @@ class FakeIndex:
             self.schedule.pop(session.id, None)
 
     async def snapshot(self, session_id: str) -> WindowSnapshot | None:
+        self._reachable()
         s = self.entries.get(session_id)
         if s is None:
             return None
@@ -346,6 +359,7 @@ class FakeIndex:
         return [Claim(session_id, due) for due, session_id in taken]
 
     async def retry_at(self, session_id: str, due_at: datetime) -> None:
+        self._reachable()
         self.claims.pop(session_id, None)
         self.schedule[session_id] = due_at
 
@@ -368,6 +382,7 @@ class FakeIndex:
         self.claims.pop(session_id, None)
 
     async def wake(self) -> None:
+        self._reachable()
         self.wakes += 1
         self._woken.set()
 
@@ -412,16 +427,42 @@ class FakeStripe:
         self.saved: dict[str, _Saved] = {}
         self.keys: list[str] = []
         self._failures: list[Exception] = []
+        self._expire_failures: list[Exception] = []
         self._ids = itertools.count(1)
 
     # test controls
     def fail_next(self, count: int = 1, kind: str = "server_error") -> None:
         self._failures += [PaymentProviderUnavailable("Stripe answered 500", kind)] * count
 
+    def fail_next_expire(self, count: int = 1) -> None:
+        """The next `count` expire calls fail (creates and retrieves still answer)."""
+        self._expire_failures += [PaymentProviderUnavailable("Stripe answered 500")] * count
+
     def pay(self, checkout_session_id: str) -> None:
         """The buyer completes checkout and pays."""
         self.sessions[checkout_session_id] = replace(
             self.sessions[checkout_session_id], status="complete", payment_status="paid"
+        )
+
+    def pay_later(self, checkout_session_id: str) -> None:
+        """The buyer completes checkout with a delayed method (a bank debit): not paid yet."""
+        self.sessions[checkout_session_id] = replace(
+            self.sessions[checkout_session_id],
+            status="complete",
+            payment_status="unpaid",
+            payment_intent_status="processing",
+        )
+
+    def payment_fails(self, checkout_session_id: str) -> None:
+        """The delayed payment of a completed checkout failed."""
+        self.sessions[checkout_session_id] = replace(
+            self.sessions[checkout_session_id], payment_intent_status="requires_payment_method"
+        )
+
+    def expire_by_itself(self, checkout_session_id: str) -> None:
+        """Stripe ends the session on its own (its `expires_at` passed, or it gave up)."""
+        self.sessions[checkout_session_id] = replace(
+            self.sessions[checkout_session_id], status="expired"
         )
 
     def lose(self, checkout_session_id: str) -> None:
@@ -483,6 +524,8 @@ class FakeStripe:
         if checkout_session_id not in self.sessions:
             self.keys.append(idempotency_key)
             raise CheckoutSessionMissing(checkout_session_id)
+        if self._expire_failures and idempotency_key not in self.saved:
+            self._failures.insert(0, self._expire_failures.pop(0))
         return self._call(idempotency_key, ("expire", checkout_session_id), act)
 
     def parse_webhook(self, payload: bytes, signature: str | None) -> dict[str, Any]:
@@ -514,8 +557,11 @@ def sign(payload: bytes) -> str:
 class FakeChangeFeed:
     def __init__(self) -> None:
         self.published: list[WindowChange] = []
+        self.down = False
 
     async def publish(self, change: WindowChange) -> None:
+        if self.down:
+            raise ConnectionError("live event channel unreachable")
         self.published.append(change)
 
 
