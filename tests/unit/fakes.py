@@ -20,6 +20,14 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from payment_window.domain.buyers import (
+    UNKNOWN_REASON,
+    BuyerRecord,
+    OutcomeCount,
+    Period,
+    RepeatNonPayer,
+    UnpaidWindow,
+)
 from payment_window.domain.errors import (
     CheckoutNotOpen,
     CheckoutSessionMissing,
@@ -38,9 +46,19 @@ from payment_window.domain.ports import (
     WindowSnapshot,
 )
 from payment_window.domain.session import PaymentSession, Status
-from payment_window.domain.views import FailingMessage
+from payment_window.domain.views import (
+    AWAITING_TOO_LONG,
+    DUE_SOON,
+    DUPLICATES_SHOWN,
+    RECENT,
+    AuditRecord,
+    FailingMessage,
+    Summary,
+    WindowFilter,
+)
 
 UNSETTLED = (Status.OPEN, Status.AWAITING_PAYMENT_CONFIRMATION)
+NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 class FakeClock:
@@ -675,3 +693,131 @@ class FakeSink:
         if self.down:
             raise DeliveryFailed("vendor unreachable")
         self.delivered.append(message)
+
+
+# --- operations read model ------------------------------------------------------------------
+
+
+class FakeReadModel:
+    """The operations queries over the fake store's committed state, as the SQL read model
+    answers them (`adapters/read_model.py`): the same filters, order, keyset and figures."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    def _all(self) -> list[PaymentSession]:
+        return list(self._store.sessions.values())
+
+    async def windows(
+        self, query: WindowFilter, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[PaymentSession]:
+        def matches(s: PaymentSession) -> bool:
+            return (
+                (query.status is None or s.status is query.status)
+                and (query.maker_id is None or s.maker_id == query.maker_id)
+                and (query.buyer_id is None or s.buyer_id == query.buyer_id)
+                and (query.auction_id is None or s.auction_id == query.auction_id)
+                and (query.due_before is None or s.expires_at < query.due_before)
+                and (query.due_after is None or s.expires_at >= query.due_after)
+                and (not query.overdue or (s.status is Status.OPEN and s.expires_at < now))
+                and (after is None or (s.expires_at, s.id) > after)
+            )
+
+        return sorted(filter(matches, self._all()), key=lambda s: (s.expires_at, s.id))[:limit]
+
+    async def summary(self, now: datetime) -> Summary:
+        opened = [s for s in self._all() if s.status is Status.OPEN]
+        overdue = [s.expires_at for s in opened if s.expires_at < now]
+        reasons: dict[str, int] = {}
+        for s in self._all():
+            if s.status is Status.EXPIRED and s.expired_at and s.expired_at >= now - RECENT:
+                key = s.reason or UNKNOWN_REASON
+                reasons[key] = reasons.get(key, 0) + 1
+        return Summary(
+            server_time=now,
+            open_count=len(opened),
+            due_within_hour=sum(1 for s in opened if now <= s.expires_at < now + DUE_SOON),
+            overdue_count=len(overdue),
+            oldest_overdue_seconds=int((now - min(overdue)).total_seconds()) if overdue else None,
+            failing_at_stripe=sum(1 for s in opened if s.expiry_attempts > 0),
+            awaiting_confirmation_over_day=sum(
+                1
+                for s in self._all()
+                if s.status is Status.AWAITING_PAYMENT_CONFIRMATION
+                and s.updated_at < now - AWAITING_TOO_LONG
+            ),
+            duplicate_payments=sum(
+                1
+                for entry in self._store.audit
+                if entry.action == "duplicate_payment_detected"
+                and entry.at >= now - DUPLICATES_SHOWN
+            ),
+            undelivered_outbox=sum(1 for row in self._store.outbox if row.cancelled_at is None),
+            expired_last_24h_by_reason=dict(sorted(reasons.items())),
+        )
+
+    def _opened_in(self, period: Period) -> list[PaymentSession]:
+        return [s for s in self._all() if s.created_at >= period.since]
+
+    async def buyer_record(self, buyer_id: str, period: Period) -> BuyerRecord:
+        mine = [s for s in self._opened_in(period) if s.buyer_id == buyer_id]
+        counts: dict[tuple[Status, str | None], int] = {}
+        for s in mine:
+            counts[(s.status, s.reason)] = counts.get((s.status, s.reason), 0) + 1
+        unpaid = [s for s in mine if s.status is Status.EXPIRED]
+        # The SQL's order: expired_at descending, nulls last, then id descending.
+        unpaid.sort(key=lambda s: (s.expired_at is not None, s.expired_at or NEVER, s.id))
+        last = unpaid[-1] if unpaid else None
+        return BuyerRecord.of(
+            buyer_id,
+            period,
+            [OutcomeCount(status, reason, n) for (status, reason), n in counts.items()],
+            None
+            if last is None
+            else UnpaidWindow(
+                session_id=last.id,
+                auction_id=last.auction_id,
+                closed_at=last.expired_at or last.updated_at,
+                reason=last.reason or UNKNOWN_REASON,
+            ),
+        )
+
+    async def repeat_non_payers(self, period: Period, limit: int) -> list[RepeatNonPayer]:
+        in_period = self._opened_in(period)
+        unpaid: dict[str, int] = {}
+        for s in in_period:
+            if s.status is Status.EXPIRED:
+                unpaid[s.buyer_id] = unpaid.get(s.buyer_id, 0) + 1
+        ranked = sorted(unpaid.items(), key=lambda item: (-item[1], item[0]))[:limit]
+        return [
+            RepeatNonPayer(buyer, unpaid=n, opened=sum(1 for s in in_period if s.buyer_id == buyer))
+            for buyer, n in ranked
+        ]
+
+    async def session(self, session_id: str) -> PaymentSession | None:
+        return self._store.sessions.get(session_id)
+
+    async def audit_trail(self, session_id: str) -> list[AuditRecord]:
+        return [
+            AuditRecord(
+                id=number,
+                action=entry.action,
+                actor=entry.actor,
+                from_status=entry.from_status,
+                to_status=entry.to_status,
+                details=dict(entry.details),
+                at=entry.at,
+            )
+            for number, entry in enumerate(self._store.audit, start=1)
+            if entry.session_id == session_id
+        ]
+
+    async def unsettled_count(self) -> int:
+        return sum(1 for s in self._all() if s.status in UNSETTLED)
+
+    async def unsettled_after(self, last_id: str, limit: int) -> list[PaymentSession]:
+        unsettled = [s for s in self._all() if s.status in UNSETTLED and s.id > last_id]
+        return sorted(unsettled, key=lambda s: s.id)[:limit]
+
+    async def sessions(self, session_ids: Sequence[str]) -> list[PaymentSession]:
+        return [self._store.sessions[i] for i in session_ids if i in self._store.sessions]
