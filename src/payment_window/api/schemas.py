@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -38,27 +37,28 @@ Minutes = Annotated[int, Strict(), Field(ge=1, le=MAX_EXTENSION_MINUTES_PER_REQU
 Reason = Annotated[str, Strict(), StringConstraints(max_length=500, pattern=TEXT_PATTERN)]
 
 
-def _iso_text(value: object) -> object:
-    """Only an ISO 8601 string is a time here: no Unix numbers, no digit strings."""
+TIME_HINT = "an ISO 8601 date-time with a zone, e.g. 2030-01-01T12:00:00Z"
+
+
+def aware_utc_time(value: object) -> datetime:
+    """The one reading of a time a client sends (body or query): an ISO 8601 string with a
+    zone, no Unix numbers or digit strings, in UTC; a time with no UTC form (year 0 or 10000
+    once shifted) is refused."""
     if not isinstance(value, str):
-        raise ValueError("must be an ISO 8601 date-time string, e.g. 2030-01-01T12:00:00Z")
+        raise ValueError(f"must be {TIME_HINT}")
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(
-            "must be an ISO 8601 date-time string, e.g. 2030-01-01T12:00:00Z"
-        ) from None
-
-
-def _in_utc(value: datetime) -> datetime:
-    """The time in UTC; one that has no UTC form (year 0 or 10000 once shifted) is refused."""
+        raise ValueError(f"must be {TIME_HINT}") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"must be {TIME_HINT}")
     try:
-        return value.astimezone(UTC)
+        return parsed.astimezone(UTC)
     except OverflowError:
         raise ValueError("must be a time between years 1 and 9999 in UTC") from None
 
 
-IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_utc)]
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(aware_utc_time)]
 
 
 class _Body(BaseModel):
@@ -139,13 +139,13 @@ class PolicyBody(_Body):
         int, Strict(), Field(ge=0, le=MAX_EXTENSION_MINUTES_PER_REQUEST)
     ]
     makers_may_override: Annotated[bool, Strict()]
-    on_expiry: Literal["relist", "notify_maker", "offer_next_bidder"]
+    on_expiry: OnExpiry
 
     def to_policy(self) -> ExtensionPolicy:
         return ExtensionPolicy(
             max_extension_minutes=self.max_extension_minutes,
             makers_may_override=self.makers_may_override,
-            on_expiry=OnExpiry(self.on_expiry),
+            on_expiry=self.on_expiry,
         )
 
     @classmethod
