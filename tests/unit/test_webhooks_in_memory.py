@@ -18,6 +18,16 @@ from payment_window.domain.session import ROTATE_AHEAD, PaymentSession, Status
 from payment_window.webhooks import Outcome
 
 COMPLETED = "checkout.session.completed"
+SESSION = {
+    "id": "cs_test_1",
+    "status": "complete",
+    "payment_status": "paid",
+    "expires_at": 1_900_000_000,
+}
+
+
+def _without(key: str) -> dict[str, Any]:
+    return {name: value for name, value in SESSION.items() if name != key}
 
 
 @pytest.fixture(autouse=True)
@@ -217,11 +227,12 @@ async def test_a_late_payment_cancels_the_relist_and_tells_operations_and_the_au
 # --- what is not ours, or not an event ------------------------------------------------------
 
 
-async def test_an_event_of_another_kind_is_acknowledged_and_ignored() -> None:
+@pytest.mark.parametrize("event_type", ["payment_intent.succeeded", "checkout.session.created"])
+async def test_an_event_of_another_kind_is_acknowledged_and_ignored(event_type: str) -> None:
     world = World()
     await world.open()
     before = _unchanged(world)
-    event = {"id": "evt_pi", "type": "payment_intent.succeeded", "data": {"object": {"id": "x"}}}
+    event = {"id": "evt_other", "type": event_type, "data": {"object": {"id": "x"}}}
 
     assert await _send(world, event) is Outcome.IGNORED
     assert _unchanged(world) == before
@@ -235,8 +246,24 @@ async def test_an_event_of_another_kind_is_acknowledged_and_ignored() -> None:
         {"id": "evt_1", "type": COMPLETED},
         {"id": "evt_1", "type": COMPLETED, "data": {"object": "cs_1"}},
         {"id": "evt_1", "type": COMPLETED, "data": {"object": {"status": "complete"}}},
+        {"id": "evt_1", "type": COMPLETED, "data": {"object": {**SESSION, "status": None}}},
+        {"id": "evt_1", "type": COMPLETED, "data": {"object": _without("payment_status")}},
+        {"id": "evt_1", "type": COMPLETED, "data": {"object": _without("expires_at")}},
+        {"id": "evt_1", "type": COMPLETED, "data": {"object": {**SESSION, "expires_at": "soon"}}},
+        {"id": "evt_1", "type": COMPLETED, "data": {"object": {**SESSION, "expires_at": 10**20}}},
     ],
-    ids=["no id", "no type", "no data", "object not an object", "session without id"],
+    ids=[
+        "no id",
+        "no type",
+        "no data",
+        "object not an object",
+        "session without id",
+        "session without status",
+        "session without payment_status",
+        "session without expires_at",
+        "expires_at not a number",
+        "expires_at out of range",
+    ],
 )
 async def test_a_signed_body_that_is_not_a_stripe_event_is_refused_and_changes_nothing(
     event: dict[str, Any],
