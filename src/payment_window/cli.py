@@ -10,29 +10,16 @@ import json
 from typing import Annotated, NoReturn
 
 import typer
-from pydantic.fields import FieldInfo
 
 from payment_window import __version__
-from payment_window.config import Settings
+from payment_window.config import Settings, shown_default
 from payment_window.domain.buyers import DEFAULT_DAYS, MAX_DAYS, MIN_DAYS
 from payment_window.domain.policy import OnExpiry
 from payment_window.domain.session import MAX_EXTENSION_MINUTES_PER_REQUEST
 from payment_window.logs import configure_logging
 
-
-def _default(field: FieldInfo) -> str:
-    value = field.get_default(call_default_factory=True)
-    if value is None:
-        return "unset"
-    return (
-        ",".join(map(str, value))
-        if isinstance(value, list)
-        else str(getattr(value, "value", value))
-    )
-
-
 SETTINGS_HELP = "\n".join(
-    f"PW_{name.upper()}: {field.description} (default: {_default(field)})"
+    f"PW_{name.upper()}: {field.description} (default: {shown_default(field)})"
     for name, field in Settings.model_fields.items()
 )
 
@@ -75,8 +62,11 @@ def migrate() -> None:
     from payment_window.adapters.store import migrate as run_migrations
 
     settings = _settings()
-    run_migrations(settings)
-    typer.echo("store is up to date")
+    applied = run_migrations(settings)
+    if applied:
+        typer.echo(f"store migrated: applied {', '.join(applied)}")
+    else:
+        typer.echo("store was already up to date: no migration to apply")
 
 
 def _refuse(error: Exception) -> NoReturn:
@@ -124,7 +114,9 @@ def serve(
 def worker() -> None:
     """Close windows as they fall due, until SIGTERM (and relay, if PW_WORKER_LOOPS asks).
 
-    Needs PW_STRIPE_API_KEY; with `serve --local-stripe` the worker already runs inside serve.
+    Needs PW_STRIPE_API_KEY. On the embedded default (SQLite without Redis) `serve` already
+    runs the worker in-process (so does `serve` wherever PW_SERVE_LOOPS names it); a worker
+    beside it is not needed there.
     """
     from payment_window.runner import StartupRefused, require_for, run_worker
 

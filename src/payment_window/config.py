@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from payment_window.domain.policy import OnExpiry
@@ -25,23 +26,36 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PW_", extra="ignore", frozen=True)
 
     env: Environment = Field(
-        Environment.DEVELOPMENT, description="`production` refuses to start without secrets"
+        Environment.DEVELOPMENT,
+        description="`production`: `serve` refuses to start without a JWT secret (or JWKS URL); "
+        "`serve`, `worker` and `expire-due` refuse without a Stripe key in any mode",
     )
-    database_url: str = Field(DEFAULT_SQLITE, description="SQLAlchemy or plain postgresql:// URL")
+    database_url: str = Field(
+        DEFAULT_SQLITE,
+        description="the store: a SQLAlchemy URL, or a plain `postgresql://user@host:port/db` "
+        "(the driver is picked for it)",
+        json_schema_extra={
+            "shown_default": "`payment-window.db` (SQLite) in the working directory"
+        },
+    )
     database_schema: str | None = Field(
         None, description="PostgreSQL schema (search_path); tests use one each"
     )
     redis_url: str | None = Field(
-        None, description="unset: the window index is served by the store"
+        None, description="the window index (Redis); unset: served by the store"
     )
     redis_prefix: str = Field("", description="prefix for every Redis key; tests use one each")
     window_minutes: int = Field(
         1440, ge=1, le=7 * 24 * 60, description="length of a new payment window"
     )
     stripe_api_key: SecretStr | None = Field(
-        None, description="Stripe secret key; required unless `serve --local-stripe` (development)"
+        None,
+        description="Stripe secret key; `serve`, `worker` and `expire-due` refuse to start "
+        "without it, unless `serve --local-stripe` (development) asks for the stand-in",
     )
-    stripe_api_base: str | None = Field(None, description="point the Stripe SDK at another server")
+    stripe_api_base: str | None = Field(
+        None, description="another Stripe-compatible server for the Stripe SDK (tests)"
+    )
     stripe_webhook_secret: SecretStr | None = Field(
         None, description="verifies the Stripe-Signature of webhooks"
     )
@@ -49,10 +63,12 @@ class Settings(BaseSettings):
         2, ge=0, le=10, description="the Stripe SDK's own retries of failed calls"
     )
     stripe_expire_rps: float = Field(
-        20.0, gt=0, description="Stripe calls/s for expiry, all workers"
+        20.0, gt=0, description="Stripe calls per second the expiry path may spend, all workers"
     )
     sns_maker_topic_arn: str | None = Field(None, description="SNS topic for maker notices")
-    sns_buyer_topic_arn: str | None = Field(None, description="SNS topic for buyer notices")
+    sns_buyer_topic_arn: str | None = Field(
+        None, description="SNS topic for buyer notices (and reminders)"
+    )
     auction_events_topic_arn: str | None = Field(
         None, description="SNS topic for auction follow-ups and operations alerts"
     )
@@ -64,8 +80,15 @@ class Settings(BaseSettings):
         None, description="Segment write key; unset: analytics wait in the outbox"
     )
     segment_host: str | None = Field(None, description="another Segment API host")
-    jwt_secret: SecretStr | None = Field(None, description="HS256 secret for bearer tokens")
-    jwt_jwks_url: str | None = Field(None, description="RS256 keys in production")
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description="HS256 secret for bearer tokens; unset in development: generated once into "
+        "`payment-window.jwt-secret` (mode 0600) beside the SQLite file, shared by `serve` and "
+        "`demo`",
+    )
+    jwt_jwks_url: str | None = Field(
+        None, description="RS256 keys of an identity provider (production)"
+    )
     jwt_audience: str | None = Field(None, description="required `aud` claim, when set")
     jwt_issuer: str | None = Field(None, description="required `iss` claim, when set")
     jwt_max_ttl_seconds: int = Field(
@@ -75,9 +98,16 @@ class Settings(BaseSettings):
         "are refused; tokens without iat are refused",
     )
     sse_max_streams_per_subject: int = Field(
-        5, ge=1, description="live event streams one token subject may hold open at once"
+        5,
+        ge=1,
+        description="live event streams one token subject may hold open at once, per process "
+        "(429 beyond)",
     )
-    api_docs: bool = Field(True, description="serve /docs and /openapi.json (false: 404)")
+    api_docs: bool = Field(
+        True,
+        description="serve `/docs` (Swagger UI from the package) and `/openapi.json`; "
+        "false: both 404",
+    )
     public_base_url: str = Field(
         "http://127.0.0.1:8000", description="where buyers reach this service (Stripe return URLs)"
     )
@@ -89,7 +119,8 @@ class Settings(BaseSettings):
     )
     default_on_expiry: OnExpiry = Field(
         OnExpiry.RELIST,
-        description="policy for makers without their own: relist|notify_maker|offer_next_bidder",
+        description="policy for makers without their own: `relist`, `notify_maker` or "
+        "`offer_next_bidder`",
     )
     reminder_offsets_minutes: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [720, 60],
@@ -121,7 +152,7 @@ class Settings(BaseSettings):
         None, description="loops `worker` runs: worker,relay; unset: the expiry worker only"
     )
     log_json: bool | None = Field(
-        None, description="default: JSON in production, console otherwise"
+        None, description="JSON log lines (true) or console lines; unset: JSON in production"
     )
 
     @field_validator("database_url")
@@ -182,3 +213,22 @@ class Settings(BaseSettings):
         if self.is_sqlite and path and not path.startswith(":memory:"):
             return Path(path.split("?", 1)[0]).parent
         return Path.cwd()
+
+
+def shown_default(field: FieldInfo) -> str:
+    """A setting's default as `--help` and README's settings table show it."""
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("shown_default"), str):
+        return str(extra["shown_default"])
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "unset"
+    if value == "":
+        return "empty"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(getattr(value, "value", value))

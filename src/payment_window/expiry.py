@@ -19,10 +19,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
+from payment_window.concurrency import each
 from payment_window.domain import access, messages, window
 from payment_window.domain.errors import CheckoutSessionMissing, PaymentProviderUnavailable
 from payment_window.domain.ports import (
@@ -77,9 +78,6 @@ def stripe_backoff(attempts: int) -> timedelta:
     """Exponential backoff with jitter, so a Stripe outage is not met with a synchronized storm."""
     base = min(MAX_BACKOFF.total_seconds(), 2.0 ** min(attempts, 10))
     return timedelta(seconds=base * random.uniform(0.5, 1.0))
-
-
-T = TypeVar("T")
 
 
 class ExpiryTask:
@@ -194,7 +192,7 @@ class ExpiryTask:
             overdue = await uow.sessions.overdue_scheduled(now - SWEEP_GRACE, 10_000)
         scheduled = await self._index.scheduled_ids() if overdue else set()
         missing = [session for session in overdue if session.id not in scheduled]
-        await _each(missing, self._index.put)
+        await each(missing, self._index.put, at_once=INDEX_CONCURRENCY)
         if missing:
             log.warning("reindexed_overdue_windows", count=len(missing))
         return len(missing)
@@ -212,6 +210,13 @@ class ExpiryTask:
         except Exception as error:
             # The group's transaction failed (the store): every window counts an attempt and
             # comes back. Stripe calls already made are safe to repeat (idempotent, or "expired").
+            structlog.contextvars.unbind_contextvars("session_id")
+            log.warning(
+                "expiry_batch_failed",
+                windows=len(session_ids),
+                error=f"{type(error).__name__}: {error}",
+                exc_info=True,
+            )
             for session_id in session_ids:
                 structlog.contextvars.bind_contextvars(session_id=session_id)
                 await self._failed(session_id, error, report)
@@ -438,9 +443,3 @@ def _asks_stripe(session: PaymentSession, now: datetime) -> bool:
 
 def _payment_failed(checkout: CheckoutSession) -> bool:
     return checkout.payment_intent_status in ("requires_payment_method", "canceled")
-
-
-async def _each(items: Sequence[T], action: Callable[[T], Awaitable[object]]) -> None:
-    """Run `action` over `items` concurrently, a bounded number at a time."""
-    for start in range(0, len(items), INDEX_CONCURRENCY):
-        await asyncio.gather(*(action(item) for item in items[start : start + INDEX_CONCURRENCY]))

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import TypeVar
 
+from payment_window.concurrency import each
 from payment_window.domain.ports import ReadModel, WindowIndex
 from payment_window.domain.session import PaymentSession
 
 Progress = Callable[[int, int], None]
 _CONCURRENCY = 32
 _PRECISION = timedelta(milliseconds=1)  # the Redis index keeps deadlines in ms
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +64,7 @@ async def reconcile(
 
     last_id = ""
     while page := await store.unsettled_after(last_id, page_size):
-        await _each(page, check)
+        await each(page, check, at_once=_CONCURRENCY)
         last_id = page[-1].id
         done += len(page)
         for session in page:
@@ -89,16 +87,15 @@ async def reconcile(
     for start in range(0, len(leftover), page_size):
         ids = leftover[start : start + page_size]
         stored = {session.id: session for session in await store.sessions(ids)}
-        await _each([(session_id, stored.get(session_id)) for session_id in ids], settle)
+        await each(
+            [(session_id, stored.get(session_id)) for session_id in ids],
+            settle,
+            at_once=_CONCURRENCY,
+        )
         done += len(ids)
         _report(progress, done, total)
     await index.mark_rebuilt()
     return ReconcileReport(**counts)
-
-
-async def _each(items: Sequence[T], action: Callable[[T], Awaitable[None]]) -> None:
-    for start in range(0, len(items), _CONCURRENCY):
-        await asyncio.gather(*(action(item) for item in items[start : start + _CONCURRENCY]))
 
 
 def _report(progress: Progress | None, done: int, total: int) -> None:

@@ -149,28 +149,42 @@ class StripeWebhooks:
 
 
 def _parse(event: Mapping[str, Any]) -> tuple[str, str, CheckoutSession | None]:
-    """The event's id, type and (for Checkout Session events) its session; 400 otherwise."""
+    """The event's id, type and (for the Checkout Session events acted on) its session; 400
+    when the body is no Stripe event or such a session lacks what deciding needs."""
     event_id, event_type, data = event.get("id"), event.get("type"), event.get("data")
     if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
         raise InvalidWebhook("webhook body is not a Stripe event (no id or type)")
     if not isinstance(data, Mapping) or not isinstance(data.get("object"), Mapping):
         raise InvalidWebhook("webhook body is not a Stripe event (no data.object)")
     obj: Mapping[str, Any] = data["object"]
-    if not event_type.startswith("checkout.session."):
+    if event_type not in HANDLED:
         return event_id, event_type, None
-    checkout_id, expires_at = obj.get("id"), obj.get("expires_at")
+    checkout_id = obj.get("id")
     if not isinstance(checkout_id, str) or not checkout_id:
         raise InvalidWebhook("the event's Checkout Session has no id")
+    # Every Checkout Session Stripe sends has these; without them the event cannot be judged
+    # (a missing payment_status must not read as some status), so it is refused, not guessed.
+    status, payment_status = obj.get("status"), obj.get("payment_status")
+    expires_at = obj.get("expires_at")
+    if not isinstance(status, str) or not status:
+        raise InvalidWebhook("the event's Checkout Session has no status")
+    if not isinstance(payment_status, str) or not payment_status:
+        raise InvalidWebhook("the event's Checkout Session has no payment_status")
+    if not isinstance(expires_at, int) or isinstance(expires_at, bool):
+        raise InvalidWebhook("the event's Checkout Session has no expires_at")
+    try:
+        expiry = datetime.fromtimestamp(expires_at, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidWebhook("the event's Checkout Session has no valid expires_at") from None
+    url = obj.get("url")
     return (
         event_id,
         event_type,
         CheckoutSession(
             id=checkout_id,
-            url=obj.get("url") if isinstance(obj.get("url"), str) else None,
-            status=str(obj.get("status")),
-            payment_status=str(obj.get("payment_status")),
-            expires_at=datetime.fromtimestamp(
-                expires_at if isinstance(expires_at, int) else 0, UTC
-            ),
+            url=url if isinstance(url, str) else None,
+            status=status,
+            payment_status=payment_status,
+            expires_at=expiry,
         ),
     )

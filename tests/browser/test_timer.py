@@ -111,13 +111,20 @@ def test_page_resyncs_when_it_comes_back(open_page: OpenPage) -> None:
     seen = len(checkout.status_requests)
     page = checkout.page
 
+    def after_the_handlers_ran() -> None:
+        """Wait until a marker request the page makes after the events shows up: the page's
+        handlers run synchronously and requests are reported in the order they are made, so
+        any status request those events caused has been counted by then."""
+        with page.expect_request(lambda request: request.url.endswith("/healthz?marker")):
+            page.evaluate("() => { fetch('/healthz?marker'); }")
+
     def comes_back(script: str) -> None:
         nonlocal seen
         page.clock.fast_forward(3000)  # past the page's resync coalescing gap
         page.evaluate(script)
         seen += 1
         checkout.wait_for_status_requests(seen)
-        page.wait_for_timeout(100)
+        after_the_handlers_ran()
         assert len(checkout.status_requests) == seen
 
     comes_back(BECOME.replace("STATE", "visible"))
@@ -128,7 +135,7 @@ def test_page_resyncs_when_it_comes_back(open_page: OpenPage) -> None:
     page.clock.fast_forward(3000)
     page.evaluate(BECOME.replace("STATE", "hidden"))
     page.evaluate(RESTORED.replace("PERSISTED", "false"))
-    page.wait_for_timeout(300)
+    after_the_handlers_ran()
     assert len(checkout.status_requests) == seen
 
 

@@ -31,10 +31,11 @@ from payment_window.runner import expiry_task
 REQUEST_ID = "req-logs-0001"
 # Recognisable, and never printed whole anywhere the tests look.
 STRIPE_KEY = "sk_test_SECRET" + secrets.token_hex(12)
-# Lines about a pass or the index as a whole, not about one window (keep in step with expiry.py).
+# Lines about a pass or the index as a whole, not about one window (keep in step with expiry.py
+# and worker.py).
 PASS_EVENTS = {
     "expiry_pass",
-    "expiry_pass_failed",
+    "expiry_loop_failed",
     "expiry_batch_failed",
     "reindexed_overdue_windows",
     "window_index_rebuilding",

@@ -20,6 +20,14 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from payment_window.domain.buyers import (
+    UNKNOWN_REASON,
+    BuyerRecord,
+    OutcomeCount,
+    Period,
+    RepeatNonPayer,
+    UnpaidWindow,
+)
 from payment_window.domain.errors import (
     CheckoutNotOpen,
     CheckoutSessionMissing,
@@ -38,9 +46,19 @@ from payment_window.domain.ports import (
     WindowSnapshot,
 )
 from payment_window.domain.session import PaymentSession, Status
-from payment_window.domain.views import FailingMessage
+from payment_window.domain.views import (
+    AWAITING_TOO_LONG,
+    DUE_SOON,
+    DUPLICATES_SHOWN,
+    RECENT,
+    AuditRecord,
+    FailingMessage,
+    Summary,
+    WindowFilter,
+)
 
 UNSETTLED = (Status.OPEN, Status.AWAITING_PAYMENT_CONFIRMATION)
+NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 class FakeClock:
@@ -78,6 +96,8 @@ class FakeStore:
     audit: list[AuditEntry] = field(default_factory=list)
     outbox: list[StoredOutbox] = field(default_factory=list)
     locks: dict[str, FakeUnitOfWork] = field(default_factory=dict)
+    # Faults: the next `failing_commits` commits fail as a lost database connection would.
+    failing_commits: int = 0
 
     def actions(self, session_id: str) -> list[str]:
         return [entry.action for entry in self.audit if entry.session_id == session_id]
@@ -262,6 +282,9 @@ class FakeUnitOfWork:
         self._outbox.extend(StoredOutbox(m, audit.session_id, audit.at) for m in messages)
 
     async def commit(self) -> None:
+        if self.store.failing_commits:
+            self.store.failing_commits -= 1
+            raise ConnectionError("store connection lost during commit")
         for session_id, event_types, now in self._cancel:
             for stored in self.store.outbox:
                 if (
@@ -302,12 +325,19 @@ class FakeIndex:
         self.claims: dict[str, datetime] = {}  # session id → lease end
         self.wakes = 0
         self.lost = False
+        # Faults: while `down`, every write and read fails as an unreachable Redis would.
+        self.down = False
         self._woken = asyncio.Event()
+
+    def _reachable(self) -> None:
+        if self.down:
+            raise ConnectionError("index unreachable")
 
     async def now(self) -> datetime:
         return self._clock.now()
 
     async def put(self, session: PaymentSession) -> None:
+        self._reachable()
         self.entries[session.id] = session
         self.claims.pop(session.id, None)
         if session.is_scheduled:
@@ -316,6 +346,7 @@ class FakeIndex:
             self.schedule.pop(session.id, None)
 
     async def snapshot(self, session_id: str) -> WindowSnapshot | None:
+        self._reachable()
         s = self.entries.get(session_id)
         if s is None:
             return None
@@ -346,6 +377,7 @@ class FakeIndex:
         return [Claim(session_id, due) for due, session_id in taken]
 
     async def retry_at(self, session_id: str, due_at: datetime) -> None:
+        self._reachable()
         self.claims.pop(session_id, None)
         self.schedule[session_id] = due_at
 
@@ -368,6 +400,7 @@ class FakeIndex:
         self.claims.pop(session_id, None)
 
     async def wake(self) -> None:
+        self._reachable()
         self.wakes += 1
         self._woken.set()
 
@@ -412,16 +445,42 @@ class FakeStripe:
         self.saved: dict[str, _Saved] = {}
         self.keys: list[str] = []
         self._failures: list[Exception] = []
+        self._expire_failures: list[Exception] = []
         self._ids = itertools.count(1)
 
     # test controls
     def fail_next(self, count: int = 1, kind: str = "server_error") -> None:
         self._failures += [PaymentProviderUnavailable("Stripe answered 500", kind)] * count
 
+    def fail_next_expire(self, count: int = 1) -> None:
+        """The next `count` expire calls fail (creates and retrieves still answer)."""
+        self._expire_failures += [PaymentProviderUnavailable("Stripe answered 500")] * count
+
     def pay(self, checkout_session_id: str) -> None:
         """The buyer completes checkout and pays."""
         self.sessions[checkout_session_id] = replace(
             self.sessions[checkout_session_id], status="complete", payment_status="paid"
+        )
+
+    def pay_later(self, checkout_session_id: str) -> None:
+        """The buyer completes checkout with a delayed method (a bank debit): not paid yet."""
+        self.sessions[checkout_session_id] = replace(
+            self.sessions[checkout_session_id],
+            status="complete",
+            payment_status="unpaid",
+            payment_intent_status="processing",
+        )
+
+    def payment_fails(self, checkout_session_id: str) -> None:
+        """The delayed payment of a completed checkout failed."""
+        self.sessions[checkout_session_id] = replace(
+            self.sessions[checkout_session_id], payment_intent_status="requires_payment_method"
+        )
+
+    def expire_by_itself(self, checkout_session_id: str) -> None:
+        """Stripe ends the session on its own (its `expires_at` passed, or it gave up)."""
+        self.sessions[checkout_session_id] = replace(
+            self.sessions[checkout_session_id], status="expired"
         )
 
     def lose(self, checkout_session_id: str) -> None:
@@ -483,6 +542,8 @@ class FakeStripe:
         if checkout_session_id not in self.sessions:
             self.keys.append(idempotency_key)
             raise CheckoutSessionMissing(checkout_session_id)
+        if self._expire_failures and idempotency_key not in self.saved:
+            self._failures.insert(0, self._expire_failures.pop(0))
         return self._call(idempotency_key, ("expire", checkout_session_id), act)
 
     def parse_webhook(self, payload: bytes, signature: str | None) -> dict[str, Any]:
@@ -514,8 +575,11 @@ def sign(payload: bytes) -> str:
 class FakeChangeFeed:
     def __init__(self) -> None:
         self.published: list[WindowChange] = []
+        self.down = False
 
     async def publish(self, change: WindowChange) -> None:
+        if self.down:
+            raise ConnectionError("live event channel unreachable")
         self.published.append(change)
 
 
@@ -629,3 +693,131 @@ class FakeSink:
         if self.down:
             raise DeliveryFailed("vendor unreachable")
         self.delivered.append(message)
+
+
+# --- operations read model ------------------------------------------------------------------
+
+
+class FakeReadModel:
+    """The operations queries over the fake store's committed state, as the SQL read model
+    answers them (`adapters/read_model.py`): the same filters, order, keyset and figures."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    def _all(self) -> list[PaymentSession]:
+        return list(self._store.sessions.values())
+
+    async def windows(
+        self, query: WindowFilter, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[PaymentSession]:
+        def matches(s: PaymentSession) -> bool:
+            return (
+                (query.status is None or s.status is query.status)
+                and (query.maker_id is None or s.maker_id == query.maker_id)
+                and (query.buyer_id is None or s.buyer_id == query.buyer_id)
+                and (query.auction_id is None or s.auction_id == query.auction_id)
+                and (query.due_before is None or s.expires_at < query.due_before)
+                and (query.due_after is None or s.expires_at >= query.due_after)
+                and (not query.overdue or (s.status is Status.OPEN and s.expires_at < now))
+                and (after is None or (s.expires_at, s.id) > after)
+            )
+
+        return sorted(filter(matches, self._all()), key=lambda s: (s.expires_at, s.id))[:limit]
+
+    async def summary(self, now: datetime) -> Summary:
+        opened = [s for s in self._all() if s.status is Status.OPEN]
+        overdue = [s.expires_at for s in opened if s.expires_at < now]
+        reasons: dict[str, int] = {}
+        for s in self._all():
+            if s.status is Status.EXPIRED and s.expired_at and s.expired_at >= now - RECENT:
+                key = s.reason or UNKNOWN_REASON
+                reasons[key] = reasons.get(key, 0) + 1
+        return Summary(
+            server_time=now,
+            open_count=len(opened),
+            due_within_hour=sum(1 for s in opened if now <= s.expires_at < now + DUE_SOON),
+            overdue_count=len(overdue),
+            oldest_overdue_seconds=int((now - min(overdue)).total_seconds()) if overdue else None,
+            failing_at_stripe=sum(1 for s in opened if s.expiry_attempts > 0),
+            awaiting_confirmation_over_day=sum(
+                1
+                for s in self._all()
+                if s.status is Status.AWAITING_PAYMENT_CONFIRMATION
+                and s.updated_at < now - AWAITING_TOO_LONG
+            ),
+            duplicate_payments=sum(
+                1
+                for entry in self._store.audit
+                if entry.action == "duplicate_payment_detected"
+                and entry.at >= now - DUPLICATES_SHOWN
+            ),
+            undelivered_outbox=sum(1 for row in self._store.outbox if row.cancelled_at is None),
+            expired_last_24h_by_reason=dict(sorted(reasons.items())),
+        )
+
+    def _opened_in(self, period: Period) -> list[PaymentSession]:
+        return [s for s in self._all() if s.created_at >= period.since]
+
+    async def buyer_record(self, buyer_id: str, period: Period) -> BuyerRecord:
+        mine = [s for s in self._opened_in(period) if s.buyer_id == buyer_id]
+        counts: dict[tuple[Status, str | None], int] = {}
+        for s in mine:
+            counts[(s.status, s.reason)] = counts.get((s.status, s.reason), 0) + 1
+        unpaid = [s for s in mine if s.status is Status.EXPIRED]
+        # The SQL's order: expired_at descending, nulls last, then id descending.
+        unpaid.sort(key=lambda s: (s.expired_at is not None, s.expired_at or NEVER, s.id))
+        last = unpaid[-1] if unpaid else None
+        return BuyerRecord.of(
+            buyer_id,
+            period,
+            [OutcomeCount(status, reason, n) for (status, reason), n in counts.items()],
+            None
+            if last is None
+            else UnpaidWindow(
+                session_id=last.id,
+                auction_id=last.auction_id,
+                closed_at=last.expired_at or last.updated_at,
+                reason=last.reason or UNKNOWN_REASON,
+            ),
+        )
+
+    async def repeat_non_payers(self, period: Period, limit: int) -> list[RepeatNonPayer]:
+        in_period = self._opened_in(period)
+        unpaid: dict[str, int] = {}
+        for s in in_period:
+            if s.status is Status.EXPIRED:
+                unpaid[s.buyer_id] = unpaid.get(s.buyer_id, 0) + 1
+        ranked = sorted(unpaid.items(), key=lambda item: (-item[1], item[0]))[:limit]
+        return [
+            RepeatNonPayer(buyer, unpaid=n, opened=sum(1 for s in in_period if s.buyer_id == buyer))
+            for buyer, n in ranked
+        ]
+
+    async def session(self, session_id: str) -> PaymentSession | None:
+        return self._store.sessions.get(session_id)
+
+    async def audit_trail(self, session_id: str) -> list[AuditRecord]:
+        return [
+            AuditRecord(
+                id=number,
+                action=entry.action,
+                actor=entry.actor,
+                from_status=entry.from_status,
+                to_status=entry.to_status,
+                details=dict(entry.details),
+                at=entry.at,
+            )
+            for number, entry in enumerate(self._store.audit, start=1)
+            if entry.session_id == session_id
+        ]
+
+    async def unsettled_count(self) -> int:
+        return sum(1 for s in self._all() if s.status in UNSETTLED)
+
+    async def unsettled_after(self, last_id: str, limit: int) -> list[PaymentSession]:
+        unsettled = [s for s in self._all() if s.status in UNSETTLED and s.id > last_id]
+        return sorted(unsettled, key=lambda s: s.id)[:limit]
+
+    async def sessions(self, session_ids: Sequence[str]) -> list[PaymentSession]:
+        return [self._store.sessions[i] for i in session_ids if i in self._store.sessions]

@@ -112,6 +112,18 @@ class World:
     def store(self) -> dict[str, PaymentSession]:
         return self.uow.store.sessions
 
+    def recorded(self) -> tuple[object, ...]:
+        """Everything a refused request must leave as it was: rows, audit, outbox, index."""
+        store = self.uow.store
+        return (
+            dict(store.sessions),
+            list(store.audit),
+            [(stored.message, stored.cancelled_at) for stored in store.outbox],
+            set(store.stripe_events),
+            dict(self.index.schedule),
+            len(self.changes.published),
+        )
+
     async def open(self, auction: str = "auc-1", minutes: int = 60) -> PaymentSession:
         request = OpenWindow(
             auction_id=auction,
@@ -177,9 +189,12 @@ async def test_an_extension_moves_the_deadline_and_the_schedule() -> None:
 async def test_an_extension_past_policy_is_refused_and_changes_nothing() -> None:
     world = World()
     session = await world.open()
-    with pytest.raises(ExtensionExceedsPolicy):
+    before = world.recorded()
+    with pytest.raises(ExtensionExceedsPolicy) as refused:
         await world.windows.extend(session.id, 61, ADMIN)
-    assert world.store[session.id] == session
+    assert refused.value.still_allowed == 60
+    assert world.recorded() == before
+    assert world.stripe.keys == [f"open:{session.id}"]  # no new Stripe session either
 
 
 async def test_a_buyer_may_not_override() -> None:
@@ -334,8 +349,13 @@ async def test_an_event_for_an_unknown_checkout_changes_nothing() -> None:
     world = World()
     session = await world.open(auction="auc-2")
     stranger = await world.stripe.create(session, world.clock.now(), "elsewhere")
+    world.stripe.pay(stranger.id)
+    before = world.recorded()
     outcome = await world.webhook("evt_2", "checkout.session.completed", stranger.id)
     assert outcome is Outcome.UNKNOWN_SESSION
+    assert world.recorded() == before
+    # Not even the event id is kept: Stripe's retry may find the window once it exists.
+    assert "evt_2" not in world.uow.store.stripe_events
 
 
 async def test_a_payment_after_expiry_is_recorded_as_late() -> None:
@@ -348,8 +368,20 @@ async def test_a_payment_after_expiry_is_recorded_as_late() -> None:
 
     outcome = await world.webhook("evt_3", "checkout.session.completed", checkout_id)
 
-    assert outcome is Outcome.APPLIED
-    assert world.store[session.id].status is Status.PAID
+    paid = world.store[session.id]
+    assert (outcome, paid.status) == (Outcome.APPLIED, Status.PAID)
+    assert paid.reason == "paid_after_close"
+    late = world.uow.store.audit[-1]
+    assert (late.action, late.from_status, late.to_status) == (
+        "payment_completed",
+        "expired",
+        "paid",
+    )
+    assert late.details["lateAfterExpiry"] is True and late.details["followUpsCancelled"] == 1
+    assert late.details["closedReason"] == "window_elapsed"  # why it had closed stays recorded
+    events = world.uow.store.events(session.id)
+    assert "auction.relist_requested" not in events  # cancelled before it left
+    assert "operations.late_payment_after_expiry" in events
 
 
 async def test_a_webhook_with_a_bad_signature_is_refused() -> None:
@@ -358,6 +390,7 @@ async def test_a_webhook_with_a_bad_signature_is_refused() -> None:
     payload = world.stripe.event(
         "evt_4", "checkout.session.completed", str(session.checkout_session_id)
     )
+    before = world.recorded()
     with pytest.raises(InvalidWebhook):
         await world.webhooks.handle(payload, "forged")
-    assert world.store[session.id].status is Status.OPEN
+    assert world.recorded() == before

@@ -401,12 +401,15 @@ class SqlUnitOfWorkFactory:
         return SqlUnitOfWork(self.engine)
 
 
-def migrate(settings: Settings, revision: str = "head") -> None:
-    """Bring the store's schema up to `revision` (Alembic)."""
+def migrate(settings: Settings, revision: str = "head") -> list[str]:
+    """Bring the store's schema up to `revision` (Alembic); the revisions this run applied."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", "payment_window:migrations")
     config.attributes["settings"] = settings
+    applied: list[str] = []
+    config.attributes["applied"] = applied
     command.upgrade(config, revision)
+    return applied

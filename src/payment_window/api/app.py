@@ -23,6 +23,7 @@ from payment_window.api.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from payment_window.api.openapi import install_openapi
 from payment_window.api.routes import (
     checkout,
     docs,
@@ -87,6 +88,7 @@ def create_app(
     if container is not None:
         app.state.container = container
     install_error_handlers(app)
+    install_openapi(app)
     # Outermost last: headers go on every answer, the 500 included; limits act before routing.
     app.add_middleware(StatusReadShortcut)
     app.add_middleware(BodyLimitMiddleware)

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -38,27 +37,28 @@ Minutes = Annotated[int, Strict(), Field(ge=1, le=MAX_EXTENSION_MINUTES_PER_REQU
 Reason = Annotated[str, Strict(), StringConstraints(max_length=500, pattern=TEXT_PATTERN)]
 
 
-def _iso_text(value: object) -> object:
-    """Only an ISO 8601 string is a time here: no Unix numbers, no digit strings."""
+TIME_HINT = "an ISO 8601 date-time with a zone, e.g. 2030-01-01T12:00:00Z"
+
+
+def aware_utc_time(value: object) -> datetime:
+    """The one reading of a time a client sends (body or query): an ISO 8601 string with a
+    zone, no Unix numbers or digit strings, in UTC; a time with no UTC form (year 0 or 10000
+    once shifted) is refused."""
     if not isinstance(value, str):
-        raise ValueError("must be an ISO 8601 date-time string, e.g. 2030-01-01T12:00:00Z")
+        raise ValueError(f"must be {TIME_HINT}")
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(
-            "must be an ISO 8601 date-time string, e.g. 2030-01-01T12:00:00Z"
-        ) from None
-
-
-def _in_utc(value: datetime) -> datetime:
-    """The time in UTC; one that has no UTC form (year 0 or 10000 once shifted) is refused."""
+        raise ValueError(f"must be {TIME_HINT}") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"must be {TIME_HINT}")
     try:
-        return value.astimezone(UTC)
+        return parsed.astimezone(UTC)
     except OverflowError:
         raise ValueError("must be a time between years 1 and 9999 in UTC") from None
 
 
-IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_utc)]
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(aware_utc_time)]
 
 
 class _Body(BaseModel):
@@ -139,13 +139,13 @@ class PolicyBody(_Body):
         int, Strict(), Field(ge=0, le=MAX_EXTENSION_MINUTES_PER_REQUEST)
     ]
     makers_may_override: Annotated[bool, Strict()]
-    on_expiry: Literal["relist", "notify_maker", "offer_next_bidder"]
+    on_expiry: OnExpiry
 
     def to_policy(self) -> ExtensionPolicy:
         return ExtensionPolicy(
             max_extension_minutes=self.max_extension_minutes,
             makers_may_override=self.makers_may_override,
-            on_expiry=OnExpiry(self.on_expiry),
+            on_expiry=self.on_expiry,
         )
 
     @classmethod
@@ -250,15 +250,65 @@ class RepeatNonPayerOut(Out):
     opened: int = Field(ge=1, description="windows opened in the period")
 
 
-class ErrorDetail(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class FieldProblem(BaseModel):
+    """One refused part of a request (`invalid_request`)."""
 
-    code: str
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(description="the body field, query parameter or `<name> header`")
     message: str
 
 
+class ErrorDetail(BaseModel):
+    """`code` is stable, `message` is for people; a few codes add the keys below."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="e.g. `invalid_request`, `window_elapsed`, `not_found`")
+    message: str
+    fields: list[FieldProblem] | None = Field(
+        None, description="`invalid_request`: each refused part of the request"
+    )
+    minutes_still_allowed: int | None = Field(
+        None,
+        alias="minutesStillAllowed",
+        description="`extension_exceeds_policy`: what the maker's policy still allows",
+    )
+    minimum_amount: int | None = Field(
+        None, alias="minimumAmount", description="`amount_too_small`: Stripe's minimum charge"
+    )
+    session_id: str | None = Field(
+        None,
+        alias="sessionId",
+        description="`window_already_open`, `auction_already_paid`: the auction's window",
+    )
+    checks: dict[str, Literal["ok", "unreachable"]] | None = Field(
+        None, description="`not_ready`: each dependency's state"
+    )
+
+
 class ErrorOut(BaseModel):
+    """Every error answer: `{"error": {"code": ..., "message": ...}}`, nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
+
     error: ErrorDetail
+
+
+RETRY_AFTER_TEXT = "seconds to wait before trying again"
+RETRY_AFTER: dict[str, Any] = {
+    "description": RETRY_AFTER_TEXT,
+    "schema": {"type": "integer", "minimum": 0},
+}
+BEARER_CHALLENGE: dict[str, Any] = {
+    "description": 'the bearer challenge, e.g. `Bearer realm="payment-window", '
+    'error="invalid_token"`',
+    "schema": {"type": "string"},
+}
+ETAG: dict[str, Any] = {
+    "description": 'the window\'s version, quoted (`"3"`): send it back as `If-Match`',
+    "schema": {"type": "string"},
+}
 
 
 class HealthOut(BaseModel):
@@ -266,6 +316,32 @@ class HealthOut(BaseModel):
     version: str = Field(description="the running release (pyproject.toml's version)")
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error shape under `statuses`."""
-    return {status: {"model": ErrorOut} for status in statuses}
+def error_responses(*statuses: int, retry_409: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error shape under `statuses`; 429 and 503 always carry
+    `Retry-After`, a 409 does when `retry_409` (an `Idempotency-Key` still in use), a 401 its
+    `WWW-Authenticate` challenge."""
+    entries: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": ErrorOut}
+        if status in (429, 503):
+            entry["headers"] = {"Retry-After": {**RETRY_AFTER, "required": True}}
+        elif status == 401:
+            entry["headers"] = {"WWW-Authenticate": {**BEARER_CHALLENGE, "required": True}}
+        elif status == 409 and retry_409:
+            entry["headers"] = {
+                "Retry-After": {
+                    **RETRY_AFTER,
+                    "description": f"with `idempotency_key_in_use`: {RETRY_AFTER_TEXT}",
+                }
+            }
+        entries[status] = entry
+    return entries
+
+
+def status_answer_doc(description: str = "The window's status.") -> dict[str, Any]:
+    """The OpenAPI entry of an answer carrying the status body (and its `ETag`)."""
+    return {
+        "model": StatusOut,
+        "description": description,
+        "headers": {"ETag": {**ETAG, "required": True}},
+    }

@@ -14,11 +14,19 @@ from payment_window.config import Settings
 settings: Settings = context.config.attributes["settings"]
 
 
+def _applied(ctx: object, step: object, heads: object, run_args: object) -> None:
+    """Tell `migrate` which revisions this run applied (it reports them)."""
+    applied = context.config.attributes.get("applied")
+    if isinstance(applied, list):
+        applied.append(getattr(step, "up_revision_id", None) or str(step))
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        on_version_apply=_applied,
     )
     with context.begin_transaction():
         context.run_migrations()

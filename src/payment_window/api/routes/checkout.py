@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Path, Request
@@ -12,11 +12,17 @@ from payment_window.api.auth import BEARER_SECURITY, CurrentActor
 from payment_window.api.bodies import status_response
 from payment_window.api.deps import ClockDep, Windows
 from payment_window.api.idempotency import IdempotencyKey, idempotent
-from payment_window.api.schemas import CheckoutIn, StatusOut, error_responses
+from payment_window.api.schemas import CheckoutIn, error_responses, status_answer_doc
 from payment_window.api.status_read import status_answer
 from payment_window.domain.status import WindowStatus
 
 router = APIRouter(tags=["checkout"])
+
+
+def _opened() -> dict[str, Any]:
+    doc = status_answer_doc("The window is open; `Location` is its status URL.")
+    doc["headers"]["Location"] = {"schema": {"type": "string"}, "required": True}
+    return doc
 
 
 @router.post(
@@ -24,12 +30,8 @@ router = APIRouter(tags=["checkout"])
     status_code=201,
     response_model=None,
     responses={
-        201: {
-            "model": StatusOut,
-            "description": "The window is open; `Location` is its status URL.",
-            "headers": {"Location": {"schema": {"type": "string"}}},
-        },
-        **error_responses(400, 401, 403, 409, 413, 422, 503),
+        201: _opened(),
+        **error_responses(400, 401, 403, 409, 413, 422, 503, retry_409=True),
     },
 )
 async def open_checkout(
@@ -57,7 +59,7 @@ async def open_checkout(
 @router.get(
     "/payments/checkout/{sessionId}/status",
     response_model=None,
-    responses={200: {"model": StatusOut}, **error_responses(401, 404)},
+    responses={200: status_answer_doc(), **error_responses(401, 404)},
     openapi_extra=BEARER_SECURITY,
 )
 async def checkout_status(

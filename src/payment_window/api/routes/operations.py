@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import BeforeValidator, Field
 
 from payment_window.api.auth import CurrentActor
 from payment_window.api.bodies import status_body
@@ -20,6 +20,7 @@ from payment_window.api.schemas import (
     RepeatNonPayerOut,
     StatusOut,
     WireTime,
+    aware_utc_time,
     error_responses,
 )
 from payment_window.domain.buyers import DEFAULT_DAYS, MAX_DAYS, MIN_DAYS
@@ -30,29 +31,7 @@ from payment_window.operations import DEFAULT_PAGE, MAX_PAGE, Operations
 
 router = APIRouter(tags=["operations"])
 
-TIME_HINT = "an ISO 8601 date-time with a zone, e.g. 2030-01-01T12:00:00Z"
-
-
-def _query_time(value: object) -> object:
-    if not isinstance(value, str):
-        raise ValueError(f"must be {TIME_HINT}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"must be {TIME_HINT}") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"must be {TIME_HINT}")
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of range") from None
-
-
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-QueryTime = Annotated[datetime, BeforeValidator(_query_time), AfterValidator(_utc)]
+QueryTime = Annotated[datetime, BeforeValidator(aware_utc_time)]
 
 
 async def get_operations(request: Request) -> Operations:

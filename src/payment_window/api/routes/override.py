@@ -13,7 +13,7 @@ from payment_window.api.bodies import status_response
 from payment_window.api.deps import ClockDep, SessionId, Windows
 from payment_window.api.errors import ApiError
 from payment_window.api.idempotency import IdempotencyKey, idempotent
-from payment_window.api.schemas import ExtendIn, OverrideIn, StatusOut, error_responses
+from payment_window.api.schemas import ExtendIn, OverrideIn, error_responses, status_answer_doc
 from payment_window.domain.status import WindowStatus
 
 router = APIRouter(tags=["override"])
@@ -35,8 +35,8 @@ def parse_if_match(value: str | None) -> int | None:
     "/payments/window/{sessionId}/override",
     response_model=None,
     responses={
-        200: {"model": StatusOut},
-        **error_responses(400, 401, 403, 404, 409, 412, 413, 422, 503),
+        200: status_answer_doc(),
+        **error_responses(400, 401, 403, 404, 409, 412, 413, 422, 503, retry_409=True),
     },
 )
 async def override_window(
