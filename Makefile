@@ -86,7 +86,7 @@ lint: install
 # running in the main thread, which the asyncio tests must not find there.
 test: install system-deps lint .venv-checkov/bin/checkov .venv-checkov/bin/hadolint
 	source scripts/test-services.sh && \
-	if compgen -G 'tests/js/*.test.mjs' >/dev/null; then node --test --test-reporter=spec tests/js/; fi && \
+	node --test --test-reporter=spec clients/web/test/ $$(compgen -G 'tests/js/*.test.mjs' || true) && \
 	$(BIN)/pytest --ignore=tests/browser && \
 	$(BIN)/pytest tests/browser
 
