@@ -9,6 +9,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY src ./src
+# The timer element's modules: src/payment_window/web/static links to them (one source).
+COPY clients/web/src ./clients/web/src
 RUN python -m pip wheel --wheel-dir /wheels . \
  && python -m venv /opt/payment-window \
  && /opt/payment-window/bin/pip install --no-index --find-links /wheels payment-window \

@@ -78,14 +78,14 @@ const STYLE = `
 
 const MARKUP = `
 <div id="root">
-<div class="timer" part="timer">
+<section class="timer" part="timer" aria-labelledby="label">
   <p id="label" class="label" part="label"></p>
   <!-- The timer itself never speaks: once a second would drown a screen reader. The status
        region below says the milestones instead. -->
   <p id="countdown" class="countdown" part="countdown" role="timer" aria-live="off" aria-atomic="true"
      aria-labelledby="label">…</p>
   <p id="pay-by-line" class="pay-by" part="deadline"></p>
-</div>
+</section>
 <div id="warning" class="warning" part="warning" hidden>
   <svg class="warning-icon" viewBox="0 0 24 24" width="24" height="24" aria-hidden="true" focusable="false">
     <path d="M12 2 1 21h22L12 2Zm0 6a1 1 0 0 1 1 1v6a1 1 0 1 1-2 0V9a1 1 0 0 1 1-1Zm0 12.2a1.3 1.3 0 1 1 0-2.6 1.3 1.3 0 0 1 0 2.6Z"/>

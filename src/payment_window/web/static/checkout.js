@@ -118,6 +118,7 @@ function hidePay() {
 
 function paintBuyer(body, phase) {
   const open = phase === 'open' || phase === 'warning';
+  if (body.checkoutUrl) el.pay.dataset.checkoutUrl = body.checkoutUrl;
   if (open && body.checkoutUrl) {
     el.pay.hidden = false;
   } else if (phase !== 'loading') {
