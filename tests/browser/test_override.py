@@ -81,7 +81,10 @@ def test_extension_by_keyboard_updates_the_page_in_place(open_page: OpenPage) ->
     page.keyboard.press("Enter")
 
     expect(checkout.announcer).to_have_text(
-        re.compile(r"^Extended by 15 minutes\. The buyer now has until (\w{3} \d+ \w{3}, )?\d\d:\d\d (GMT|BST)\.$")
+        re.compile(
+            r"^Extended by 15 minutes\. The buyer now has until "
+            r"(\w{3} \d+ \w{3}, )?\d\d:\d\d (GMT|BST)\.$"
+        )
     )
     assert 43 * 60 <= checkout.seconds_left() <= 45 * 60
     assert checkout.pay_by.get_attribute("datetime") != pay_by_before

@@ -121,6 +121,8 @@ export function splitAround(text, marker) {
 }
 
 const clock = () => ({ now: Date.now(), mono: performance.now() });
+const isoOrNull = (ms) => (ms == null ? null : new Date(ms).toISOString());
+const sameInstant = (text, ms) => text != null && ms != null && Date.parse(text) === ms;
 
 // Node (the package's tests) has no DOM: the pure helpers above still import there.
 const Base = globalThis.HTMLElement ?? class {};
@@ -314,7 +316,7 @@ export class PaymentWindowTimer extends Base {
       status: state.status,
       reason: state.reason,
       version: state.version,
-      expiresAt: state.expiresAt == null ? before?.expiresAt ?? null : new Date(state.expiresAt).toISOString(),
+      expiresAt: sameInstant(before?.expiresAt, state.expiresAt) ? before.expiresAt : isoOrNull(state.expiresAt),
       checkoutUrl: state.checkoutUrl ?? before?.checkoutUrl ?? null,
     };
     const changed = !before || ['status', 'reason', 'version', 'expiresAt', 'checkoutUrl'].some((k) => before[k] !== body[k]);
