@@ -21,6 +21,7 @@ help:
 	@echo "make fmt     ruff format and ruff check --fix on src and tests"
 	@echo "make bench   run the benchmarks (bench/run_all.py)"
 	@echo "make docs    retake the screenshots in docs/ (headless Chromium)"
+	@echo "             (the timer element: clients/web, its tests: node --test clients/web/test/)"
 	@echo "make clean   remove caches, build output and private test services (distclean: also .venv)"
 
 # Everything Python comes from uv.lock (hashes included); uv itself from
@@ -103,7 +104,7 @@ bench: install system-deps
 # The only writer of the pictures in docs/: a plain test run keeps its screenshots in a tmp path.
 docs: install system-deps
 	source scripts/test-services.sh && \
-	PW_DOCS_DIR=$(CURDIR)/docs $(BIN)/pytest tests/browser -k screenshot
+	PW_DOCS_DIR=$(CURDIR)/docs $(BIN)/pytest tests/browser -k "screenshot or page_states or embedded_timer"
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .services build dist src/*.egg-info \

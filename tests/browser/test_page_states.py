@@ -35,6 +35,7 @@ def _visit(
 
 
 def _photo(page: Page, tmp_path: Path, name: str) -> None:
+    page.set_viewport_size({"width": 640, "height": 400})  # full_page grows it to the card
     page.mouse.move(0, 0)
     page.wait_for_timeout(100)
     page.screenshot(path=screenshot_path(tmp_path, name), full_page=True, animations="disabled")
