@@ -216,6 +216,7 @@ export class PaymentWindowTimer extends Base {
   disconnectedCallback() {
     this.#stop();
     this.#running = false;
+    for (const off of this.#listeners.splice(0)) off();
   }
 
   attributeChangedCallback(name, oldValue, newValue) {
