@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from checkout_page import Api, assert_no_axe_violations, iso
 from conftest import SUPPORT_CONTACT, OpenPage, screenshot_path
@@ -215,8 +216,6 @@ def test_an_unusable_link_says_what_to_do_without_promising_an_email(
     window = api.open_window(windowMinutes=60)
     url = f"{api.base_url}/checkout/{window['sessionId']}"
     if token == "expired":
-        import jwt
-
         stale = jwt.encode(
             {"sub": "buyer-1", "role": "buyer", "iat": 1_700_000_000, "exp": 1_700_000_600},
             api.settings.jwt_secret.get_secret_value(),  # type: ignore[union-attr]
