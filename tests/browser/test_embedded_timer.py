@@ -223,3 +223,29 @@ def test_cors_answers_only_the_configured_origin(api: Api, marketplace: Marketpl
     assert module.status_code == 200
     assert module.headers["access-control-allow-origin"] == marketplace.origin
     assert module.headers["content-type"].startswith("text/javascript")
+
+
+def test_a_rotated_checkout_session_reaches_the_host(
+    host_page: Page, api: Api, marketplace: MarketplaceSite
+) -> None:
+    # Stripe sessions live at most 24 hours: extending a 23-hour window past that makes the
+    # service open a new Checkout Session, and the page must pay through the new one.
+    window = api.open_window(windowMinutes=23 * 60)
+    host_page.goto(marketplace.url(window["sessionId"]))
+    timer = host_page.get_by_role("timer")
+    expect(timer).to_have_text(re.compile(r"^22 hrs 59 mins$"))
+    host_page.wait_for_timeout(400)
+
+    extended = api.override(window["sessionId"], action="extend", minutes=120)
+    assert extended.status_code == 200, extended.text
+    new_url = extended.json()["checkoutUrl"]
+    assert new_url != window["checkoutUrl"]
+
+    expect(timer).to_have_text(re.compile(r"^24 hrs 59 mins$"))
+    host_page.wait_for_function(
+        "url => window.__changes.some((c) => c.checkoutUrl === url)", arg=new_url
+    )
+    assert (
+        host_page.evaluate("document.querySelector('payment-window-timer').status.checkoutUrl")
+        == new_url
+    )
