@@ -118,6 +118,12 @@ async def test_the_configured_origin_gets_cors_on_the_three_endpoints(cors_api: 
             f"/payments/checkout/{sid}/status", headers={"Origin": other, **api.admin}
         )
         assert "access-control-allow-origin" not in refused.headers, other
+    # The element's module: cacheable, so it varies on Origin even when asked without one.
+    module = await api.client.get("/static/payment-window-timer.js", headers={"Origin": SHOP})
+    assert module.headers["access-control-allow-origin"] == SHOP
+    plain = await api.client.get("/static/payment-window-timer.js")
+    assert "access-control-allow-origin" not in plain.headers
+    assert "Origin" in plain.headers.get_list("vary")
     # Not one of the three: creating windows stays server to server.
     create = await api.client.options(
         "/payments/checkout", headers={"Origin": SHOP, "Access-Control-Request-Method": "POST"}

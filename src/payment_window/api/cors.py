@@ -49,6 +49,11 @@ class CorsMiddleware:
             await self.app(scope, receive, send)
             return
         origin = _origin(scope)
+        if origin is None and scope["path"].startswith("/static/"):
+            # A cache may keep the module fetched without an Origin; it must not hand that
+            # copy (no CORS header) to a page of another origin.
+            await self.app(scope, receive, _with_headers(send, [(b"vary", b"Origin")]))
+            return
         if origin is None or not CORS_PATHS.fullmatch(scope["path"]):
             await self.app(scope, receive, send)
             return
@@ -60,18 +65,12 @@ class CorsMiddleware:
             await self.app(scope, receive, send)
             return
 
-        async def with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    *message.get("headers", ()),
-                    (b"access-control-allow-origin", origin),
-                    (b"access-control-expose-headers", EXPOSE_HEADERS),
-                    (b"vary", b"Origin"),
-                ]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, with_cors)
+        extra = [
+            (b"access-control-allow-origin", origin),
+            (b"access-control-expose-headers", EXPOSE_HEADERS),
+            (b"vary", b"Origin"),
+        ]
+        await self.app(scope, receive, _with_headers(send, extra))
 
     @staticmethod
     async def _preflight(allowed: bool, origin: bytes, send: Send) -> None:
@@ -87,3 +86,12 @@ class CorsMiddleware:
             ]
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    return sending
