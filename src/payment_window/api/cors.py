@@ -49,15 +49,15 @@ class CorsMiddleware:
             await self.app(scope, receive, send)
             return
         origin = _origin(scope)
-        if origin is None and scope["path"].startswith("/static/"):
-            # A cache may keep the module fetched without an Origin; it must not hand that
-            # copy (no CORS header) to a page of another origin.
+        allowed = origin in self.origins
+        if not allowed and scope["path"].startswith("/static/") and scope["method"] != "OPTIONS":
+            # A cache may keep a module fetched without (or with another) Origin; it must not
+            # hand that copy, without the CORS header, to an allowed page.
             await self.app(scope, receive, _with_headers(send, [(b"vary", b"Origin")]))
             return
         if origin is None or not CORS_PATHS.fullmatch(scope["path"]):
             await self.app(scope, receive, send)
             return
-        allowed = origin in self.origins
         if scope["method"] == "OPTIONS":
             await self._preflight(allowed, origin, send)
             return
