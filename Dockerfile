@@ -20,6 +20,8 @@ RUN python -m pip install --require-hashes -r scripts/uv-requirements.txt
 COPY pyproject.toml uv.lock README.md ./
 COPY devstripe/pyproject.toml ./devstripe/
 COPY src ./src
+# The timer element's modules: src/payment_window/web/static links to them (one source).
+COPY clients/web/src ./clients/web/src
 RUN grep -qx "version = \"${VERSION}\"" pyproject.toml \
       || { echo "VERSION=${VERSION} is not pyproject.toml's version: build with scripts/image-build.sh" >&2; exit 1; } \
  && uv sync --locked --no-dev --no-editable

@@ -22,6 +22,7 @@ help:
 	@echo "make fmt     ruff format and ruff check --fix on src and tests"
 	@echo "make bench   run the benchmarks (bench/run_all.py)"
 	@echo "make docs    retake the screenshots in docs/ (headless Chromium)"
+	@echo "             (the timer element: clients/web, its tests: node --test clients/web/test/)"
 	@echo "make clean   remove caches, build output and private test services (distclean: also .venv)"
 
 # Everything Python comes from uv.lock (hashes included); uv itself from
@@ -88,7 +89,7 @@ lint: install
 # The unit layer runs first, alone and with coverage (`make cover`); then the rest.
 test: install system-deps lint .venv-checkov/bin/checkov .venv-checkov/bin/hadolint cover
 	source scripts/test-services.sh && \
-	if compgen -G 'tests/js/*.test.mjs' >/dev/null; then node --test --test-reporter=spec tests/js/; fi && \
+	node --test --test-reporter=spec clients/web/test/ $$(compgen -G 'tests/js/*.test.mjs' || true) && \
 	$(BIN)/pytest --ignore=tests/browser --ignore=tests/unit && \
 	$(BIN)/pytest tests/browser
 
@@ -113,7 +114,7 @@ bench: install system-deps
 # The only writer of the pictures in docs/: a plain test run keeps its screenshots in a tmp path.
 docs: install system-deps
 	source scripts/test-services.sh && \
-	PW_DOCS_DIR=$(CURDIR)/docs $(BIN)/pytest tests/browser -k screenshot
+	PW_DOCS_DIR=$(CURDIR)/docs $(BIN)/pytest tests/browser -k "screenshot or page_states or embedded_timer"
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .services build dist src/*.egg-info \

@@ -70,6 +70,9 @@ HEY_CONNECTIONS, HEY_QPS_EACH = 50, 20  # 1,000 req/s offered
 HEY_SECONDS = int(os.environ.get("BENCH_STATUS_HEY_SECONDS", "8"))
 TARGET_FIXED_P99_RATIO = 2.0  # status p99 / healthz p99 at 1,000 req/s offered
 PROFILE = os.environ.get("BENCH_STATUS_PROFILE")  # a path: py-spy records the status run there
+# CORS is on (PW_CORS_ORIGINS) and every request comes from that origin, as from a marketplace
+# page embedding <payment-window-timer>: the status read answers with the CORS headers.
+ORIGIN = "https://shop.example"
 
 LUA = """
 local ids = {%s}
@@ -84,7 +87,7 @@ end
 def wrk(url: str, token: str, script: Path | None) -> dict[str, Any]:
     argv = [
         "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "--timeout", "5s",
-        "-H", f"Authorization: Bearer {token}",
+        "-H", f"Authorization: Bearer {token}", "-H", f"Origin: {ORIGIN}",
     ]  # fmt: skip
     if script is not None:
         argv += ["-s", str(script)]
@@ -109,7 +112,7 @@ def hey(url: str, token: str) -> dict[str, Any]:
     """A fixed offered load: HEY_CONNECTIONS workers at HEY_QPS_EACH requests/s each."""
     argv = [
         "hey", "-c", str(HEY_CONNECTIONS), "-q", str(HEY_QPS_EACH), "-z", f"{HEY_SECONDS}s",
-        "-t", "5", "-H", f"Authorization: Bearer {token}", url,
+        "-t", "5", "-H", f"Authorization: Bearer {token}", "-H", f"Origin: {ORIGIN}", url,
     ]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, timeout=HEY_SECONDS + 60)
     if out.returncode != 0:
@@ -195,7 +198,11 @@ async def main() -> dict[str, Any]:
         redis_process = processes.by_name["redis"]
         async with pg_schema("bench_status") as schema:
             settings = bench_settings(
-                schema, redis_url, stripe_url, jwt_secret=SecretStr("bench-secret-" + "x" * 32)
+                schema,
+                redis_url,
+                stripe_url,
+                jwt_secret=SecretStr("bench-secret-" + "x" * 32),
+                cors_origins=[ORIGIN],
             )
             container = await bootstrap(settings)
             try:
@@ -213,9 +220,10 @@ async def main() -> dict[str, Any]:
                 probe = await asyncio.to_thread(
                     httpx.get,
                     f"{base}/payments/checkout/{sessions[0].id}/status",
-                    headers={"Authorization": f"Bearer {token}"},
+                    headers={"Authorization": f"Bearer {token}", "Origin": ORIGIN},
                 )
                 assert probe.status_code == 200, probe.text
+                assert probe.headers.get("access-control-allow-origin") == ORIGIN
                 script = logs / "status.lua"
                 script.write_text(LUA % ", ".join(json.dumps(s.id) for s in sessions))
                 one_status = f"{base}/payments/checkout/{sessions[0].id}/status"

@@ -234,6 +234,8 @@ def demo(
     step(4, f"window {session_id} is open until {body['expiresAt']}")
     for viewer, token in tokens.items():
         typer.echo(f"\n{viewer} view:\n  {url}/checkout/{session_id}#token={token}")
+    typer.echo(f"\noperations page (admin):\n  {url}/ops#token={tokens['admin']}")
+    typer.echo(f"\nAPI documentation:\n  {url}/docs")
     typer.echo(f"\nadmin token (for curl):\n  {tokens['admin']}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -154,6 +155,18 @@ class Settings(BaseSettings):
     log_json: bool | None = Field(
         None, description="JSON log lines (true) or console lines; unset: JSON in production"
     )
+    # The buyer-facing pages and the <payment-window-timer> element (issue 23).
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins (comma-separated, e.g. https://shop.example) whose pages may call "
+        "the status read, the live events and the override endpoint, and load the timer "
+        "element; unset: none. Never a wildcard",
+    )
+    support_contact: str | None = Field(
+        None,
+        description="shown on closed and awaiting checkout pages: a URL (https://…) or an "
+        "e-mail address; unset: the page refers buyers to the marketplace",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -176,6 +189,20 @@ class Settings(BaseSettings):
             unknown = {part.strip() for part in value.split(",") if part.strip()} - known
             if unknown:
                 raise ValueError(f"unknown loops {sorted(unknown)}; known: worker, relay")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for origin in value:
+                if not re.fullmatch(r"https?://[^/\s*]+", str(origin)):
+                    raise ValueError(
+                        f"{origin!r} is not an origin: scheme://host[:port], no path, no wildcard"
+                    )
+            return [str(origin).lower() for origin in value]
         return value
 
     @field_validator("reminder_offsets_minutes", mode="before")
@@ -228,7 +255,7 @@ def shown_default(field: FieldInfo) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return ",".join(map(str, value))
+        return ",".join(map(str, value)) if value else "unset"
     if isinstance(value, float):
         return f"{value:g}"
     return str(getattr(value, "value", value))

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -92,6 +99,50 @@ class Api:
         return self.client.post(
             f"/payments/window/{session_id}/override", json=body, headers=self.auth("admin")
         )
+
+    def stripe_webhook(
+        self, window: dict[str, Any], event_type: str, payment_status: str = "paid"
+    ) -> None:
+        """What Stripe sends when the buyer finishes (or a delayed payment settles): a signed
+        event about the window's Checkout Session, delivered to the webhook endpoint."""
+        checkout_id = window["checkoutUrl"].rstrip("/").rsplit("/", 1)[-1]
+        payload = json.dumps(
+            {
+                "id": f"evt_{uuid.uuid4().hex[:24]}",
+                "object": "event",
+                "type": event_type,
+                "created": int(time.time()),
+                "livemode": False,
+                "data": {
+                    "object": {
+                        "id": checkout_id,
+                        "object": "checkout.session",
+                        "status": "complete",
+                        "payment_status": payment_status,
+                        "expires_at": int(time.time()) + 3600,
+                        "url": None,
+                    }
+                },
+            }
+        )
+        secret = self.settings.stripe_webhook_secret
+        assert secret is not None
+        at = int(time.time())
+        mac = hmac.new(
+            secret.get_secret_value().encode(), f"{at}.{payload}".encode(), hashlib.sha256
+        ).hexdigest()
+        response = self.client.post(
+            "/payments/stripe/webhook",
+            content=payload.encode(),
+            headers={"Content-Type": "application/json", "Stripe-Signature": f"t={at},v1={mac}"},
+        )
+        assert response.status_code == 200, response.text
+
+    def expire_due(self) -> None:
+        """One pass of the expiry task, as the schedule runs it: `payment-window expire-due`."""
+        command = [str(Path(sys.executable).with_name("payment-window")), "expire-due"]
+        environment = {**os.environ, **self.settings.as_environment()}
+        subprocess.run(command, env=environment, check=True, capture_output=True, timeout=60)
 
 
 @dataclass

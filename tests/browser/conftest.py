@@ -23,6 +23,7 @@ import redis
 import uvicorn
 from checkout_page import Api, CheckoutPage
 from devstripe.testing import RunningStripe
+from marketplace_site import MarketplaceSite
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from pydantic import SecretStr
 
@@ -105,35 +106,64 @@ def browser_settings(postgres_url: str, redis_url: str) -> Iterator[Settings]:
             client.close()
 
 
+WEBHOOK_SECRET = "whsec_browser_tests_0123456789abcdef"
+SUPPORT_CONTACT = "https://help.marketplace.example/payments"
+
+
 @pytest.fixture(scope="session")
-def live_server(browser_settings: Settings) -> Iterator[tuple[str, Settings]]:
-    """The real app served by uvicorn on a free port in a thread, with the local Stripe server."""
+def stripe_server() -> Iterator[RunningStripe]:
+    """The local Stripe stand-in the app talks to (tests reach states through it)."""
     with RunningStripe() as stripe:
-        sock = _free_socket()
-        base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        settings = browser_settings.model_copy(
-            update={
-                "stripe_api_key": SecretStr(stripe.api_key),
-                "stripe_api_base": stripe.url,
-                "public_base_url": base_url,
-            }
-        )
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
-        )
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                pytest.fail("uvicorn did not start", pytrace=False)
-            time.sleep(0.02)
-        try:
-            yield base_url, settings
-        finally:
-            server.should_exit = True
-            thread.join(timeout=15)
-            sock.close()
+        yield stripe
+
+
+@pytest.fixture(scope="session")
+def marketplace_socket() -> Iterator[socket.socket]:
+    """The socket of the marketplace's own site (another origin), bound before the app starts
+    so its origin can be the one PW_CORS_ORIGINS allows."""
+    sock = _free_socket()
+    yield sock
+    sock.close()
+
+
+def origin_of(sock: socket.socket) -> str:
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    browser_settings: Settings, stripe_server: RunningStripe, marketplace_socket: socket.socket
+) -> Iterator[tuple[str, Settings]]:
+    """The real app served by uvicorn on a free port in a thread, with the local Stripe server."""
+    stripe = stripe_server
+    sock = _free_socket()
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings = browser_settings.model_copy(
+        update={
+            "stripe_api_key": SecretStr(stripe.api_key),
+            "stripe_api_base": stripe.url,
+            "stripe_webhook_secret": SecretStr(WEBHOOK_SECRET),
+            "public_base_url": base_url,
+            "cors_origins": [origin_of(marketplace_socket)],
+            "support_contact": SUPPORT_CONTACT,
+        }
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start", pytrace=False)
+        time.sleep(0.02)
+    try:
+        yield base_url, settings
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
 
 
 @pytest.fixture(scope="session")
@@ -202,3 +232,14 @@ def ops_page(browser: Browser) -> Iterator[Page]:
     )
     yield context.new_page()
     context.close()
+
+
+@pytest.fixture(scope="session")
+def marketplace(
+    live_server: tuple[str, Settings], marketplace_socket: socket.socket
+) -> Iterator[MarketplaceSite]:
+    """The marketplace's own site, on the origin PW_CORS_ORIGINS allows."""
+    base_url, settings = live_server
+    site = MarketplaceSite(marketplace_socket, base_url, settings)
+    yield site
+    site.close()

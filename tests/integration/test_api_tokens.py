@@ -124,6 +124,11 @@ def test_the_demo_mints_tokens_the_running_service_accepts(dev_settings: Setting
         session_id = re.search(r"window (pw_\w+) is open", demo.stdout)
         token = re.search(r"admin token \(for curl\):\s+(\S+)", demo.stdout)
         assert session_id and token, demo.stdout
+        # Where a person goes next: the operations page (signed in) and the API docs.
+        assert f"{server.url}/ops#token=" in demo.stdout
+        assert f"{server.url}/docs" in demo.stdout
+        ops = httpx.get(f"{server.url}/", follow_redirects=True)
+        assert (ops.status_code, ops.url.path) == (200, "/ops")
         status = httpx.get(
             f"{server.url}/payments/checkout/{session_id.group(1)}/status",
             headers={"Authorization": f"Bearer {token.group(1)}"},

@@ -138,3 +138,8 @@ def test_the_wheel_holds_no_stripe_stand_in(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert any(name.startswith("payment_window/service.py") for name in names)
     assert not [name for name in names if "devstripe" in name]
+    # The timer element's modules: links in the source tree, the files themselves in the wheel.
+    with zipfile.ZipFile(wheel) as archive:
+        for source in (ROOT / "clients" / "web" / "src").glob("*.js"):
+            packed = archive.read(f"payment_window/web/static/{source.name}")
+            assert packed == source.read_bytes(), source.name

@@ -17,6 +17,7 @@ from payment_window import __version__
 from payment_window.api import sse
 from payment_window.api.auth import TokenVerifier
 from payment_window.api.background import background_loops
+from payment_window.api.cors import CorsMiddleware
 from payment_window.api.errors import install_error_handlers
 from payment_window.api.middleware import (
     BodyLimitMiddleware,
@@ -91,6 +92,8 @@ def create_app(
     install_openapi(app)
     # Outermost last: headers go on every answer, the 500 included; limits act before routing.
     app.add_middleware(StatusReadShortcut)
+    if settings.cors_origins:
+        app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
@@ -99,7 +102,8 @@ def create_app(
     if settings.api_docs:
         app.include_router(docs.router)
     app.include_router(operations_routes.router)
-    app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
+    # The element's modules are links into clients/web/src (one source; the wheel holds copies).
+    app.mount("/static", StaticFiles(directory=page.STATIC_DIR, follow_symlink=True), name="static")
     return app
 
 

@@ -1,50 +1,38 @@
-// DOM glue for the checkout page: reads the token, talks to the API, feeds the timer bloc and
-// paints what it says. All time logic lives in timer.js.
+// The service's checkout page, built on <payment-window-timer>: the element owns the countdown
+// (time, live events, resyncs, announcements); this file reads the token from the fragment,
+// picks the viewer's view (buyer, maker, admin) and says what each state means for them.
+// Every word comes from the message catalogues, in the browser's language.
 
 import { formatAmount } from './format.js';
+import { pickLocale, translator } from './i18n.js';
 import { mayOverride, mountOverride } from './override.js';
-import { subscribe } from './sse.js';
-import { createTimer } from './timer.js';
+import './payment-window-timer.js';
 import { requester, takeToken } from './token.js';
-
-const START_SAMPLES = 3; // round trips at start, so the lowest-RTT offset has a choice
-const RESYNC_GAP_MS = 2_000; // resync requests closer together than this are one request
-const RETRY_SYNC_MS = 10_000; // an unreachable server is retried no faster than this
-const SERVER_EVENTS = new Set(['extended', 'expired', 'terminated', 'paid', 'rotated']);
-const FINAL = new Set(['paid', 'expired']);
 
 const root = document.getElementById('checkout');
 const $ = (id) => document.getElementById(id);
 const el = {
+  heading: $('heading'),
   auction: $('auction-id'),
   amount: $('amount'),
-  countdown: $('countdown'),
-  payBy: $('pay-by'),
-  warning: $('warning'),
-  connection: $('connection'),
+  stateFact: $('state-fact'),
+  state: $('state'),
+  timer: $('timer'),
+  outcome: $('outcome'),
+  outcomeText: $('outcome-text'),
+  outcomeItem: $('outcome-item'),
+  contact: $('contact'),
   pageError: $('page-error'),
   pay: $('pay-button'),
-  announcer: $('announcer'),
-  alert: $('alert'),
+  policyNote: $('policy-note'),
   override: $('override'),
 };
 const sessionId = root.dataset.sessionId;
-const base = `/payments/checkout/${encodeURIComponent(sessionId)}`;
 
-// The page's words are English; numbers, dates and zones follow the viewer's region, so a
-// reader in Germany sees "15:45 CET" in an English sentence rather than "3:45 PM".
-function pickLocale(pageLanguage = document.documentElement.lang || 'en') {
-  for (const tag of navigator.languages ?? [navigator.language]) {
-    try {
-      const locale = new Intl.Locale(tag);
-      if (locale.language === pageLanguage) return locale.toString();
-      if (locale.region) return `${pageLanguage}-${locale.region}`;
-    } catch {
-      // An invalid tag from the browser: try the next one.
-    }
-  }
-  return pageLanguage;
-}
+// Words follow the browser's first language we have a catalogue for; numbers, dates and zones
+// follow its region ("de-AT" → German words, Austrian formats).
+const locale = pickLocale(navigator.languages ?? [navigator.language], 'en-GB');
+document.documentElement.lang = locale;
 
 // Display only: the server verifies the token on every request.
 function readClaims(jwt) {
@@ -57,220 +45,218 @@ function readClaims(jwt) {
   }
 }
 
-const locale = pickLocale();
-const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-const timer = createTimer({ locale, timeZone });
 const token = takeToken(`payment-window-token:${sessionId}`);
-const request = requester(token);
 const claims = token ? readClaims(token) : {};
-const clock = () => ({ now: Date.now(), mono: performance.now() });
-
-let tickHandle = null;
-let syncing = null;
-let lastSyncAttempt = -Infinity;
-let events = null; // AbortController of the event stream
+const staff = claims.role === 'maker' || claims.role === 'admin';
+const t = translator(locale, { audience: staff ? 'staff' : 'buyer' });
+const request = requester(token);
 let override = null;
 let overrideChecked = false;
-let stopped = false;
 
-function announce(text) {
-  // Re-setting identical text is not a change to assistive tech; clear first so it repeats.
-  if (el.announcer.textContent === text) el.announcer.textContent = '';
-  el.announcer.textContent = text;
+// Reasons the store records, grouped by what they mean to a reader of this page.
+const REASON_KEY = {
+  window_elapsed: 'window_elapsed',
+  stripe_expired: 'window_elapsed',
+  admin_terminated: 'terminated',
+  maker_terminated: 'terminated',
+  payment_failed: 'payment_failed',
+  checkout_missing: 'checkout_missing',
+};
+
+function reasonKey(reason) {
+  return REASON_KEY[reason] ?? 'window_elapsed';
 }
 
-function showPageError(text) {
-  el.pageError.textContent = text;
-  el.pageError.hidden = false;
-  el.countdown.textContent = '—';
-  el.pay.disabled = true;
-  stop();
+function paintStaticWords() {
+  $('auction-label').textContent = t('page.fact.auction');
+  $('amount-label').textContent = t('page.fact.amount');
+  $('state-label').textContent = t('page.fact.state');
+  el.pay.textContent = t('page.pay');
+  el.heading.textContent = staff ? t('page.heading.staff') : t('page.heading.open');
+  document.title = t('title.base');
 }
 
-// aria-disabled rather than disabled once the page runs: disabling the focused button at zero
-// would drop a keyboard or screen-reader user's focus to the top of the page.
-function setPayable(payable) {
-  el.pay.disabled = false;
-  el.pay.setAttribute('aria-disabled', String(!payable));
-}
-
-function mayPay() {
-  return !el.pay.disabled && el.pay.getAttribute('aria-disabled') !== 'true';
-}
-
-function paint(state) {
-  if (state.status != null && el.countdown.textContent !== state.text) el.countdown.textContent = state.text;
-  if (document.title !== state.title) document.title = state.title;
-  if (state.expiresAt != null) {
-    el.payBy.textContent = state.payBy;
-    el.payBy.dateTime = new Date(state.expiresAt).toISOString();
+// PW_SUPPORT_CONTACT: a URL becomes a link, an address a mailto: link, anything else text.
+function contactNode(contact) {
+  if (/^https?:\/\//i.test(contact)) {
+    const a = document.createElement('a');
+    a.href = contact;
+    a.textContent = contact.replace(/^https?:\/\//i, '').replace(/\/$/, '');
+    return a;
   }
-  if (state.auctionId) el.auction.textContent = state.auctionId;
-  const amount = state.amount ?? root.dataset.amount;
-  const currency = state.currency ?? root.dataset.currency;
-  if (amount != null && currency) el.amount.textContent = formatAmount(amount, currency, locale);
-  el.warning.hidden = !state.warning;
-  el.connection.hidden = !state.approximate;
-  setPayable(!state.closed && state.status === 'open' && Boolean(state.checkoutUrl));
-  if (state.checkoutUrl) el.pay.dataset.checkoutUrl = state.checkoutUrl;
-  root.dataset.state = state.status === 'paid' ? 'paid' : state.closed ? 'closed' : state.warning ? 'warning' : 'open';
-  if (state.announce) announce(state.announce);
-  if (state.alert) el.alert.textContent = state.alert;
+  if (/^[^@\s]+@[^@\s]+$/.test(contact)) {
+    const a = document.createElement('a');
+    a.href = `mailto:${contact}`;
+    a.textContent = contact;
+    return a;
+  }
+  return document.createTextNode(contact);
+}
+
+function paintContact() {
+  const contact = root.dataset.supportContact;
+  if (!contact) {
+    el.contact.textContent = t('page.contact.none');
+    return;
+  }
+  const [before, after] = t('page.contact', { contact: '\u0000' }).split('\u0000');
+  el.contact.replaceChildren(document.createTextNode(before), contactNode(contact), document.createTextNode(after ?? ''));
+}
+
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+// Closing while the Pay button has focus must not drop a keyboard user's focus to the top of
+// the page: it moves to the heading that now says what happened.
+function hidePay() {
+  if (el.pay.hidden) return;
+  const hadFocus = document.activeElement === el.pay;
+  el.pay.hidden = true;
+  if (hadFocus) el.heading.focus();
+}
+
+function paintBuyer(body, phase) {
+  const open = phase === 'open' || phase === 'warning';
+  if (body.checkoutUrl) el.pay.dataset.checkoutUrl = body.checkoutUrl;
+  if (open && body.checkoutUrl) {
+    el.pay.hidden = false;
+  } else if (phase !== 'loading') {
+    hidePay();
+  }
+  let heading = t('page.heading.open');
+  let text = null;
+  let item = null;
+  let contact = false;
+  if (phase === 'paid') {
+    heading = t('page.heading.paid');
+    text = t('page.paid.next');
+  } else if (phase === 'awaiting') {
+    heading = t('page.heading.awaiting');
+    text = t('page.awaiting.next');
+    contact = true;
+  } else if (phase === 'closed') {
+    heading = t('page.heading.closed');
+    // At a local zero the server may not have closed the window yet: the reason comes later.
+    text = t(`page.closed.${reasonKey(body.status === 'expired' ? body.reason : 'window_elapsed')}`);
+    item = t('page.closed.item');
+    contact = true;
+  }
+  setText(el.heading, heading);
+  el.outcome.hidden = text == null;
+  if (text != null) setText(el.outcomeText, text);
+  el.outcomeItem.hidden = item == null;
+  if (item != null) setText(el.outcomeItem, item);
+  el.contact.hidden = !contact;
+}
+
+function paintStaff(body, phase) {
+  hidePay();
+  el.stateFact.hidden = false;
+  let text;
+  if (body.status === 'expired') text = t(`page.staff.closed.${reasonKey(body.reason)}`);
+  else if (body.status === 'paid') text = t('page.staff.paid');
+  else if (body.status === 'awaiting_payment_confirmation') text = t('page.staff.awaiting');
+  else text = null;
+  setText(el.state, t(`page.state.${body.status}`));
+  el.outcome.hidden = text == null;
+  if (text != null) setText(el.outcomeText, text);
+  el.outcomeItem.hidden = true;
+  el.contact.hidden = true;
+  if (phase === 'closed' && body.status === 'open') setText(el.state, t('page.state.expired'));
+}
+
+function onChange(event) {
+  const body = event.detail;
+  const phase = body.phase;
+  root.dataset.state = phase === 'awaiting' ? 'awaiting' : phase;
+  if (body.auctionId) setText(el.auction, body.auctionId);
+  if (body.amount != null && body.currency) setText(el.amount, formatAmount(body.amount, body.currency, locale));
+  if (staff) paintStaff(body, phase);
+  else paintBuyer(body, phase);
+  const state = el.timer.state;
+  if (state?.title && document.title !== state.title) document.title = state.title;
   override?.update(state);
+  if (!overrideChecked && body.status) setUpOverride(body);
 }
 
-function apply(state) {
-  paint(state);
-  if (FINAL.has(state.status)) {
-    stop();
-  } else if (state.needsResync || state.approximate || state.status == null) {
-    const gap = state.needsResync ? RESYNC_GAP_MS : RETRY_SYNC_MS;
-    if (performance.now() - lastSyncAttempt > gap) sync();
-  }
-  return state;
+// The title follows the countdown every second, as before the element existed.
+function followTitle() {
+  const state = el.timer.state;
+  if (state?.title && document.title !== state.title) document.title = state.title;
+  if (el.timer.phase !== 'error') setTimeout(followTitle, 1000 - (Date.now() % 1000) + 20);
 }
 
-function sync() {
-  if (syncing) return syncing;
-  lastSyncAttempt = performance.now();
-  syncing = request(`${base}/status`)
-    .then(({ status, body, timing }) => {
-      if (status === 401) return showPageError('This payment link has expired or is not valid. Please open the latest link from your email.');
-      if (status === 404) return showPageError('We could not find this payment. Please check the link from your email.');
-      if (status !== 200 || !body) return null;
-      const state = apply(timer.dispatch({ type: 'snapshot', body, ...timing }));
-      if (!overrideChecked) setUpOverride(state);
-      return state;
-    })
-    .catch(() => {
-      // Unreachable: keep counting on the last offset and say the time may be off.
-      apply(timer.dispatch({ type: 'offline', ...clock() }));
-    })
-    .finally(() => {
-      syncing = null;
-    });
-  return syncing;
+function showPageError(code) {
+  const key = { unauthorized: 'error.unauthorized', not_found: 'error.notFound', missing_token: 'error.missingToken' }[code];
+  el.pageError.textContent = t(key);
+  el.pageError.hidden = false;
+  el.heading.textContent = t('page.heading.error');
+  el.timer.hidden = true;
+  el.outcome.hidden = true;
+  el.override.hidden = true;
+  el.pay.hidden = true;
+  root.dataset.state = 'error';
 }
 
-function tick() {
-  apply(timer.dispatch({ type: 'tick', ...clock() }));
-  schedule();
-}
-
-function schedule() {
-  clearTimeout(tickHandle);
-  if (stopped) return;
-  // Before the first status, and at a local zero while the server has not confirmed, keep a
-  // plain one-second beat so clock jumps are still noticed.
-  const delay = timer.nextTickDelay(Date.now()) ?? 1000;
-  tickHandle = setTimeout(tick, Math.min(delay, 1010));
-}
-
-function onServerEvent({ event, data }) {
-  let payload = {};
-  try {
-    payload = JSON.parse(data) ?? {};
-  } catch {
-    // A comment-like or empty payload: the event name alone still tells us to look.
-  }
-  if (SERVER_EVENTS.has(event)) apply(timer.dispatch({ ...payload, type: event, ...clock() }));
-  else sync();
-}
-
-function listen() {
-  if (events || stopped) return;
-  events = new AbortController();
-  let first = true;
-  subscribe(`${base}/events`, {
-    token,
-    signal: events.signal,
-    onEvent: onServerEvent,
-    // Anything may have happened while disconnected; the status endpoint is the truth.
-    onOpen: () => {
-      if (!first) sync();
-      first = false;
-    },
-    onFatal: () => {
-      events = null;
-    },
-  });
-}
-
-function stop() {
-  stopped = true;
-  clearTimeout(tickHandle);
-  events?.abort();
-  events = null;
-}
-
-async function setUpOverride(state) {
+async function setUpOverride(body) {
   overrideChecked = true;
-  if (!mayOverride(claims, state.makerId ?? root.dataset.makerId)) return;
+  if (!mayOverride(claims, body.makerId)) return;
   if (claims.role === 'maker') {
-    // Hide controls the server would only refuse; if the policy cannot be read, let it decide.
+    // Say so rather than show controls the server would only refuse; if the policy cannot be
+    // read, let the server decide.
     const policy = await request(`/makers/${encodeURIComponent(claims.makerId)}/policy`).catch(() => null);
-    if (policy?.status === 200 && policy.body?.makersMayOverride === false) return;
+    if (policy?.status === 200 && policy.body?.makersMayOverride === false) {
+      el.policyNote.textContent = t('page.staff.policy');
+      el.policyNote.hidden = false;
+      return;
+    }
   }
   override = mountOverride({
     container: el.override,
     locale,
-    announce,
-    post: (body) => request(`/payments/window/${encodeURIComponent(sessionId)}/override`, {
+    t,
+    announce: (text) => announce(text),
+    post: (request) => el.timer.request(`/payments/window/${encodeURIComponent(sessionId)}/override`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(body),
+      body: JSON.stringify(request),
     }),
-    applied: (body, timing) => apply(timer.dispatch({ type: 'snapshot', body, ...timing })),
+    applied: (answer, timing) => el.timer.applyStatus(answer, timing),
   });
-  override.update(timer.state);
+  override.update(el.timer.state);
 }
 
-function wireLifecycle() {
-  el.pay.addEventListener('click', () => {
-    const url = timer.state?.checkoutUrl;
-    if (url && mayPay()) location.assign(url);
-  });
-  document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible' && !stopped) apply(timer.dispatch({ type: 'visible', ...clock() }));
-  });
-  addEventListener('online', () => !stopped && apply(timer.dispatch({ type: 'online', ...clock() })));
-  addEventListener('offline', () => !stopped && apply(timer.dispatch({ type: 'offline', ...clock() })));
-  // An open stream keeps the page out of the back/forward cache; reopen it on the way back.
-  addEventListener('pagehide', () => {
-    events?.abort();
-    events = null;
-  });
-  addEventListener('pageshow', (event) => {
-    if (!event.persisted || stopped) return;
-    apply(timer.dispatch({ type: 'visible', ...clock() }));
-    listen();
-    schedule();
-  });
+// The element's polite status region is the page's one voice.
+function announce(text) {
+  const region = el.timer.shadowRoot?.getElementById('announcer');
+  if (!region) return;
+  if (region.textContent === text) region.textContent = '';
+  region.textContent = text;
 }
 
-async function start() {
-  if (root.dataset.amount && root.dataset.currency) {
-    el.amount.textContent = formatAmount(root.dataset.amount, root.dataset.currency, locale);
-  }
+function start() {
+  paintStaticWords();
+  paintContact();
+  el.timer.setAttribute('locale', locale);
+  if (staff) el.timer.setAttribute('view', 'staff');
+  el.timer.addEventListener('payment-window:change', onChange);
+  el.timer.addEventListener('payment-window:error', (event) => showPageError(event.detail.code));
   if (!token) {
-    showPageError('This page needs the payment link from your email. Please open that link again.');
+    showPageError('missing_token');
     // Pasting the link into this tab only changes the fragment, which does not reload the page.
     addEventListener('hashchange', () => {
       if (new URLSearchParams(location.hash.slice(1)).has('token')) location.reload();
     });
     return;
   }
-  wireLifecycle();
-  if (!navigator.onLine) apply(timer.dispatch({ type: 'offline', ...clock() }));
-  for (let i = 0; i < START_SAMPLES && !stopped; i += 1) {
-    const state = await sync();
-    if (!state) break;
-    if (i === 0) schedule();
-  }
-  if (!stopped) {
-    schedule();
-    listen();
-  }
+  el.pay.addEventListener('click', () => {
+    const url = el.timer.status?.checkoutUrl;
+    const phase = el.timer.phase;
+    if (url && (phase === 'open' || phase === 'warning')) location.assign(url);
+  });
+  el.timer.token = token;
+  followTitle();
 }
 
-start();
+customElements.whenDefined('payment-window-timer').then(start);

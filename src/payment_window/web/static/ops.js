@@ -4,6 +4,7 @@
 // override module.
 
 import { formatRemaining } from './format.js';
+import { translator } from './i18n.js';
 import { mountOverride } from './override.js';
 import { mountPolicy } from './ops_policy.js';
 import { createTimer } from './timer.js';
@@ -46,6 +47,8 @@ const FIGURES = {
 const locale = navigator.language || 'en';
 const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
 const clock = () => ({ now: Date.now(), mono: performance.now() });
+// The operations page is in English; numbers and dates follow the browser's region.
+const t = translator('en');
 
 const rows = new Map(); // sessionId -> row
 const records = new Map(); // buyerId -> Promise of the buyer's record (or null when unreadable)
@@ -54,7 +57,7 @@ let cursor = null;
 let sort = { key: 'deadline', dir: 1 };
 let stopped = false;
 let tickHandle = null;
-const serverClock = createTimer({ locale, timeZone }); // the summary's own drift-corrected clock
+const serverClock = createTimer({ locale, timeZone, t }); // the summary's own drift-corrected clock
 
 const token = takeToken('payment-window-token:ops');
 const request = requester(token);
@@ -161,7 +164,7 @@ function createRow(item, timing) {
   const row = {
     id: item.sessionId,
     item,
-    timer: createTimer({ locale, timeZone }),
+    timer: createTimer({ locale, timeZone, t }),
     tr,
     prefix: `w${rowCount}-`,
     cells: {
@@ -224,6 +227,7 @@ function mountRowOverride(row, box) {
   row.override = mountOverride({
     container: box,
     locale,
+    t,
     announce,
     idPrefix: row.prefix,
     heading: `Manage ${row.id}`,

@@ -2,25 +2,24 @@
 // act and within what policy; this module just asks and reports the answer in words.
 
 import { formatRemainingLong } from './format.js';
+import { translator } from './i18n.js';
 
 // `prefix` keeps ids unique when one page holds several sets of controls (the operations table).
-const markup = (prefix, heading, level) => `
+const markup = (prefix, heading, level, t) => `
   <h${level} id="${prefix}override-heading">${heading}</h${level}>
   <form id="${prefix}extend-form" class="extend-form" novalidate>
-    <label for="${prefix}extend-minutes">Extend by (minutes)</label>
+    <label for="${prefix}extend-minutes">${t('override.minutes')}</label>
     <input id="${prefix}extend-minutes" name="minutes" type="number" min="1" step="1" inputmode="numeric"
            value="30" required aria-describedby="${prefix}override-error">
-    <label for="${prefix}override-reason">Reason (optional, kept in the audit log)</label>
+    <label for="${prefix}override-reason">${t('override.reason')}</label>
     <input id="${prefix}override-reason" name="reason" type="text" maxlength="200" autocomplete="off">
     <div class="actions">
-      <button id="${prefix}extend-button" type="submit">Extend window</button>
-      <button id="${prefix}terminate-button" class="danger" type="button">Close window now</button>
+      <button id="${prefix}extend-button" type="submit">${t('override.extend')}</button>
+      <button id="${prefix}terminate-button" class="danger" type="button">${t('override.terminate')}</button>
     </div>
   </form>
   <p id="${prefix}override-error" class="override-error" hidden></p>`;
 
-const TERMINATE_LABEL = 'Close window now';
-const CONFIRM_LABEL = 'Confirm: close window now';
 const CONFIRM_FOR_MS = 8000;
 
 /** Whether this viewer gets the controls at all: admins, and the session's own maker. */
@@ -32,19 +31,17 @@ export function mayOverride(claims, sessionMakerId) {
   return sessionMakerId == null || String(sessionMakerId) === String(claims.makerId);
 }
 
-function describeError(status, body) {
+function describeError(status, body, t) {
   const message = body?.error?.message;
   switch (status) {
     case 401:
-      return 'Your sign-in has expired. Open the link again to continue.';
     case 403:
-      return 'You are not allowed to change this payment window.';
     case 409:
-      return 'This payment window is no longer open, so it cannot be changed.';
+      return t(`override.error.${status}`);
     case 422:
-      return message ? `Not extended: ${message}` : 'Not extended: that is more than the policy allows.';
+      return message ? t('override.error.422', { message }) : t('override.error.422.plain');
     default:
-      return message ?? `Something went wrong (HTTP ${status}). Please try again.`;
+      return message ?? t('override.error.other', { status });
   }
 }
 
@@ -61,11 +58,12 @@ export function mountOverride({
   applied,
   announce,
   locale = 'en',
+  t = translator(locale),
   idPrefix = '',
-  heading = 'Manage this payment window',
+  heading = t('override.heading'),
   headingLevel = 2,
 }) {
-  container.innerHTML = markup(idPrefix, heading, headingLevel);
+  container.innerHTML = markup(idPrefix, heading, headingLevel, t);
   container.hidden = false;
   const find = (id) => container.querySelector(`#${idPrefix}${id}`);
   const form = find('extend-form');
@@ -100,7 +98,7 @@ export function mountOverride({
 
   function resetConfirm() {
     clearTimeout(confirmTimer);
-    terminateButton.textContent = TERMINATE_LABEL;
+    terminateButton.textContent = t('override.terminate');
     terminateButton.dataset.confirming = 'false';
   }
 
@@ -114,10 +112,10 @@ export function mountOverride({
         const state = applied(body, timing);
         announce(describeSuccess(state));
       } else {
-        showError(describeError(status, body), status === 422);
+        showError(describeError(status, body, t), status === 422);
       }
     } catch {
-      showError('Could not reach the server. Check your connection and try again.');
+      showError(t('override.error.network'));
     } finally {
       busy = false;
       setEnabled();
@@ -129,28 +127,28 @@ export function mountOverride({
     if (busy || !windowOpen) return;
     const value = Number(minutes.value);
     if (!Number.isInteger(value) || value < 1) {
-      showError('Enter a whole number of minutes, 1 or more.', true);
+      showError(t('override.error.minutes'), true);
       return;
     }
     const request = { action: 'extend', minutes: value };
     if (reason.value.trim()) request.reason = reason.value.trim();
-    send(request, (state) => `Extended by ${formatRemainingLong(value * 60, locale)}. The buyer now has until ${state.payBy}.`);
+    send(request, (state) => t('override.extended', { duration: formatRemainingLong(value * 60, locale), deadline: state.payBy }));
   });
 
   // Two presses, so a stray click or Enter cannot end a buyer's chance to pay.
   terminateButton.addEventListener('click', () => {
     if (busy || !windowOpen) return;
     if (terminateButton.dataset.confirming !== 'true') {
-      terminateButton.textContent = CONFIRM_LABEL;
+      terminateButton.textContent = t('override.confirm');
       terminateButton.dataset.confirming = 'true';
-      announce('Press again to close the payment window. The buyer will no longer be able to pay.');
+      announce(t('override.confirmHint'));
       confirmTimer = setTimeout(resetConfirm, CONFIRM_FOR_MS);
       return;
     }
     resetConfirm();
     const request = { action: 'terminate' };
     if (reason.value.trim()) request.reason = reason.value.trim();
-    send(request, () => 'Payment window closed. The buyer can no longer pay.');
+    send(request, () => t('override.terminated'));
   });
 
   setEnabled();

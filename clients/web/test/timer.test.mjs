@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { CLOSED_TEXT, createTimer } from '../../src/payment_window/web/static/timer.js';
+import { CLOSED_TEXT, createTimer } from '../src/timer.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { backoffDelay, createSseParser, subscribe } from '../../src/payment_window/web/static/sse.js';
+import { backoffDelay, createSseParser, subscribe } from '../src/sse.js';
 
 function collect() {
   const events = [];

@@ -6,7 +6,7 @@ import {
   formatDeadline,
   formatRemaining,
   formatRemainingLong,
-} from '../../src/payment_window/web/static/format.js';
+} from '../src/format.js';
 
 // ICU puts narrow or non-breaking spaces in some locales; the words are what matter here.
 const plain = (s) => s.replace(/[\u202f\u00a0]/g, ' ');

@@ -1,0 +1,1 @@
+../../../../clients/web/src/i18n.js

@@ -1,0 +1,1 @@
+../../../../clients/web/src/messages.en.js

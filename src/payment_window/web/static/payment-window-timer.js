@@ -1,0 +1,1 @@
+../../../../clients/web/src/payment-window-timer.js
