@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from payment_window.domain.buyers import BuyerRecord, Period, RepeatNonPayer
-from payment_window.domain.events import AuditEntry, Destination, OutboxEnvelope, OutboxMessage
+from payment_window.domain.events import AuditEntry, OutboxEnvelope, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.session import PaymentSession, Status
 from payment_window.domain.views import AuditRecord, FailingMessage, Summary, WindowFilter
@@ -296,9 +296,10 @@ class OutboxStore(Protocol):
     """The committed outbox messages, as the relay sees them; many relays may share one store."""
 
     async def claim(
-        self, destinations: Collection[Destination], now: datetime, lease: timedelta, limit: int
+        self, destinations: Collection[str], now: datetime, lease: timedelta, limit: int
     ) -> list[OutboxEnvelope]:
-        """Take up to `limit` due messages for these destinations until `now + lease`."""
+        """Take up to `limit` due, unparked messages for these destinations until
+        `now + lease`."""
         ...
 
     async def mark_delivered(self, message_id: str, at: datetime) -> None: ...
@@ -306,6 +307,14 @@ class OutboxStore(Protocol):
     async def mark_failed(self, message_id: str, error: str, retry_at: datetime) -> None:
         """Count a failed attempt and make the message due again at `retry_at`, unless some
         relay has delivered it meanwhile."""
+        ...
+
+    async def park(self, message_id: str, error: str, at: datetime) -> None:
+        """Count a last failed attempt and set the message aside until it is redelivered."""
+        ...
+
+    async def redeliver(self, message_id: str, now: datetime) -> bool:
+        """Make an undelivered message (parked or not) due at `now`; False if there is none."""
         ...
 
     async def undelivered_counts(self) -> dict[str, int]:
