@@ -103,12 +103,11 @@ class WebhookSink:
                 )
         except (httpx.HTTPError, TimeoutError) as error:
             detail = f"{type(error).__name__}: {error}".rstrip(": ")
-            await self._failed(f"POST {self.url}: {detail}", tags)
+            await self._failed(f"POST {self.url}: {detail}")
             raise DeliveryFailed(f"webhook {self.url}: {detail}") from error
         status = response.status_code
         if 200 <= status < 300:
             await self._state.record_success(self.destination, self._clock.now())
-            self._metrics.increment("payments.webhook.delivered", tags=tags)
             return
         if status == 410:
             reason = f"{self.url} answered 410 Gone"
@@ -121,17 +120,16 @@ class WebhookSink:
                 "`payment-window relay --enable-endpoint URL`",
             )
             self._metrics.increment("payments.webhook.disabled", tags=tags)
-            await self._failed(reason, tags)
+            await self._failed(reason)
             raise DeliveryFailed(f"webhook {reason}; endpoint disabled")
-        await self._failed(f"{self.url} answered {status}", tags)
+        await self._failed(f"{self.url} answered {status}")
         raise DeliveryFailed(f"webhook {self.url} answered {status}")
 
     async def close(self) -> None:
         """Close the HTTP client (shared by every endpoint's sink)."""
         await self._client.aclose()
 
-    async def _failed(self, error: str, tags: list[str]) -> None:
-        self._metrics.increment("payments.webhook.failed", tags=tags)
+    async def _failed(self, error: str) -> None:
         await self._state.record_failure(self.destination, error, self._clock.now())
 
 
