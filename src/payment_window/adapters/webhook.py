@@ -102,7 +102,10 @@ class WebhookSink:
                     self.url, content=body.encode(), headers=self.headers(message.id, body)
                 )
         except (httpx.HTTPError, TimeoutError) as error:
-            detail = f"{type(error).__name__}: {error}".rstrip(": ")
+            if isinstance(error, TimeoutError | httpx.TimeoutException):
+                detail = f"no answer within {self._timeout:g} s"
+            else:
+                detail = f"{type(error).__name__}: {error}".rstrip(": ")
             await self._failed(f"POST {self.url}: {detail}")
             raise DeliveryFailed(f"webhook {self.url}: {detail}") from error
         status = response.status_code
