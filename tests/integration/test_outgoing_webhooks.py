@@ -281,3 +281,18 @@ def test_a_slow_receiver_does_not_slow_expiry(pg_settings: Settings, stripe: Run
     print(f"expiry lateness next to a hanging webhook receiver (s): {sorted(lateness)}")
     assert len(lateness) == 6
     assert max(lateness) < 3.0, lateness
+
+
+async def test_the_relay_refuses_to_start_with_a_plain_http_endpoint_elsewhere(
+    pg_settings: Settings,
+) -> None:
+    settings = pg_settings.model_copy(
+        update={
+            "webhook_endpoints": ["https://hooks.example.com/pw", "http://hooks.example.com/pw"],
+            "webhook_secret": SecretStr(NEW_SECRET),
+        }
+    )
+    code, _, err = await cli(settings, "relay")
+    assert code == 2
+    assert "PW_WEBHOOK_ENDPOINTS: http://hooks.example.com/pw" in err and "https://" in err
+    assert "Traceback" not in err
