@@ -85,11 +85,12 @@ class OutboxRelay:
         idle_seconds: float = IDLE_SECONDS,
         park_after: timedelta | None = None,
         active: Callable[[], Awaitable[bool]] | None = None,
-        report_held: bool = True,
+        reports: bool = True,
     ) -> None:
         """`park_after`: a message still failing this long after it was made is parked (set
         aside and alerted) instead of retried; `active`: asked before each pass, False skips it
-        (a disabled webhook endpoint)."""
+        (a disabled webhook endpoint); `reports`: this relay logs the destinations it holds and
+        sends the backlog gauge (one relay of a group does, for every destination)."""
         self._store = store
         self._sinks = dict(sinks)
         self._metrics = metrics
@@ -102,7 +103,8 @@ class OutboxRelay:
         self._idle_seconds = idle_seconds
         self._park_after = park_after
         self._active = active
-        for destination in Destination if report_held else ():
+        self._reports = reports
+        for destination in Destination if reports else ():
             if destination not in self._sinks:
                 log.info(
                     "outbox_destination_held",
@@ -139,7 +141,7 @@ class OutboxRelay:
         next_gauge = loop.time()
         store_failures = 0
         while not stop_event.is_set():
-            if loop.time() >= next_gauge:
+            if self._reports and loop.time() >= next_gauge:
                 next_gauge = loop.time() + BACKLOG_GAUGE_SECONDS
                 await self._report_backlog()
             try:

@@ -87,7 +87,7 @@ def outbox_relay(container: Container) -> RelayGroup:
                 container.clock,
                 park_after=PARK_AFTER,
                 active=functools.partial(state.is_active, sink.destination),
-                report_held=False,
+                reports=False,
             )
         )
     closers = [webhooks[0].close] if webhooks else []

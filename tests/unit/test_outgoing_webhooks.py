@@ -134,7 +134,7 @@ def test_the_relay_will_not_start_unable_to_sign(monkeypatch: pytest.MonkeyPatch
 async def test_a_message_failing_for_three_days_is_parked_then_redelivered() -> None:
     clock, sink, store = FakeClock(), FakeSink(), FakeOutboxStore()
     relay = OutboxRelay(
-        store, {HOOKS[0]: sink}, FakeMetrics(), clock, park_after=PARK_AFTER, report_held=False
+        store, {HOOKS[0]: sink}, FakeMetrics(), clock, park_after=PARK_AFTER, reports=False
     )
     store.add(OutboxEnvelope("evt-1", HOOKS[0], "payment_window.expired", {}, "pw_1", clock.now()))
     sink.down = True
