@@ -13,7 +13,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import httpx
@@ -27,6 +27,7 @@ from payment_window.domain.ports import Clock, DeliveryFailed, Metrics
 log = structlog.get_logger(__name__)
 
 USER_AGENT = "payment-window-webhooks/1"
+SUCCESS_EVERY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,8 @@ class WebhookSink:
         self._metrics = metrics
         self._timeout = options.timeout
         self._known = False
+        self._recorded_at: datetime | None = None
+        self._failing = True  # until a success is recorded: the first one always is
 
     def headers(self, message_id: str, body: str) -> dict[str, str]:
         """The Standard Webhooks headers for one attempt, signed now."""
@@ -110,7 +113,7 @@ class WebhookSink:
             raise DeliveryFailed(f"webhook {self.url}: {detail}") from error
         status = response.status_code
         if 200 <= status < 300:
-            await self._state.record_success(self.destination, self._clock.now())
+            await self._succeeded()
             return
         if status == 410:
             reason = f"{self.url} answered 410 Gone"
@@ -128,11 +131,20 @@ class WebhookSink:
         await self._failed(f"{self.url} answered {status}")
         raise DeliveryFailed(f"webhook {self.url} answered {status}")
 
+    async def _succeeded(self) -> None:
+        """Record a success: at once after a failure, else at most once a second (the state is
+        for operators; a write per delivery would double the relay's writes)."""
+        now = self._clock.now()
+        if self._recorded_at is None or now - self._recorded_at >= SUCCESS_EVERY or self._failing:
+            self._recorded_at, self._failing = now, False
+            await self._state.record_success(self.destination, now)
+
     async def close(self) -> None:
         """Close the HTTP client (shared by every endpoint's sink)."""
         await self._client.aclose()
 
     async def _failed(self, error: str) -> None:
+        self._failing = True
         await self._state.record_failure(self.destination, error, self._clock.now())
 
 
