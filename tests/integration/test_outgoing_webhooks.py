@@ -77,11 +77,18 @@ async def relay_until(relays: RelayGroup, clock: ManualClock, done: Any, passes:
     raise AssertionError("the relay did not get there")
 
 
+@pytest.fixture(params=["sqlite_settings", "pg_settings"])
+def store_settings(request: pytest.FixtureRequest) -> Settings:
+    """The embedded store and PostgreSQL, in turn."""
+    settings: Settings = request.getfixturevalue(request.param)
+    return settings
+
+
 async def test_notices_arrive_signed_once_per_change_and_verify_with_standardwebhooks(
-    pg_settings: Settings, stripe: RunningStripe
+    store_settings: Settings, stripe: RunningStripe
 ) -> None:
     with WebhookReceiver() as receiver:
-        settings = webhook_settings(pg_settings, stripe, receiver)
+        settings = webhook_settings(store_settings, stripe, receiver)
         async with running_api(settings) as api:
             opened = await api.open_window()
             terminated = await api.client.post(
@@ -119,11 +126,11 @@ async def test_notices_arrive_signed_once_per_change_and_verify_with_standardweb
 
 
 async def test_a_receiver_that_fails_then_recovers_gets_every_message_once(
-    pg_settings: Settings, stripe: RunningStripe
+    store_settings: Settings, stripe: RunningStripe
 ) -> None:
     with WebhookReceiver() as receiver:
         receiver.statuses.extend([500, 503, 500, 502, 500, 429, 500])
-        settings = webhook_settings(pg_settings, stripe, receiver)
+        settings = webhook_settings(store_settings, stripe, receiver)
         async with running_api(settings) as api:
             sessions = await expire_through_worker(api, 3)
             clock = ManualClock()
