@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
-from checkout_page import Api
+from checkout_page import Api, assert_no_axe_violations
 from playwright.sync_api import Page, expect
 from pydantic import SecretStr
 
@@ -107,6 +107,7 @@ def test_the_ops_page_shows_a_failing_webhook_endpoint(
     expect(row.locator(".backlog")).to_have_text("2")
     expect(row.locator(".last-error")).to_contain_text(endpoint)
     expect(row).to_have_attribute("data-alarm", "true")
+    assert_no_axe_violations(ops_page)
 
     # The suite's own server has no endpoints configured: no section at all.
     ops_page.goto(f"{api.base_url}/ops#token={api.token('admin', 'ops-lead')}")
