@@ -21,7 +21,7 @@ from payment_window.logs import configure_logging
 
 def _default(field: FieldInfo) -> str:
     value = field.get_default(call_default_factory=True)
-    if value is None:
+    if value is None or value == []:
         return "unset"
     return (
         ",".join(map(str, value))
