@@ -13,7 +13,13 @@ from payment_window.domain.buyers import BuyerRecord, Period, RepeatNonPayer
 from payment_window.domain.events import AuditEntry, OutboxEnvelope, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.session import PaymentSession, Status
-from payment_window.domain.views import AuditRecord, FailingMessage, Summary, WindowFilter
+from payment_window.domain.views import (
+    AuditRecord,
+    EndpointStatus,
+    FailingMessage,
+    Summary,
+    WindowFilter,
+)
 
 
 class Clock(Protocol):
@@ -323,6 +329,14 @@ class OutboxStore(Protocol):
 
     async def failing(self, limit: int) -> list[FailingMessage]:
         """Undelivered messages that failed at least once, most attempts first."""
+        ...
+
+
+class WebhookEndpointsView(Protocol):
+    """Outgoing webhook endpoints' state, as operators see it."""
+
+    async def statuses(self, urls: Sequence[str]) -> list[EndpointStatus]:
+        """The endpoints at `urls`, in that order, with their backlog."""
         ...
 
 

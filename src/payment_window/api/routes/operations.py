@@ -24,9 +24,7 @@ from payment_window.api.schemas import (
     WireTime,
     error_responses,
 )
-from payment_window.domain import access
 from payment_window.domain.buyers import DEFAULT_DAYS, MAX_DAYS, MIN_DAYS
-from payment_window.domain.errors import OverrideNotAllowed
 from payment_window.domain.session import PaymentSession, Status
 from payment_window.domain.status import WindowStatus
 from payment_window.domain.views import WindowFilter
@@ -61,7 +59,12 @@ QueryTime = Annotated[datetime, BeforeValidator(_query_time), AfterValidator(_ut
 
 async def get_operations(request: Request) -> Operations:
     container = request.app.state.container
-    return Operations(container.read_model, container.clock)
+    return Operations(
+        container.read_model,
+        container.clock,
+        SqlWebhookEndpoints(container.engine),
+        container.settings.webhook_endpoints,
+    )
 
 
 OperationsDep = Annotated[Operations, Depends(get_operations)]
@@ -279,16 +282,11 @@ async def session_audit(
     responses=error_responses(401, 403),
 )
 async def webhook_endpoints(
-    request: Request, response: Response, actor: CurrentActor
+    response: Response, actor: CurrentActor, operations: OperationsDep
 ) -> list[WebhookEndpointOut]:
     """Each configured outgoing webhook endpoint (`PW_WEBHOOK_ENDPOINTS`): last success,
     failures, backlog and parked messages, and whether a 410 disabled it (admin only)."""
-    if not access.may_operate(actor):
-        raise OverrideNotAllowed("only admins may read the webhook endpoints")
-    container = request.app.state.container
-    found = await SqlWebhookEndpoints(container.engine).statuses(
-        container.settings.webhook_endpoints
-    )
+    found = await operations.webhook_endpoints(actor)
     response.headers["Cache-Control"] = NO_STORE
     return [
         WebhookEndpointOut.model_validate(
