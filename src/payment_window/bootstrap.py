@@ -31,6 +31,11 @@ from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
 from payment_window.adapters.stripe import StripeGateway
 from payment_window.api.bodies import status_body
 from payment_window.config import Settings
+from payment_window.domain.outgoing_webhooks import (
+    WebhookCopies,
+    endpoint_destination,
+    parse_events,
+)
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.ports import LiveChanges, Metrics, RateLimiter, WindowIndex
 from payment_window.expiry import ExpiryTask
@@ -110,6 +115,17 @@ def default_policy(settings: Settings) -> ExtensionPolicy:
     )
 
 
+def webhook_copies(settings: Settings) -> WebhookCopies | None:
+    """Every process that records changes writes each webhook endpoint's copies of the notices
+    (the relay alone needs the signing secret)."""
+    if not settings.webhook_endpoints:
+        return None
+    return WebhookCopies(
+        destinations=tuple(endpoint_destination(url) for url in settings.webhook_endpoints),
+        events=parse_events(settings.webhook_events),
+    )
+
+
 def create_metrics(settings: Settings) -> Metrics:
     if not settings.dogstatsd_host:
         log.info("integration_off", integration="dogstatsd", hint="set PW_DOGSTATSD_HOST")
@@ -148,7 +164,7 @@ async def bootstrap(settings: Settings) -> Container:
     """Build the adapters and use cases for `settings`. Connects lazily: nothing at import."""
     log.info("starting", version=__version__, env=settings.env)
     engine = create_engine(settings)
-    uow = SqlUnitOfWorkFactory(engine)
+    uow = SqlUnitOfWorkFactory(engine, webhook_copies(settings))
     metrics = create_metrics(settings)
     index = create_resilient_index(settings, engine, metrics)
     gateway = create_gateway(settings)

@@ -157,26 +157,85 @@ def reconcile() -> None:
 @app.command()
 def relay(
     show_status: Annotated[
-        bool, typer.Option("--status", help="list the backlog and failing messages, then exit")
+        bool,
+        typer.Option(
+            "--status", help="list the backlog, failing messages and webhook endpoints, then exit"
+        ),
     ] = False,
+    redeliver: Annotated[
+        str | None,
+        typer.Option(
+            "--redeliver",
+            metavar="MESSAGE_ID",
+            help="make an undelivered (parked) outbox message due now, then exit",
+        ),
+    ] = None,
+    enable_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--enable-endpoint",
+            metavar="URL",
+            help="deliver again to a webhook endpoint a 410 disabled, then exit",
+        ),
+    ] = None,
 ) -> None:
-    """Deliver outbox messages (SNS, Segment) until SIGTERM; or show the backlog."""
-    from payment_window.runner import outbox_backlog, run_relay
+    """Deliver outbox messages (SNS, Segment, webhooks) until SIGTERM; or show the backlog."""
+    from payment_window.runner import (
+        StartupRefused,
+        outbox_backlog,
+        require_for,
+        run_relay,
+    )
+    from payment_window.runner import (
+        enable_endpoint as enable,
+    )
+    from payment_window.runner import (
+        redeliver as redeliver_message,
+    )
 
     settings = _settings()
+    if redeliver is not None:
+        if not asyncio.run(redeliver_message(settings, redeliver)):
+            typer.echo(f"no undelivered outbox message {redeliver}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{redeliver} is due now; a running relay delivers it")
+        return
+    if enable_endpoint is not None:
+        if not asyncio.run(enable(settings, enable_endpoint)):
+            typer.echo(f"{enable_endpoint} is not a disabled webhook endpoint", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{enable_endpoint} enabled; its waiting messages go out as they fall due")
+        return
     if not show_status:
+        try:
+            require_for("relay", settings)
+        except StartupRefused as refused:
+            _refuse(refused)
         asyncio.run(run_relay(settings))
         return
     backlog = asyncio.run(outbox_backlog(settings))
     typer.echo(f"undelivered: {backlog.undelivered}")
     for destination, count in sorted(backlog.by_destination.items()):
-        typer.echo(f"  {destination:<12} {count}")
+        typer.echo(f"  {destination:<20} {count}")
+    if backlog.endpoints:
+        typer.echo("webhook endpoints:")
+    for endpoint in backlog.endpoints:
+        state = f"disabled ({endpoint.disabled_reason})" if endpoint.disabled_at else "active"
+        success = endpoint.last_success_at.isoformat() if endpoint.last_success_at else "never"
+        typer.echo(
+            f"  {endpoint.url}  [{endpoint.destination}] {state}  last success: {success}  "
+            f"failures: {endpoint.failures} ({endpoint.consecutive_failures} in a row)  "
+            f"backlog: {endpoint.backlog}  parked: {endpoint.parked}"
+        )
+        if endpoint.last_error:
+            typer.echo(f"    last error: {endpoint.last_error}")
     if backlog.failing:
         typer.echo("failing:")
     for message in backlog.failing:
+        parked = "  PARKED" if message.parked_at else ""
         typer.echo(
             f"  {message.id}  {message.destination:<10} {message.event_type:<32} "
-            f"attempts={message.attempts}  {message.last_error}"
+            f"attempts={message.attempts}{parked}  {message.last_error}"
         )
 
 

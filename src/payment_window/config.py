@@ -152,6 +152,22 @@ class Settings(BaseSettings):
     worker_loops: str | None = Field(
         None, description="loops `worker` runs: worker,relay; unset: the expiry worker only"
     )
+    # Outgoing webhooks (Standard Webhooks): a third outbox sink beside SNS and Segment.
+    webhook_endpoints: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="outgoing webhook endpoints, comma-separated https:// URLs (http:// only to "
+        "a loopback address in development); unset: no webhooks",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="whsec_… secret that signs outgoing webhooks; several comma-separated "
+        "during a roll (each delivery carries a signature per secret)",
+    )
+    webhook_events: str | None = Field(
+        None,
+        description="message types sent to webhooks, comma-separated (docs/events.md); "
+        "unset or `all`: every one",
+    )
     log_json: bool | None = Field(
         None, description="JSON log lines (true) or console lines; unset: JSON in production"
     )
@@ -205,6 +221,13 @@ class Settings(BaseSettings):
             return [str(origin).lower() for origin in value]
         return value
 
+    @field_validator("webhook_endpoints", mode="before")
+    @classmethod
+    def _split_endpoints(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("reminder_offsets_minutes", mode="before")
     @classmethod
     def _split_offsets(cls, value: object) -> object:
@@ -228,6 +251,14 @@ class Settings(BaseSettings):
                 value = value.value
             variables[f"PW_{name.upper()}"] = str(value)
         return variables
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        """The signing secrets of `PW_WEBHOOK_SECRET`, in order."""
+        if self.webhook_secret is None:
+            return []
+        text = self.webhook_secret.get_secret_value()
+        return [part.strip() for part in text.split(",") if part.strip()]
 
     @property
     def is_sqlite(self) -> bool:

@@ -19,6 +19,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -32,9 +33,9 @@ from payment_window.domain.buyers import (
     RepeatNonPayer,
 )
 from payment_window.domain.errors import DomainError, OverrideNotAllowed, SessionNotFound
-from payment_window.domain.ports import Clock, ReadModel
+from payment_window.domain.ports import Clock, ReadModel, WebhookEndpointsView
 from payment_window.domain.session import PaymentSession
-from payment_window.domain.views import AuditRecord, Summary, WindowFilter
+from payment_window.domain.views import AuditRecord, EndpointStatus, Summary, WindowFilter
 
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
@@ -88,9 +89,18 @@ def decode_cursor(cursor: str, query: WindowFilter) -> tuple[datetime, str]:
 class Operations:
     """Read-only queries for operators: list windows, sum them up, read a session's trail."""
 
-    def __init__(self, read_model: ReadModel, clock: Clock) -> None:
+    def __init__(
+        self,
+        read_model: ReadModel,
+        clock: Clock,
+        endpoints: WebhookEndpointsView | None = None,
+        endpoint_urls: Sequence[str] = (),
+    ) -> None:
+        """`endpoints` and `endpoint_urls`: the outgoing webhook endpoints configured."""
         self._read = read_model
         self._clock = clock
+        self._endpoints = endpoints
+        self._endpoint_urls = tuple(endpoint_urls)
 
     async def windows(
         self,
@@ -122,6 +132,14 @@ class Operations:
         figures = await self._read.summary(self._clock.now())
         non_payers = await self.repeat_non_payers(viewer, days=days)
         return replace(figures, buyer_period_days=days, repeat_non_payers=tuple(non_payers))
+
+    async def webhook_endpoints(self, viewer: Actor) -> list[EndpointStatus]:
+        """Each configured webhook endpoint: state, last success, failures, backlog (admins)."""
+        if not access.may_operate(viewer):
+            raise OverrideNotAllowed("only admins may read the webhook endpoints")
+        if self._endpoints is None or not self._endpoint_urls:
+            return []
+        return await self._endpoints.statuses(self._endpoint_urls)
 
     async def repeat_non_payers(
         self, viewer: Actor, *, days: int = DEFAULT_DAYS

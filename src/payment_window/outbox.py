@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -20,7 +20,7 @@ import structlog
 
 from payment_window.domain.events import Destination, OutboxEnvelope
 from payment_window.domain.ports import Clock, DeliveryFailed, Metrics, OutboxStore, Sink
-from payment_window.domain.views import FailingMessage
+from payment_window.domain.views import EndpointStatus, FailingMessage
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +56,7 @@ class OutboxStatus:
     undelivered: int
     by_destination: dict[str, int]
     failing: list[FailingMessage]
+    endpoints: list[EndpointStatus] = field(default_factory=list)
 
 
 def retry_delay(
@@ -72,7 +73,7 @@ class OutboxRelay:
     def __init__(
         self,
         store: OutboxStore,
-        sinks: Mapping[Destination, Sink],
+        sinks: Mapping[str, Sink],
         metrics: Metrics,
         clock: Clock,
         batch_size: int = 100,
@@ -82,7 +83,14 @@ class OutboxRelay:
         retry_cap: timedelta = RETRY_CAP,
         concurrency: int = 8,
         idle_seconds: float = IDLE_SECONDS,
+        park_after: timedelta | None = None,
+        active: Callable[[], Awaitable[bool]] | None = None,
+        reports: bool = True,
     ) -> None:
+        """`park_after`: a message still failing this long after it was made is parked (set
+        aside and alerted) instead of retried; `active`: asked before each pass, False skips it
+        (a disabled webhook endpoint); `reports`: this relay logs the destinations it holds and
+        sends the backlog gauge (one relay of a group does, for every destination)."""
         self._store = store
         self._sinks = dict(sinks)
         self._metrics = metrics
@@ -93,7 +101,10 @@ class OutboxRelay:
         self._retry_cap = retry_cap
         self._gate = asyncio.Semaphore(concurrency)
         self._idle_seconds = idle_seconds
-        for destination in Destination:
+        self._park_after = park_after
+        self._active = active
+        self._reports = reports
+        for destination in Destination if reports else ():
             if destination not in self._sinks:
                 log.info(
                     "outbox_destination_held",
@@ -104,7 +115,7 @@ class OutboxRelay:
     async def run_once(self) -> RelayReport:
         """Claim a batch of due rows, deliver each through its sink, record the outcome."""
         report = RelayReport()
-        if not self._sinks:
+        if not self._sinks or (self._active is not None and not await self._active()):
             return report
         claimed = await self._claim()
         report.claimed = len(claimed)
@@ -120,7 +131,7 @@ class OutboxRelay:
                 report.delivered += 1
             else:
                 report.failed += 1
-                report.errors.append(f"{message.id} ({message.destination.value}): {error}")
+                report.errors.append(f"{message.id} ({message.destination}): {error}")
         return report
 
     async def run(self, stop_event: asyncio.Event) -> None:
@@ -130,7 +141,7 @@ class OutboxRelay:
         next_gauge = loop.time()
         store_failures = 0
         while not stop_event.is_set():
-            if loop.time() >= next_gauge:
+            if self._reports and loop.time() >= next_gauge:
                 next_gauge = loop.time() + BACKLOG_GAUGE_SECONDS
                 await self._report_backlog()
             try:
@@ -157,7 +168,7 @@ class OutboxRelay:
 
     async def _deliver(self, message: OutboxEnvelope) -> str | None:
         """Deliver and record one message; the error text when it failed, else None."""
-        tags = [f"destination:{message.destination.value}"]
+        tags = [f"destination:{message.destination}"]
         async with self._gate:
             try:
                 await self._sinks[message.destination].deliver(message)
@@ -181,6 +192,14 @@ class OutboxRelay:
         await self._store.mark_delivered(message.id, self._clock.now())
 
     async def _mark_failed(self, message: OutboxEnvelope, error: str) -> None:
+        now = self._clock.now()
+        if self._park_after is not None and now - message.created_at >= self._park_after:
+            await self._store.park(message.id, error, now)
+            log.error("outbox_message_parked", **_context(message), error=error)
+            self._metrics.increment(
+                "payments.outbox.parked", tags=[f"destination:{message.destination}"]
+            )
+            return
         delay = retry_delay(message.attempts + 1, self._retry_base, self._retry_cap)
         await self._store.mark_failed(message.id, error, self._clock.now() + delay)
 
@@ -193,6 +212,41 @@ class OutboxRelay:
         emit_backlog(self._metrics, counts)
 
 
+class RelayGroup:
+    """Relays that run side by side: the vendor sinks' relay and one per webhook endpoint, so a
+    slow or failing endpoint never holds another one's deliveries, or SNS and Segment."""
+
+    def __init__(
+        self,
+        relays: Sequence[OutboxRelay],
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> None:
+        """`closers`: what the relays share (an HTTP client) and `run` closes when it ends."""
+        self.relays = list(relays)
+        self._closers = list(closers)
+
+    async def run_once(self) -> RelayReport:
+        """One pass of each relay, together; the reports summed."""
+        total = RelayReport()
+        for report in await asyncio.gather(*(relay.run_once() for relay in self.relays)):
+            total.claimed += report.claimed
+            total.delivered += report.delivered
+            total.failed += report.failed
+            total.errors.extend(report.errors)
+        return total
+
+    async def run(self, stop_event: asyncio.Event) -> None:
+        try:
+            await asyncio.gather(*(relay.run(stop_event) for relay in self.relays))
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        closers, self._closers = self._closers, []
+        for close in closers:
+            await close()
+
+
 def emit_backlog(metrics: Metrics, counts: Mapping[str, int]) -> None:
     """The `payments.outbox.undelivered` gauge, one series per destination."""
     for destination, count in counts.items():
@@ -200,20 +254,29 @@ def emit_backlog(metrics: Metrics, counts: Mapping[str, int]) -> None:
 
 
 async def status(
-    store: OutboxStore, *, limit: int = 100, metrics: Metrics | None = None
+    store: OutboxStore,
+    *,
+    limit: int = 100,
+    metrics: Metrics | None = None,
+    endpoints: Sequence[EndpointStatus] = (),
 ) -> OutboxStatus:
     """The backlog for `payment-window relay --status`: counts and the rows that keep failing."""
     counts = await store.undelivered_counts()
     if metrics is not None:
         emit_backlog(metrics, counts)
     failing = await store.failing(limit)
-    return OutboxStatus(undelivered=sum(counts.values()), by_destination=counts, failing=failing)
+    return OutboxStatus(
+        undelivered=sum(counts.values()),
+        by_destination=counts,
+        failing=failing,
+        endpoints=list(endpoints),
+    )
 
 
 def _context(message: OutboxEnvelope) -> dict[str, Any]:
     return {
         "event_id": message.id,
-        "destination": message.destination.value,
+        "destination": str(message.destination),
         "event_type": message.event_type,
         "session_id": message.session_id,
         "attempt": message.attempts + 1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import signal
 import sys
@@ -12,12 +13,15 @@ from contextlib import asynccontextmanager
 import structlog
 from pydantic import SecretStr
 
-from payment_window.adapters.sinks import create_sinks
+from payment_window.adapters.sinks import create_sinks, create_webhook_sinks
+from payment_window.adapters.webhook import signers
+from payment_window.adapters.webhook_endpoints import SqlWebhookEndpoints
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Environment, Settings
+from payment_window.domain.outgoing_webhooks import PARK_AFTER, endpoint_problem, parse_events
 from payment_window.expiry import ExpiryTask, PassReport
 from payment_window.loops import Loop, loops_for
-from payment_window.outbox import OutboxRelay, OutboxStatus
+from payment_window.outbox import OutboxRelay, OutboxStatus, RelayGroup
 from payment_window.outbox import status as outbox_status
 from payment_window.reconcile import reconcile
 from payment_window.worker import Worker
@@ -64,10 +68,30 @@ async def reconcile_index(settings: Settings, *, progress: bool = False) -> dict
     return report.as_dict()
 
 
-def outbox_relay(container: Container) -> OutboxRelay:
-    return OutboxRelay(
+def outbox_relay(container: Container) -> RelayGroup:
+    """The vendor sinks' relay, and one relay per webhook endpoint beside it: each endpoint
+    claims only its own messages, skips its passes while disabled (a 410), and parks a message
+    that still fails after three days."""
+    vendor = OutboxRelay(
         container.outbox, create_sinks(container.settings), container.metrics, container.clock
     )
+    state = SqlWebhookEndpoints(container.engine)
+    webhooks = create_webhook_sinks(container.settings, state, container.clock, container.metrics)
+    relays = [vendor]
+    for sink in webhooks:
+        relays.append(
+            OutboxRelay(
+                container.outbox,
+                {sink.destination: sink},
+                container.metrics,
+                container.clock,
+                park_after=PARK_AFTER,
+                active=functools.partial(state.is_active, sink.destination),
+                reports=False,
+            )
+        )
+    closers = [webhooks[0].close] if webhooks else []
+    return RelayGroup(relays, closers)
 
 
 async def run_relay(settings: Settings) -> None:
@@ -82,7 +106,22 @@ async def run_relay(settings: Settings) -> None:
 
 async def outbox_backlog(settings: Settings) -> OutboxStatus:
     async with running(settings) as container:
-        return await outbox_status(container.outbox, metrics=container.metrics)
+        endpoints = await SqlWebhookEndpoints(container.engine).statuses(settings.webhook_endpoints)
+        return await outbox_status(container.outbox, metrics=container.metrics, endpoints=endpoints)
+
+
+async def redeliver(settings: Settings, message_id: str) -> bool:
+    """Make an undelivered (parked) outbox message due now; False when there is none."""
+    async with running(settings) as container:
+        return await container.outbox.redeliver(message_id, container.clock.now())
+
+
+async def enable_endpoint(settings: Settings, url: str) -> bool:
+    """Deliver again to an endpoint a 410 disabled; False when it was not disabled."""
+    from payment_window.domain.outgoing_webhooks import endpoint_destination
+
+    async with running(settings) as container:
+        return await SqlWebhookEndpoints(container.engine).enable(endpoint_destination(url))
 
 
 class StartupRefused(Exception):
@@ -111,6 +150,27 @@ def require_stripe(settings: Settings) -> None:
         raise StartupRefused(NO_STRIPE_MESSAGE)
 
 
+def require_webhooks(settings: Settings) -> None:
+    """Webhook settings every process must agree on: each endpoint an https:// URL (http:// to
+    loopback in development), known event types, and a whsec_ secret to sign with."""
+    development = settings.env is Environment.DEVELOPMENT
+    for url in settings.webhook_endpoints:
+        problem = endpoint_problem(url, development=development)
+        if problem:
+            raise StartupRefused(f"PW_WEBHOOK_ENDPOINTS: {problem}")
+    try:
+        parse_events(settings.webhook_events)
+    except ValueError as error:
+        raise StartupRefused(f"PW_WEBHOOK_EVENTS: {error}") from None
+    for secret in settings.webhook_secrets:
+        if not secret.startswith("whsec_"):
+            raise StartupRefused("PW_WEBHOOK_SECRET: each secret is whsec_ and base64")
+        try:
+            signers([secret])
+        except Exception:
+            raise StartupRefused("PW_WEBHOOK_SECRET: each secret is whsec_ and base64") from None
+
+
 def require_for(process: str, settings: Settings) -> None:
     """What `payment-window <process>` must be given before it starts, by what it does, so
     each process is given only that (infrastructure/terraform/payments.tf): serving opens
@@ -119,6 +179,12 @@ def require_for(process: str, settings: Settings) -> None:
     closes_checkouts = process == "expire-due" or (
         process == "worker" and Loop.WORKER in loops_for("worker", settings)
     )
+    require_webhooks(settings)
+    if process == "relay" and settings.webhook_endpoints and not settings.webhook_secrets:
+        raise StartupRefused(
+            "PW_WEBHOOK_ENDPOINTS is set but PW_WEBHOOK_SECRET is not: the relay signs every "
+            "webhook (a whsec_ secret; several comma-separated during a roll)"
+        )
     if process == "serve" or closes_checkouts:
         require_stripe(settings)
     token_key = settings.jwt_secret or settings.jwt_jwks_url

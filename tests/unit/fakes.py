@@ -619,6 +619,7 @@ class _Row:
     next_attempt_at: datetime
     delivered_at: datetime | None = None
     last_error: str | None = None
+    parked_at: datetime | None = None
 
 
 class FakeOutboxStore:
@@ -631,12 +632,13 @@ class FakeOutboxStore:
         self.rows[envelope.id] = _Row(envelope, envelope.created_at)
 
     async def claim(
-        self, destinations: Collection[Destination], now: datetime, lease: timedelta, limit: int
+        self, destinations: Collection[str], now: datetime, lease: timedelta, limit: int
     ) -> list[OutboxEnvelope]:
         due = [
             row
             for row in self.rows.values()
             if row.delivered_at is None
+            and row.parked_at is None
             and row.next_attempt_at <= now
             and row.envelope.destination in destinations
         ]
@@ -655,11 +657,25 @@ class FakeOutboxStore:
             row.envelope = replace(row.envelope, attempts=row.envelope.attempts + 1)
             row.last_error, row.next_attempt_at = error, retry_at
 
+    async def park(self, message_id: str, error: str, at: datetime) -> None:
+        row = self.rows[message_id]
+        if row.delivered_at is None:
+            row.envelope = replace(row.envelope, attempts=row.envelope.attempts + 1)
+            row.last_error, row.parked_at = error, at
+
+    async def redeliver(self, message_id: str, now: datetime) -> bool:
+        row = self.rows.get(message_id)
+        if row is None or row.delivered_at is not None:
+            return False
+        row.parked_at, row.next_attempt_at = None, now
+        return True
+
     async def undelivered_counts(self) -> dict[str, int]:
         counts = {destination.value: 0 for destination in Destination}
         for row in self.rows.values():
             if row.delivered_at is None:
-                counts[row.envelope.destination.value] += 1
+                name = str(row.envelope.destination)
+                counts[name] = counts.get(name, 0) + 1
         return counts
 
     async def failing(self, limit: int) -> list[FailingMessage]:
@@ -671,12 +687,13 @@ class FakeOutboxStore:
             FailingMessage(
                 id=row.envelope.id,
                 session_id=row.envelope.session_id,
-                destination=row.envelope.destination.value,
+                destination=str(row.envelope.destination),
                 event_type=row.envelope.event_type,
                 attempts=row.envelope.attempts,
                 last_error=row.last_error,
                 next_attempt_at=row.next_attempt_at,
                 created_at=row.envelope.created_at,
+                parked_at=row.parked_at,
             )
             for row in failing[:limit]
         ]

@@ -28,10 +28,18 @@ def _pending() -> Any:
     return outbox.c.delivered_at.is_(None) & outbox.c.cancelled_at.is_(None)
 
 
+def _destination(value: str) -> Destination | str:
+    """A `Destination`, or a webhook endpoint's own (`webhook:…`) as stored."""
+    try:
+        return Destination(value)
+    except ValueError:
+        return value
+
+
 def _envelope(row: Row[Any]) -> OutboxEnvelope:
     return OutboxEnvelope(
         id=row.id,
-        destination=Destination(row.destination),
+        destination=_destination(row.destination),
         event_type=row.event_type,
         payload=dict(row.payload),
         session_id=row.session_id,
@@ -47,13 +55,14 @@ class SqlOutboxStore:
         self._engine = engine
 
     async def claim(
-        self, destinations: Collection[Destination], now: datetime, lease: timedelta, limit: int
+        self, destinations: Collection[str], now: datetime, lease: timedelta, limit: int
     ) -> list[OutboxEnvelope]:
         due = (
             select(outbox.c.id)
             .where(_pending())
+            .where(outbox.c.parked_at.is_(None))
             .where(outbox.c.next_attempt_at <= now)
-            .where(outbox.c.destination.in_([d.value for d in destinations]))
+            .where(outbox.c.destination.in_([str(d) for d in destinations]))
             .order_by(outbox.c.next_attempt_at, outbox.c.created_at)
             .limit(limit)
         )
@@ -93,6 +102,31 @@ class SqlOutboxStore:
                 )
             )
 
+    async def park(self, message_id: str, error: str, at: datetime) -> None:
+        """Set a message that kept failing aside: no relay claims it until it is redelivered."""
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                update(outbox)
+                .where(outbox.c.id == message_id)
+                .where(outbox.c.delivered_at.is_(None))
+                .values(
+                    attempts=outbox.c.attempts + 1,
+                    last_error=error[:MAX_ERROR_LENGTH],
+                    parked_at=at,
+                )
+            )
+
+    async def redeliver(self, message_id: str, now: datetime) -> bool:
+        """Make an undelivered (parked or waiting) message due now; False when there is none."""
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                update(outbox)
+                .where(outbox.c.id == message_id)
+                .where(_pending())
+                .values(parked_at=None, next_attempt_at=now)
+            )
+            return bool(result.rowcount)
+
     async def undelivered_counts(self) -> dict[str, int]:
         async with self._engine.connect() as connection:
             return await undelivered_counts(connection)
@@ -116,18 +150,33 @@ class SqlOutboxStore:
                     last_error=row.last_error,
                     next_attempt_at=row.next_attempt_at,
                     created_at=row.created_at,
+                    parked_at=row.parked_at,
                 )
                 for row in result
             ]
 
 
 async def undelivered_counts(connection: AsyncConnection) -> dict[str, int]:
-    """Undelivered, uncancelled rows per destination (every destination, zeros included)."""
+    """Undelivered, uncancelled rows per destination (every destination, zeros included; each
+    webhook endpoint with rows waiting, parked ones included)."""
     result = await connection.execute(
         select(outbox.c.destination, func.count()).where(_pending()).group_by(outbox.c.destination)
     )
     found = Counter({row[0]: int(row[1]) for row in result})
-    return {destination.value: found[destination.value] for destination in Destination}
+    counts = {destination.value: found[destination.value] for destination in Destination}
+    counts.update((name, count) for name, count in found.items() if name not in counts)
+    return counts
+
+
+async def parked_counts(connection: AsyncConnection) -> dict[str, int]:
+    """Parked rows per destination (only destinations that have some)."""
+    result = await connection.execute(
+        select(outbox.c.destination, func.count())
+        .where(_pending())
+        .where(outbox.c.parked_at.is_not(None))
+        .group_by(outbox.c.destination)
+    )
+    return {row[0]: int(row[1]) for row in result}
 
 
 async def cancel_pending(

@@ -40,7 +40,7 @@ def outbox_values(message: OutboxMessage, session_id: str | None, now: datetime)
     return {
         "id": message.id,
         "session_id": session_id,
-        "destination": message.destination.value,
+        "destination": str(message.destination),
         "event_type": message.event_type,
         "payload": message.payload,
         "attempts": 0,

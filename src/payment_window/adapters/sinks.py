@@ -17,9 +17,15 @@ import structlog
 
 from payment_window.adapters.segment import SegmentOptions, SegmentSink, create_segment_client
 from payment_window.adapters.sns import SnsOptions, SnsSink, create_sns_client
+from payment_window.adapters.webhook import (
+    EndpointState,
+    WebhookOptions,
+    WebhookSink,
+    create_webhook_client,
+)
 from payment_window.config import Settings
 from payment_window.domain.events import Destination
-from payment_window.domain.ports import Sink
+from payment_window.domain.ports import Clock, Metrics, Sink
 
 if TYPE_CHECKING:
     from mypy_boto3_sns.client import SNSClient
@@ -33,12 +39,13 @@ class SinkOptions:
 
     sns: SnsOptions = field(default_factory=SnsOptions)
     segment: SegmentOptions = field(default_factory=SegmentOptions)
+    webhook: WebhookOptions = field(default_factory=WebhookOptions)
 
 
-def create_sinks(settings: Settings, options: SinkOptions | None = None) -> dict[Destination, Sink]:
+def create_sinks(settings: Settings, options: SinkOptions | None = None) -> dict[str, Sink]:
     """A sink for each configured integration; each one that is off says so once."""
     options = options or SinkOptions()
-    sinks: dict[Destination, Sink] = {}
+    sinks: dict[str, Sink] = {}
     topics = (
         (Destination.MAKER, settings.sns_maker_topic_arn, "PW_SNS_MAKER_TOPIC_ARN", "makerId"),
         (Destination.BUYER, settings.sns_buyer_topic_arn, "PW_SNS_BUYER_TOPIC_ARN", "buyerId"),
@@ -67,3 +74,27 @@ def create_sinks(settings: Settings, options: SinkOptions | None = None) -> dict
         )
         sinks[Destination.ANALYTICS] = SegmentSink(segment)
     return sinks
+
+
+def create_webhook_sinks(
+    settings: Settings,
+    state: EndpointState,
+    clock: Clock,
+    metrics: Metrics,
+    options: SinkOptions | None = None,
+) -> list[WebhookSink]:
+    """One sink per `PW_WEBHOOK_ENDPOINTS` URL (each its own outbox destination), sharing one
+    HTTP client; none, said once, when webhooks are off."""
+    options = options or SinkOptions()
+    if not settings.webhook_endpoints:
+        log.info("integration_off", integration="webhooks", hint="set PW_WEBHOOK_ENDPOINTS")
+        return []
+    if not settings.webhook_secrets:
+        # require_for refuses this at start-up; a relay built without it holds the messages.
+        log.warning("webhooks_unsigned_held", hint="set PW_WEBHOOK_SECRET")
+        return []
+    client = create_webhook_client(options.webhook)
+    return [
+        WebhookSink(url, settings.webhook_secrets, client, state, clock, metrics, options.webhook)
+        for url in settings.webhook_endpoints
+    ]

@@ -6,7 +6,7 @@ messages; it rolls back unless committed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -337,6 +337,9 @@ class SqlPolicyRepository:
             )
 
 
+MessageCopies = Callable[[Sequence[OutboxMessage]], list[OutboxMessage]]
+
+
 class SqlUnitOfWork:
     """A transaction over the store; `record` queues audit and outbox rows written at commit."""
 
@@ -344,8 +347,9 @@ class SqlUnitOfWork:
     policies: SqlPolicyRepository
     stripe_events: SqlStripeEventRepository
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, copies: MessageCopies | None = None) -> None:
         self._engine = engine
+        self._copies = copies
         self._audit: list[AuditEntry] = []
         self._outbox: list[tuple[OutboxMessage, str | None, datetime]] = []
 
@@ -371,6 +375,9 @@ class SqlUnitOfWork:
 
     def record(self, audit: AuditEntry, messages: Sequence[OutboxMessage] = ()) -> None:
         self._audit.append(audit)
+        if self._copies is not None and messages:
+            # Each webhook endpoint's copies, committed with the change like every message.
+            messages = [*messages, *self._copies(messages)]
         self._outbox.extend((message, audit.session_id, audit.at) for message in messages)
 
     async def cancel_pending(
@@ -394,11 +401,13 @@ class SqlUnitOfWork:
 
 
 class SqlUnitOfWorkFactory:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, copies: MessageCopies | None = None) -> None:
+        """`copies`: more messages to record beside each change's own (the webhook endpoints')."""
         self.engine = engine
+        self.copies = copies
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine)
+        return SqlUnitOfWork(self.engine, self.copies)
 
 
 def migrate(settings: Settings, revision: str = "head") -> list[str]:

@@ -144,6 +144,8 @@ outbox = Table(
     Column("cancelled_at", UtcDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
+    # A webhook message that kept failing for three days: not claimed until redelivered.
+    Column("parked_at", UtcDateTime, nullable=True),
     Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),
     Index("ix_outbox_session_id", "session_id"),
 )
@@ -192,4 +194,20 @@ idempotency_keys = Table(
     Column("response_headers", JSON, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
+# Each outgoing webhook endpoint's state, keyed by its outbox destination (`webhook:…`): what
+# `relay --status` and the operations view show, and whether a 410 has disabled it.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("destination", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("last_success_at", UtcDateTime, nullable=True),
+    Column("last_failure_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("disabled_at", UtcDateTime, nullable=True),
+    Column("disabled_reason", Text, nullable=True),
 )

@@ -34,9 +34,12 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
-    """A message committed with the change that caused it; its id lets consumers deduplicate."""
+    """A message committed with the change that caused it; its id lets consumers deduplicate.
 
-    destination: Destination
+    `destination` is a `Destination`, or one webhook endpoint's `webhook:…` (outgoing_webhooks).
+    """
+
+    destination: Destination | str
     event_type: str
     payload: dict[str, Any]
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -47,7 +50,7 @@ class OutboxEnvelope:
     """One stored outbox message on its way out: what a sink needs to deliver it."""
 
     id: str
-    destination: Destination
+    destination: Destination | str
     event_type: str
     payload: dict[str, Any]
     session_id: str | None

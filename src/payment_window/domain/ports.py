@@ -10,10 +10,16 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from payment_window.domain.buyers import BuyerRecord, Period, RepeatNonPayer
-from payment_window.domain.events import AuditEntry, Destination, OutboxEnvelope, OutboxMessage
+from payment_window.domain.events import AuditEntry, OutboxEnvelope, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.session import PaymentSession, Status
-from payment_window.domain.views import AuditRecord, FailingMessage, Summary, WindowFilter
+from payment_window.domain.views import (
+    AuditRecord,
+    EndpointStatus,
+    FailingMessage,
+    Summary,
+    WindowFilter,
+)
 
 
 class Clock(Protocol):
@@ -296,9 +302,10 @@ class OutboxStore(Protocol):
     """The committed outbox messages, as the relay sees them; many relays may share one store."""
 
     async def claim(
-        self, destinations: Collection[Destination], now: datetime, lease: timedelta, limit: int
+        self, destinations: Collection[str], now: datetime, lease: timedelta, limit: int
     ) -> list[OutboxEnvelope]:
-        """Take up to `limit` due messages for these destinations until `now + lease`."""
+        """Take up to `limit` due, unparked messages for these destinations until
+        `now + lease`."""
         ...
 
     async def mark_delivered(self, message_id: str, at: datetime) -> None: ...
@@ -308,12 +315,28 @@ class OutboxStore(Protocol):
         relay has delivered it meanwhile."""
         ...
 
+    async def park(self, message_id: str, error: str, at: datetime) -> None:
+        """Count a last failed attempt and set the message aside until it is redelivered."""
+        ...
+
+    async def redeliver(self, message_id: str, now: datetime) -> bool:
+        """Make an undelivered message (parked or not) due at `now`; False if there is none."""
+        ...
+
     async def undelivered_counts(self) -> dict[str, int]:
         """Undelivered, uncancelled messages per destination (every destination, zeros too)."""
         ...
 
     async def failing(self, limit: int) -> list[FailingMessage]:
         """Undelivered messages that failed at least once, most attempts first."""
+        ...
+
+
+class WebhookEndpointsView(Protocol):
+    """Outgoing webhook endpoints' state, as operators see it."""
+
+    async def statuses(self, urls: Sequence[str]) -> list[EndpointStatus]:
+        """The endpoints at `urls`, in that order, with their backlog."""
         ...
 
 

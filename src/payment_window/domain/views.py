@@ -92,3 +92,21 @@ class FailingMessage:
     last_error: str | None
     next_attempt_at: datetime
     created_at: datetime
+    parked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    """An outgoing webhook endpoint as operators see it (`relay --status`, the operations view)."""
+
+    url: str
+    destination: str
+    last_success_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    failures: int = 0
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+    backlog: int = 0
+    parked: int = 0

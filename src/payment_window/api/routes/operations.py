@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BeforeValidator, Field
 
+from payment_window.adapters.webhook_endpoints import SqlWebhookEndpoints
 from payment_window.api.auth import CurrentActor
 from payment_window.api.bodies import status_body
 from payment_window.api.deps import SessionId
@@ -36,7 +38,12 @@ QueryTime = Annotated[datetime, BeforeValidator(aware_utc_time)]
 
 async def get_operations(request: Request) -> Operations:
     container = request.app.state.container
-    return Operations(container.read_model, container.clock)
+    return Operations(
+        container.read_model,
+        container.clock,
+        SqlWebhookEndpoints(container.engine),
+        container.settings.webhook_endpoints,
+    )
 
 
 OperationsDep = Annotated[Operations, Depends(get_operations)]
@@ -112,6 +119,24 @@ class AuditEntryOut(Out):
     to_status: str | None
     details: dict[str, Any]
     at: WireTime
+
+
+class WebhookEndpointOut(Out):
+    """An outgoing webhook endpoint: its delivery state and what waits for it."""
+
+    url: str
+    destination: str = Field(description="its outbox destination (`webhook:` and a URL hash)")
+    active: bool = Field(description="false once it answered 410 Gone, until re-enabled")
+    disabled_reason: str | None
+    last_success_at: WireTime | None
+    last_failure_at: WireTime | None
+    last_error: str | None
+    consecutive_failures: int = Field(ge=0, description="failed attempts since the last success")
+    failures: int = Field(ge=0, description="failed attempts in all")
+    backlog: int = Field(ge=0, description="undelivered messages, parked ones included")
+    parked: int = Field(
+        ge=0, description="messages that failed for 3 days (`payment-window relay --redeliver`)"
+    )
 
 
 NO_STORE = "no-store"
@@ -228,6 +253,26 @@ async def session_audit(
     trail = await operations.audit_trail(session_id, actor)
     response.headers["Cache-Control"] = NO_STORE
     return [AuditEntryOut.model_validate(record) for record in trail]
+
+
+@router.get(
+    "/payments/webhooks/endpoints",
+    response_model=list[WebhookEndpointOut],
+    responses=error_responses(401, 403),
+)
+async def webhook_endpoints(
+    response: Response, actor: CurrentActor, operations: OperationsDep
+) -> list[WebhookEndpointOut]:
+    """Each configured outgoing webhook endpoint (`PW_WEBHOOK_ENDPOINTS`): last success,
+    failures, backlog and parked messages, and whether a 410 disabled it (admin only)."""
+    found = await operations.webhook_endpoints(actor)
+    response.headers["Cache-Control"] = NO_STORE
+    return [
+        WebhookEndpointOut.model_validate(
+            {**asdict(endpoint), "active": endpoint.disabled_at is None}
+        )
+        for endpoint in found
+    ]
 
 
 @router.get("/ops", response_class=HTMLResponse, include_in_schema=False)

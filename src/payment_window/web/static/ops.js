@@ -147,6 +147,37 @@ async function loadSummary() {
   return true;
 }
 
+// --- webhook endpoints -------------------------------------------------------------------------
+
+// Shown only when PW_WEBHOOK_ENDPOINTS names some; a failure to read them never stops the page.
+async function loadEndpoints() {
+  const { status, body } = await request('/payments/webhooks/endpoints');
+  const section = $('webhooks');
+  if (status !== 200 || !Array.isArray(body) || body.length === 0) {
+    section.hidden = true;
+    return;
+  }
+  const when = (value) => (value ? new Date(value).toLocaleString(locale, { timeZone }) : 'never');
+  $('webhook-rows').replaceChildren(
+    ...body.map((endpoint) => {
+      const tr = document.createElement('tr');
+      tr.dataset.destination = endpoint.destination;
+      tr.dataset.alarm = String(!endpoint.active || endpoint.parked > 0 || endpoint.consecutiveFailures > 0);
+      tr.append(
+        cell('url', endpoint.url),
+        cell('state', endpoint.active ? 'active' : `disabled: ${endpoint.disabledReason ?? ''}`),
+        cell('last-success', when(endpoint.lastSuccessAt)),
+        cell('failures num', `${endpoint.failures} (${endpoint.consecutiveFailures} in a row)`),
+        cell('backlog num', String(endpoint.backlog)),
+        cell('parked num', String(endpoint.parked)),
+        cell('last-error', endpoint.lastError ?? ''),
+      );
+      return tr;
+    }),
+  );
+  section.hidden = false;
+}
+
 // --- rows ------------------------------------------------------------------------------------
 
 function cell(className, text = '') {
@@ -410,6 +441,7 @@ async function reload() {
   records.clear();
   try {
     if ((await loadSummary()) && (await loadWindows({ reset: true }))) el.root.dataset.state = 'ready';
+    await loadEndpoints();
   } catch {
     fail('Could not reach the server. Check your connection and try Refresh.');
     el.refresh.disabled = false;
