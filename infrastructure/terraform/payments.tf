@@ -69,6 +69,7 @@ locals {
       var.segment_write_key_secret_arn == null ? {} : {
         PW_SEGMENT_WRITE_KEY = var.segment_write_key_secret_arn
       },
+      var.webhook_secret_arn == null ? {} : { PW_WEBHOOK_SECRET = var.webhook_secret_arn },
     )
     expire_due = merge(local.store_secrets, {
       PW_STRIPE_API_KEY = var.stripe_api_key_secret_arn
@@ -93,7 +94,8 @@ locals {
     relay = {
       command       = ["relay"]
       desired_count = var.relay_desired_count
-      environment   = {}
+      # Empty when no endpoint is configured: outgoing webhooks stay off.
+      environment = { PW_WEBHOOK_ENDPOINTS = join(",", var.webhook_endpoints) }
     }
   }
 

@@ -181,6 +181,23 @@ variable "segment_write_key_secret_arn" {
   default     = null
 }
 
+variable "webhook_endpoints" {
+  description = "HTTPS URLs that receive every notice as a signed Standard Webhook (PW_WEBHOOK_ENDPOINTS); empty leaves outgoing webhooks off."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for url in var.webhook_endpoints : startswith(url, "https://")])
+    error_message = "Webhook endpoints must be https:// URLs."
+  }
+}
+
+variable "webhook_secret_arn" {
+  description = "Secrets Manager secret holding the webhook signing secret(s), whsec_..., comma-separated during a roll (PW_WEBHOOK_SECRET); needed when webhook_endpoints is set. Only the relay reads it."
+  type        = string
+  default     = null
+}
+
 variable "redis_auth_token_secret_arn" {
   description = "Secrets Manager secret (plain string, 16-128 letters and digits) holding the Redis AUTH token."
   type        = string

@@ -213,6 +213,13 @@ def test_the_task_definitions_carry_the_environment_and_each_process_its_secrets
     assert "PW_STRIPE_WEBHOOK_SECRET" in _secret_names("api")
 
 
+# Secrets whose form is checked at start-up get a value of the right form.
+FAKE_SECRETS = {
+    "PW_DATABASE_URL": "postgresql://pw:pw@db:5432/pw",
+    "PW_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+}
+
+
 def _production_settings(
     process: str, monkeypatch: pytest.MonkeyPatch, secrets: set[str]
 ) -> Settings:
@@ -224,8 +231,7 @@ def _production_settings(
     for name, value in {**_common_environment(), **own}.items():
         monkeypatch.setenv(name, value)
     for name in secrets:
-        fake = "postgresql://pw:pw@db:5432/pw" if name == "PW_DATABASE_URL" else "secret-value"
-        monkeypatch.setenv(name, fake)
+        monkeypatch.setenv(name, FAKE_SECRETS.get(name, "secret-value"))
     return Settings()
 
 
@@ -250,6 +256,25 @@ def test_each_process_starts_with_its_secrets_and_needs_every_stripe_and_token_s
 
 def test_the_relay_cannot_read_the_stripe_key_or_the_token_secret() -> None:
     assert not {"PW_STRIPE_API_KEY", "PW_JWT_SECRET"} & _secret_names("relay")
+
+
+def test_only_the_relay_holds_the_webhook_secret_and_it_starts_with_endpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert "PW_WEBHOOK_SECRET" in _secret_names("relay")
+    for process in ("api", "worker", "expire_due"):
+        assert "PW_WEBHOOK_SECRET" not in _secret_names(process)
+    monkeypatch.setitem(
+        VARIABLE_DEFAULTS, '${join(",", var.webhook_endpoints)}', "https://hooks.example/pw"
+    )
+    given = _secret_names("relay")
+    settings = _production_settings("relay", monkeypatch, given)
+    assert settings.webhook_endpoints == ["https://hooks.example/pw"]
+    require_for("relay", settings)
+    with pytest.raises(StartupRefused, match="PW_WEBHOOK_SECRET"):
+        require_for(
+            "relay", _production_settings("relay", monkeypatch, given - {"PW_WEBHOOK_SECRET"})
+        )
 
 
 def test_the_redis_url_is_tls_and_the_topology_suits_the_client() -> None:
@@ -334,6 +359,10 @@ def test_checkov_finds_nothing_that_is_not_skipped_with_a_reason(
     assert {check for check, _ in _skip_comments()} <= used
 
 
+# Expressions of a task's own environment, as they read with the variables' defaults.
+VARIABLE_DEFAULTS = {'${join(",", var.webhook_endpoints)}': ""}
+
+
 def _service_processes() -> dict[str, tuple[str, dict[str, str]]]:
     """Each ECS service's `payment-window` command and its own environment (beside the common)."""
     services = _parsed()["locals"]["services"]
@@ -341,18 +370,22 @@ def _service_processes() -> dict[str, tuple[str, dict[str, str]]]:
     for service, body in services.items():
         environment = body.get("environment", {})
         assert isinstance(environment, dict), f"{service}: environment is not a map"
-        found[service] = (body["command"][0], {k: str(v) for k, v in environment.items()})
+        found[service] = (
+            body["command"][0],
+            {k: VARIABLE_DEFAULTS.get(str(v), str(v)) for k, v in environment.items()},
+        )
     return found
 
 
 def _loops(service: str) -> frozenset[Loop]:
     process, environment = _service_processes()[service]
     names = {"PW_SERVE_LOOPS": "serve_loops", "PW_WORKER_LOOPS": "worker_loops"}
-    assert set(environment) <= set(names), f"{service}: unexpected {environment}"
+    # Besides the loops, only the relay's webhook endpoints (which decide no loop).
+    assert set(environment) - set(names) <= {"PW_WEBHOOK_ENDPOINTS"}, environment
     settings = Settings(
         database_url="postgresql://pw:pw@db:5432/pw",
         redis_url="rediss://:token@redis:6379/0",
-        **{names[key]: value for key, value in environment.items()},  # type: ignore[arg-type]
+        **{names[key]: value for key, value in environment.items() if key in names},  # type: ignore[arg-type]
     )
     return loops_for(process, settings)
 
