@@ -34,6 +34,7 @@ from payment_window.domain.ports import (
     CheckoutSession,
     Claim,
     DeliveryFailed,
+    UnreadableWindow,
     WindowChange,
     WindowSnapshot,
 )
@@ -120,9 +121,12 @@ class FakeSessionRepository:
     async def existing_ids(self, session_ids: Sequence[str]) -> set[str]:
         return {i for i in session_ids if self._current(i) is not None}
 
+    async def unreadable(self, session_ids: Sequence[str]) -> list[UnreadableWindow]:
+        return []
+
     async def record_expiry_failure(self, session_id: str, error: str) -> int:
         session = self._current(session_id)
-        if session is None:
+        if session is None or session.status not in UNSETTLED:
             return 0
         attempts = session.expiry_attempts + 1
         self._uow.stage(replace(session, expiry_attempts=attempts, last_expiry_error=error))
@@ -302,6 +306,7 @@ class FakeIndex:
         self.claims: dict[str, datetime] = {}  # session id → lease end
         self.wakes = 0
         self.lost = False
+        self.failing_settles = 0  # the next n settle_many calls fail (the index went away)
         self._woken = asyncio.Event()
 
     async def now(self) -> datetime:
@@ -350,6 +355,9 @@ class FakeIndex:
         self.schedule[session_id] = due_at
 
     async def settle_many(self, sessions: Sequence[PaymentSession]) -> None:
+        if self.failing_settles:
+            self.failing_settles -= 1
+            raise ConnectionError("the index went away")
         for session in sessions:
             await self.put(session)
 

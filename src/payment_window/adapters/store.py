@@ -21,6 +21,7 @@ from payment_window.adapters.rows import (
     UNSETTLED,
     audit_values,
     outbox_values,
+    readable_sessions,
     session_from_row,
     session_values,
 )
@@ -37,11 +38,16 @@ from payment_window.config import Settings
 from payment_window.domain.errors import VersionConflict, WindowAlreadyOpen
 from payment_window.domain.events import AuditEntry, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
+from payment_window.domain.ports import UnreadableWindow
 from payment_window.domain.session import PaymentSession, Status
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """An async engine for the configured store; SQLite gets WAL and a busy timeout."""
+def create_engine(settings: Settings, *, bounded: bool = True) -> AsyncEngine:
+    """An async engine for the configured store; SQLite gets WAL and a busy timeout.
+
+    On PostgreSQL every wait is bounded (`bounded`, all but migrations): connecting, each
+    statement (on the server, and on the client for a server that stopped answering) and a
+    connection from the pool, so no request waits on a frozen store; the API answers 503."""
     if settings.is_sqlite:
         engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
 
@@ -56,12 +62,20 @@ def create_engine(settings: Settings) -> AsyncEngine:
     server_settings = {"application_name": "payment-window"}
     if settings.database_schema:
         server_settings["search_path"] = settings.database_schema
+    connect_args: dict[str, Any] = {"server_settings": server_settings}
+    if bounded:
+        statement = settings.database_statement_timeout_seconds
+        server_settings["statement_timeout"] = str(int(statement * 1000))
+        connect_args["timeout"] = settings.database_connect_timeout_seconds
+        # The client's own bound, a little past the server's: a frozen server sends nothing.
+        connect_args["command_timeout"] = statement + 1.0
     return create_async_engine(
         settings.database_url,
         pool_size=10,
         max_overflow=20,
         pool_pre_ping=True,
-        connect_args={"server_settings": server_settings},
+        pool_timeout=settings.database_pool_timeout_seconds,
+        connect_args=connect_args,
     )
 
 
@@ -118,7 +132,10 @@ class SqlSessionRepository:
             await self._take_sqlite_write_lock()
         else:
             query = query.with_for_update(skip_locked=True)
-        return [session_from_row(row) for row in await self._connection.execute(query)]
+        # A row this version cannot read is left out (and set aside by the caller), so it
+        # never holds the others of the batch.
+        sessions, _ = readable_sessions(await self._connection.execute(query))
+        return sessions
 
     async def existing_ids(self, session_ids: Sequence[str]) -> set[str]:
         if not session_ids:
@@ -134,7 +151,30 @@ class SqlSessionRepository:
         result = await self._connection.execute(
             select(payment_sessions).where(payment_sessions.c.id.in_(session_ids))
         )
-        return [session_from_row(row) for row in result]
+        sessions, _ = readable_sessions(result)
+        return sessions
+
+    async def unreadable(self, session_ids: Sequence[str]) -> list[UnreadableWindow]:
+        if not session_ids:
+            return []
+        rows = list(
+            await self._connection.execute(
+                select(payment_sessions).where(payment_sessions.c.id.in_(session_ids))
+            )
+        )
+        _, problems = readable_sessions(rows)
+        by_id = {row.id: row for row in rows}
+        return [
+            UnreadableWindow(
+                session_id=problem.session_id,
+                auction_id=by_id[problem.session_id].auction_id,
+                maker_id=by_id[problem.session_id].maker_id,
+                buyer_id=by_id[problem.session_id].buyer_id,
+                status=str(by_id[problem.session_id].status),
+                problem=problem.problem,
+            )
+            for problem in problems
+        ]
 
     async def _take_sqlite_write_lock(self) -> None:
         # SQLite has no row locks: a no-op write takes the database's write lock instead.
@@ -168,9 +208,11 @@ class SqlSessionRepository:
         )
 
     async def record_expiry_failure(self, session_id: str, error: str) -> int:
+        """0 when the window is no longer unsettled (or gone): a closed window has no failure."""
         result = await self._connection.execute(
             update(payment_sessions)
             .where(payment_sessions.c.id == session_id)
+            .where(payment_sessions.c.status.in_(UNSETTLED))
             .values(
                 expiry_attempts=payment_sessions.c.expiry_attempts + 1,
                 last_expiry_error=error[:500],

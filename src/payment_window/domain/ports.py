@@ -35,7 +35,13 @@ class SessionRepository(Protocol):
         """Sessions the expiry task should have acted on before `before`, earliest first."""
         ...
 
-    async def get_many(self, session_ids: Sequence[str]) -> list[PaymentSession]: ...
+    async def get_many(self, session_ids: Sequence[str]) -> list[PaymentSession]:
+        """The sessions this version can read (see `unreadable` for the others)."""
+        ...
+
+    async def unreadable(self, session_ids: Sequence[str]) -> list[UnreadableWindow]:
+        """Those of these sessions that exist but that this version cannot read."""
+        ...
 
     async def record_bookkeeping(self, session: PaymentSession) -> None:
         """Save what is not a state change (no new version): when to look at it next."""
@@ -139,6 +145,18 @@ class WindowSnapshot:
     version: int
     reason: str | None
     checkout_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableWindow:
+    """A stored window this version cannot read: what identifies it, and what was wrong."""
+
+    session_id: str
+    auction_id: str
+    maker_id: str
+    buyer_id: str
+    status: str
+    problem: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _main() -> None:
-    engine = create_engine(settings)
+    engine = create_engine(settings, bounded=False)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()
