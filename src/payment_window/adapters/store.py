@@ -11,7 +11,9 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+import asyncpg
 from sqlalchemy import and_, bindparam, event, func, insert, or_, select, text, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -77,6 +79,37 @@ def create_engine(settings: Settings, *, bounded: bool = True) -> AsyncEngine:
         pool_timeout=settings.database_pool_timeout_seconds,
         connect_args=connect_args,
     )
+
+
+# What a store that is down, failing over, restarting, frozen or overloaded raises: the
+# request may be retried (503 with Retry-After), it is not a bug (500).
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,  # connect or statement bound passed (asyncio's is this one)
+    sa_exc.TimeoutError,  # no free connection from the pool in time
+    sa_exc.DisconnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # the connection closed under a statement
+    asyncpg.OperatorInterventionError,  # statement_timeout, admin shutdown, cannot connect now
+    asyncpg.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.ReadOnlySQLTransactionError,  # a failed-over primary that is now a replica
+    asyncpg.LockNotAvailableError,  # lock_timeout (a migration holds the table)
+    asyncpg.TransactionRollbackError,  # serialization failure, deadlock
+)
+
+
+def store_unavailable(error: BaseException) -> bool:
+    """Whether `error` (or what it wraps) says the store could not answer now."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _due_at(session: PaymentSession) -> datetime | None:
