@@ -79,6 +79,10 @@ class FakeStore:
     audit: list[AuditEntry] = field(default_factory=list)
     outbox: list[StoredOutbox] = field(default_factory=list)
     locks: dict[str, FakeUnitOfWork] = field(default_factory=dict)
+    # maker id, actor, before, after
+    policy_changes: list[tuple[str, str, ExtensionPolicy | None, ExtensionPolicy]] = field(
+        default_factory=list
+    )
 
     def actions(self, session_id: str) -> list[str]:
         return [entry.action for entry in self.audit if entry.session_id == session_id]
@@ -196,6 +200,16 @@ class FakePolicyRepository:
 
     async def put(self, maker_id: str, policy: ExtensionPolicy, now: datetime) -> None:
         self._store.policies[maker_id] = policy
+
+    async def record_change(
+        self,
+        maker_id: str,
+        actor: str,
+        before: ExtensionPolicy | None,
+        after: ExtensionPolicy,
+        at: datetime,
+    ) -> None:
+        self._store.policy_changes.append((maker_id, actor, before, after))
 
 
 class FakeStripeEventRepository:

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
+import structlog
 from sqlalchemy import and_, bindparam, event, func, insert, or_, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,6 +33,7 @@ from payment_window.adapters.tables import (
     audit_log,
     checkout_sessions,
     maker_policies,
+    maker_policy_audit,
     outbox,
     payment_sessions,
     stripe_events,
@@ -43,8 +45,12 @@ from payment_window.domain.policy import ExtensionPolicy, OnExpiry
 from payment_window.domain.ports import UnreadableWindow
 from payment_window.domain.session import PaymentSession, Status
 
+log = structlog.get_logger(__name__)
 
-def create_engine(settings: Settings, *, bounded: bool = True) -> AsyncEngine:
+
+def create_engine(
+    settings: Settings, *, bounded: bool = True, lock_timeout: float | None = None
+) -> AsyncEngine:
     """An async engine for the configured store; SQLite gets WAL and a busy timeout.
 
     On PostgreSQL every wait is bounded (`bounded`, all but migrations): connecting, each
@@ -64,6 +70,8 @@ def create_engine(settings: Settings, *, bounded: bool = True) -> AsyncEngine:
     server_settings = {"application_name": "payment-window"}
     if settings.database_schema:
         server_settings["search_path"] = settings.database_schema
+    if lock_timeout is not None:
+        server_settings["lock_timeout"] = str(int(lock_timeout * 1000))
     connect_args: dict[str, Any] = {"server_settings": server_settings}
     if bounded:
         statement = settings.database_statement_timeout_seconds
@@ -411,6 +419,24 @@ class SqlPolicyRepository:
                 insert(maker_policies).values(maker_id=maker_id, **values)
             )
 
+    async def record_change(
+        self,
+        maker_id: str,
+        actor: str,
+        before: ExtensionPolicy | None,
+        after: ExtensionPolicy,
+        at: datetime,
+    ) -> None:
+        await self._connection.execute(
+            insert(maker_policy_audit).values(
+                maker_id=maker_id,
+                actor=actor,
+                before=None if before is None else before.as_dict(),
+                after=after.as_dict(),
+                at=at,
+            )
+        )
+
 
 class SqlUnitOfWork:
     """A transaction over the store; `record` queues audit and outbox rows written at commit."""
@@ -476,12 +502,54 @@ class SqlUnitOfWorkFactory:
         return SqlUnitOfWork(self.engine)
 
 
-def migrate(settings: Settings, revision: str = "head") -> None:
-    """Bring the store's schema up to `revision` (Alembic)."""
+MIGRATION_ATTEMPTS = 5
+
+
+class MigrationLockTimeout(RuntimeError):
+    """A migration could not take its table lock in time, try after try."""
+
+
+def migrate(
+    settings: Settings, revision: str = "head", *, attempts: int = MIGRATION_ATTEMPTS
+) -> None:
+    """Bring the store's schema up to `revision` (Alembic), one transaction per migration.
+
+    Each lock is waited for `PW_MIGRATION_LOCK_TIMEOUT_SECONDS` at most (a migration queued
+    behind a long transaction would otherwise block every reader of the table); a migration
+    that timed out is tried again with backoff, then the command fails saying why."""
+    import time
+
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", "payment_window:migrations")
     config.attributes["settings"] = settings
-    command.upgrade(config, revision)
+    for attempt in range(1, attempts + 1):
+        try:
+            command.upgrade(config, revision)
+            return
+        except Exception as error:
+            if not _lock_not_available(error):
+                raise
+            if attempt == attempts:
+                raise MigrationLockTimeout(
+                    f"a migration could not lock its table within "
+                    f"{settings.migration_lock_timeout_seconds} s in {attempts} tries: a long "
+                    "transaction holds it (see pg_stat_activity); the migrations before it are "
+                    "applied, run `payment-window migrate` again once it ends"
+                ) from error
+            delay = min(30.0, 2.0 ** (attempt - 1))
+            log.warning("migration_lock_timeout", attempt=attempt, retry_in_seconds=delay)
+            time.sleep(delay)
+
+
+def _lock_not_available(error: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, asyncpg.LockNotAvailableError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -87,6 +87,18 @@ class PolicyRepository(Protocol):
 
     async def put(self, maker_id: str, policy: ExtensionPolicy, now: datetime) -> None: ...
 
+    async def record_change(
+        self,
+        maker_id: str,
+        actor: str,
+        before: ExtensionPolicy | None,
+        after: ExtensionPolicy,
+        at: datetime,
+    ) -> None:
+        """Audit a change (who, before, after) in this transaction; `before` None: the
+        defaults applied."""
+        ...
+
 
 class StripeEventRepository(Protocol):
     async def add(self, event_id: str, event_type: str, received_at: datetime) -> bool:
