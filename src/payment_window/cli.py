@@ -82,8 +82,7 @@ def serve(
 
     Without PW_STRIPE_API_KEY it refuses to start unless --local-stripe asks for the stand-in.
     """
-    import uvicorn
-
+    from payment_window.api import serving
     from payment_window.api.app import create_app
     from payment_window.runner import StartupRefused, require_for, with_local_stripe
 
@@ -97,7 +96,8 @@ def serve(
     typer.echo(f"payment-window serving on http://{host}:{port}  (API docs: /docs)")
     typer.echo("open a sample window with: payment-window demo")
     # Which loops run beside the API is decided in one place (`loops.loops_for`).
-    uvicorn.run(create_app(settings, background=True), host=host, port=port, log_level="warning")
+    # On SIGTERM live streams end first (a last `reconnect` event), then it exits 0.
+    serving.serve(create_app(settings, background=True), host, port)
 
 
 @app.command()
