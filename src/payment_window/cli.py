@@ -169,6 +169,16 @@ def relay(
 
 
 @app.command()
+def prune() -> None:
+    """One retention pass, then exit (the relay runs one every hour): delivered or cancelled
+    outbox rows older than PW_OUTBOX_RETENTION_HOURS, Stripe event ids older than
+    PW_WEBHOOK_EVENT_RETENTION_DAYS, Idempotency-Keys past their 24 hours. Prints the counts."""
+    from payment_window.runner import prune_store
+
+    typer.echo(json.dumps(asyncio.run(prune_store(_settings()))))
+
+
+@app.command()
 def demo(
     url: Annotated[str, typer.Option(help="the running service")] = "http://127.0.0.1:8000",
     minutes: Annotated[int, typer.Option(help="length of the sample window")] = 5,
