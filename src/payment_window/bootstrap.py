@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.changes import InProcessChangeFeed, RedisChangeFeed
 from payment_window.adapters.clock import SystemClock
+from payment_window.adapters.destinations import configured_destinations
 from payment_window.adapters.failover_index import FailoverWindowIndex
 from payment_window.adapters.idempotency import SqlIdempotencyKeys
 from payment_window.adapters.index_factory import create_resilient_index
@@ -29,7 +30,7 @@ from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
 from payment_window.adapters.stripe import StripeGateway
 from payment_window.api.bodies import status_body
-from payment_window.config import Settings
+from payment_window.config import Environment, Settings
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.ports import LiveChanges, Metrics, RateLimiter, WindowIndex
 from payment_window.expiry import ExpiryTask
@@ -146,7 +147,12 @@ def create_stripe_budget(settings: Settings, index: WindowIndex) -> RateLimiter:
 async def bootstrap(settings: Settings) -> Container:
     """Build the adapters and use cases for `settings`. Connects lazily: nothing at import."""
     engine = create_engine(settings)
-    uow = SqlUnitOfWorkFactory(engine)
+    # In production a destination that is not configured gets no outbox rows (they would wait
+    # for ever); in development they wait, for `relay --status` to show.
+    destinations = (
+        configured_destinations(settings) if settings.env == Environment.PRODUCTION else None
+    )
+    uow = SqlUnitOfWorkFactory(engine, destinations)
     metrics = create_metrics(settings)
     index = create_resilient_index(settings, engine, metrics)
     gateway = create_gateway(settings)

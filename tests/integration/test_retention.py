@@ -17,7 +17,7 @@ from devstripe.testing import RunningStripe
 from sqlalchemy import func, select, update
 
 from payment_window.adapters.tables import audit_log, idempotency_keys, outbox, stripe_events
-from payment_window.config import Settings
+from payment_window.config import Environment, Settings
 from payment_window.domain.events import Destination
 
 
@@ -86,3 +86,28 @@ async def test_prune_deletes_what_has_had_its_time_and_keeps_the_rest(api: Api) 
     assert kept == ["evt_recent"]
     assert await _count(api, idempotency_keys) == 0
     assert await _count(api, audit_log) == audit_before  # the record is kept
+
+
+async def test_in_production_no_outbox_row_is_written_for_a_destination_not_configured(
+    pg_settings: Settings, stripe: RunningStripe
+) -> None:
+    # Only the auction-events topic: no SNS topics for makers and buyers, Segment off.
+    settings = api_settings(
+        pg_settings,
+        stripe,
+        env=Environment.PRODUCTION,
+        auction_events_topic_arn="arn:aws:sns:us-east-1:000000000000:auction-events",
+    )
+    async with running_api(settings) as api:
+        opened = await api.open_window()
+        ended = await api.client.post(
+            f"/payments/window/{opened['sessionId']}/override",
+            json={"action": "terminate", "reason": "test"},
+            headers=api.admin,
+        )
+        assert ended.status_code == 200, ended.text
+        async with api.container.engine.connect() as connection:
+            destinations = set(
+                (await connection.execute(select(outbox.c.destination))).scalars().all()
+            )
+    assert destinations == {"auction"}, destinations

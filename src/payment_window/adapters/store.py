@@ -40,7 +40,7 @@ from payment_window.adapters.tables import (
 )
 from payment_window.config import Settings
 from payment_window.domain.errors import VersionConflict, WindowAlreadyOpen
-from payment_window.domain.events import AuditEntry, OutboxMessage
+from payment_window.domain.events import AuditEntry, Destination, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
 from payment_window.domain.ports import UnreadableWindow
 from payment_window.domain.session import PaymentSession, Status
@@ -445,8 +445,11 @@ class SqlUnitOfWork:
     policies: SqlPolicyRepository
     stripe_events: SqlStripeEventRepository
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, destinations: Collection[Destination] | None = None
+    ) -> None:
         self._engine = engine
+        self._destinations = destinations
         self._audit: list[AuditEntry] = []
         self._outbox: list[tuple[OutboxMessage, str | None, datetime]] = []
 
@@ -472,7 +475,13 @@ class SqlUnitOfWork:
 
     def record(self, audit: AuditEntry, messages: Sequence[OutboxMessage] = ()) -> None:
         self._audit.append(audit)
-        self._outbox.extend((message, audit.session_id, audit.at) for message in messages)
+        self._outbox.extend(
+            (message, audit.session_id, audit.at)
+            for message in messages
+            # A destination this deployment does not deliver to gets no row: it would wait
+            # for ever and grow the table without end.
+            if self._destinations is None or message.destination in self._destinations
+        )
 
     async def cancel_pending(
         self, session_id: str, event_types: Collection[str], now: datetime
@@ -495,11 +504,16 @@ class SqlUnitOfWork:
 
 
 class SqlUnitOfWorkFactory:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """`destinations`: the outbox destinations this deployment delivers to (None: all)."""
+
+    def __init__(
+        self, engine: AsyncEngine, destinations: Collection[Destination] | None = None
+    ) -> None:
         self.engine = engine
+        self._destinations = None if destinations is None else frozenset(destinations)
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine)
+        return SqlUnitOfWork(self.engine, self._destinations)
 
 
 MIGRATION_ATTEMPTS = 5
