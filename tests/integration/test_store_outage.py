@@ -85,8 +85,9 @@ async def wait_closed(container: Container, ids: list[str], seconds: float) -> N
     pytest.fail(f"windows still open {seconds} s later: {await closed_at(container, ids)}")
 
 
+@pytest.mark.parametrize("fault", ["cut", "freeze"])
 async def test_windows_due_during_a_store_outage_close_within_seconds_of_its_return(
-    container: Container, proxy: TcpProxy, stripe: RunningStripe
+    container: Container, proxy: TcpProxy, stripe: RunningStripe, fault: str
 ) -> None:
     task = expiry_task(container)
     worker = Worker(task, container.index, max_sleep_seconds=0.5)
@@ -96,7 +97,8 @@ async def test_windows_due_during_a_store_outage_close_within_seconds_of_its_ret
         due = await seed_windows(
             container, stripe, 25, deadline=now + timedelta(seconds=2), spread=timedelta(seconds=2)
         )
-        proxy.cut()  # PostgreSQL is gone: failover, restart for maintenance
+        # cut: PostgreSQL is gone (failover, restart); freeze: it stops answering (SIGSTOP).
+        getattr(proxy, fault)()
         # The deadlines pass during the outage; the worker claims them from Redis and the
         # store fails under it, pass after pass.
         await asyncio.sleep(9)
@@ -108,7 +110,7 @@ async def test_windows_due_during_a_store_outage_close_within_seconds_of_its_ret
         closed = await closed_at(container, [w.id for w in due])
         late = {i: moment - returned for i, moment in closed.items() if moment is not None}
         assert all(value < AFTER_RETURN for value in late.values()), late
-        print(f"closed at most {max(late.values()).total_seconds():.2f} s after the return")
+        print(f"{fault}: closed at most {max(late.values()).total_seconds():.2f} s after return")
         assert container.index.held == 0  # type: ignore[attr-defined]
     finally:
         proxy.restore()
