@@ -161,7 +161,7 @@ class ExpiryTask:
                 unreadable = await uow.sessions.unreadable(missing) if missing else []
             if unreadable:
                 await self._set_aside(unreadable, report)
-                handed.update(window.session_id for window in unreadable)
+                handed.update(row.session_id for row in unreadable)
             now = await self._index.now()
             in_flight = asyncio.Semaphore(IN_FLIGHT)
             group: list[str] = []
