@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from payment_window import __version__
 from payment_window.adapters.changes import InProcessChangeFeed, RedisChangeFeed
 from payment_window.adapters.clock import SystemClock
+from payment_window.adapters.destinations import configured_destinations
 from payment_window.adapters.failover_index import FailoverWindowIndex
 from payment_window.adapters.idempotency import SqlIdempotencyKeys
 from payment_window.adapters.index_factory import create_resilient_index
@@ -30,7 +31,7 @@ from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
 from payment_window.adapters.stripe import StripeGateway
 from payment_window.api.bodies import status_body
-from payment_window.config import Settings
+from payment_window.config import Environment, Settings
 from payment_window.domain.outgoing_webhooks import (
     WebhookCopies,
     endpoint_destination,
@@ -164,7 +165,12 @@ async def bootstrap(settings: Settings) -> Container:
     """Build the adapters and use cases for `settings`. Connects lazily: nothing at import."""
     log.info("starting", version=__version__, env=settings.env)
     engine = create_engine(settings)
-    uow = SqlUnitOfWorkFactory(engine, webhook_copies(settings))
+    # In production a destination that is not configured gets no outbox rows (they would wait
+    # for ever); in development they wait, for `relay --status` to show.
+    destinations = (
+        configured_destinations(settings) if settings.env == Environment.PRODUCTION else None
+    )
+    uow = SqlUnitOfWorkFactory(engine, webhook_copies(settings), destinations)
     metrics = create_metrics(settings)
     index = create_resilient_index(settings, engine, metrics)
     gateway = create_gateway(settings)

@@ -92,8 +92,7 @@ def serve(
 
     Without PW_STRIPE_API_KEY it refuses to start unless --local-stripe asks for the stand-in.
     """
-    import uvicorn
-
+    from payment_window.api import serving
     from payment_window.api.app import create_app
     from payment_window.runner import StartupRefused, require_for, with_local_stripe
 
@@ -107,7 +106,8 @@ def serve(
     typer.echo(f"payment-window serving on http://{host}:{port}  (API docs: /docs)")
     typer.echo("open a sample window with: payment-window demo")
     # Which loops run beside the API is decided in one place (`loops.loops_for`).
-    uvicorn.run(create_app(settings, background=True), host=host, port=port, log_level="warning")
+    # On SIGTERM live streams end first (a last `reconnect` event), then it exits 0.
+    serving.serve(create_app(settings, background=True), host, port)
 
 
 @app.command()
@@ -237,6 +237,16 @@ def relay(
             f"  {message.id}  {message.destination:<10} {message.event_type:<32} "
             f"attempts={message.attempts}{parked}  {message.last_error}"
         )
+
+
+@app.command()
+def prune() -> None:
+    """One retention pass, then exit (the relay runs one every hour): delivered or cancelled
+    outbox rows older than PW_OUTBOX_RETENTION_HOURS, Stripe event ids older than
+    PW_WEBHOOK_EVENT_RETENTION_DAYS, Idempotency-Keys past their 24 hours. Prints the counts."""
+    from payment_window.runner import prune_store
+
+    typer.echo(json.dumps(asyncio.run(prune_store(_settings()))))
 
 
 @app.command()

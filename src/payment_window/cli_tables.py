@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from payment_window.adapters.clock import SystemClock
 from payment_window.adapters.read_model import SqlReadModel
-from payment_window.adapters.store import SqlUnitOfWork, create_engine
-from payment_window.bootstrap import default_policy
+from payment_window.adapters.store import create_engine
+from payment_window.bootstrap import bootstrap, default_policy
 from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.buyers import BuyerRecord, RepeatNonPayer
@@ -35,18 +35,18 @@ async def maker_policy(
 ) -> tuple[ExtensionPolicy, bool]:
     """The maker's policy after `changes` (none: just read), and whether it is the maker's own
     row (False: the settings' defaults apply, as the API's GET says)."""
-    engine = create_engine(settings)
+    container = await bootstrap(settings)
     try:
-        async with SqlUnitOfWork(engine) as uow:
+        async with container.uow() as uow:
             own = await uow.policies.get(maker_id)
-            if not changes:
-                return own or default_policy(settings), own is not None
-            changed = replace(own or default_policy(settings), **changes)  # type: ignore[arg-type]
-            await uow.policies.put(maker_id, changed, datetime.now(UTC))
-            await uow.commit()
-            return changed, True
+        if not changes:
+            return own or default_policy(settings), own is not None
+        changed = replace(own or default_policy(settings), **changes)  # type: ignore[arg-type]
+        # Through the use case, as the API's PUT: the admin rule, the audit entry, the log.
+        await container.windows.set_policy(maker_id, changed, OPERATOR)
+        return changed, True
     finally:
-        await engine.dispose()
+        await container.close()
 
 
 def policy_lines(maker_id: str, policy: ExtensionPolicy, own: bool) -> list[str]:

@@ -168,6 +168,28 @@ class Settings(BaseSettings):
         description="message types sent to webhooks, comma-separated (docs/events.md); "
         "unset or `all`: every one",
     )
+    # The store's own faults: bounded waits on a store that is down, failing over or frozen
+    # (each answered 503 with Retry-After), and how long each table keeps what.
+    database_connect_timeout_seconds: float = Field(
+        3.0, gt=0, description="longest wait for a new store connection"
+    )
+    database_statement_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="longest wait for one statement's answer (also the server's statement_timeout)",
+    )
+    database_pool_timeout_seconds: float = Field(
+        3.0, gt=0, description="longest wait for a free connection from the pool"
+    )
+    migration_lock_timeout_seconds: float = Field(
+        3.0, gt=0, description="a migration waits this long for a table lock, then retries"
+    )
+    outbox_retention_hours: float = Field(
+        168, gt=0, description="delivered or cancelled outbox rows are deleted after this"
+    )
+    webhook_event_retention_days: float = Field(
+        30, gt=0, description="ids of processed Stripe events are kept this long (Stripe: 3 days)"
+    )
     log_json: bool | None = Field(
         None, description="JSON log lines (true) or console lines; unset: JSON in production"
     )

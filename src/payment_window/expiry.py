@@ -26,12 +26,14 @@ import structlog
 from payment_window.concurrency import each
 from payment_window.domain import access, messages, window
 from payment_window.domain.errors import CheckoutSessionMissing, PaymentProviderUnavailable
+from payment_window.domain.events import AuditEntry
 from payment_window.domain.ports import (
     CheckoutSession,
     Claim,
     RateLimiter,
     UnitOfWork,
     UnitOfWorkFactory,
+    UnreadableWindow,
     WindowIndex,
 )
 from payment_window.domain.session import CloseReason, PaymentSession, Status
@@ -69,6 +71,7 @@ class PassReport:
     retried: int = 0
     dropped: int = 0
     reindexed: int = 0
+    set_aside: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -142,47 +145,115 @@ class ExpiryTask:
         if report is None:
             report = PassReport(claimed=len(claims))
         claims = sorted(claims, key=lambda claim: claim.due_at)
-        async with self._uow() as uow:
-            found = {s.id: s for s in await uow.sessions.get_many([c.session_id for c in claims])}
-        now = await self._index.now()
-        in_flight = asyncio.Semaphore(IN_FLIGHT)
+        # Every claim is handed on (to a group, or given back) or, on any failure before that
+        # (the store or the index failing mid-pass), given back at once: a claim is never left
+        # to its lease, and the worker's loop backs off before it claims again.
+        handed: set[str] = set()
         tasks: list[asyncio.Task[None]] = []
-        group: list[str] = []
         timer: asyncio.TimerHandle | None = None
+        try:
+            async with self._uow() as uow:
+                claimed = [c.session_id for c in claims]
+                found = {s.id: s for s in await uow.sessions.get_many(claimed)}
+                missing = [i for i in claimed if i not in found]
+                unreadable = await uow.sessions.unreadable(missing) if missing else []
+            if unreadable:
+                await self._set_aside(unreadable, report)
+                handed.update(row.session_id for row in unreadable)
+            now = await self._index.now()
+            in_flight = asyncio.Semaphore(IN_FLIGHT)
+            group: list[str] = []
 
-        def send_group() -> None:
-            nonlocal group, timer
+            def send_group() -> None:
+                nonlocal group, timer
+                if timer is not None:
+                    timer.cancel()
+                    timer = None
+                if not group:
+                    return
+                ids, group = group, []
+                handed.update(ids)
+                task = asyncio.create_task(self._act_guarded(ids, report))
+                task.add_done_callback(lambda _: _release(in_flight, len(ids)))
+                tasks.append(task)
+
+            for claim in claims:
+                if claim.session_id in handed:
+                    continue
+                session = found.get(claim.session_id)
+                if session is None:
+                    await self._index.forget(claim.session_id)
+                    handed.add(claim.session_id)
+                    report.dropped += 1
+                    continue
+                if self.stopping:
+                    await self._index.retry_at(claim.session_id, claim.due_at)
+                    handed.add(claim.session_id)
+                    continue
+                await in_flight.acquire()
+                if _asks_stripe(session, now):
+                    # The turn is taken before the row is locked: waiting holds no lock.
+                    await self._budget.acquire()
+                group.append(claim.session_id)
+                if len(group) >= GROUP_MAX:
+                    send_group()
+                elif timer is None:
+                    timer = asyncio.get_running_loop().call_later(GROUP_WAIT_SECONDS, send_group)
+            send_group()
+        except BaseException:
             if timer is not None:
                 timer.cancel()
-                timer = None
-            if not group:
-                return
-            ids, group = group, []
-            task = asyncio.create_task(self._act_guarded(ids, report))
-            task.add_done_callback(lambda _: _release(in_flight, len(ids)))
-            tasks.append(task)
-
-        for claim in claims:
-            session = found.get(claim.session_id)
-            if session is None:
-                await self._index.forget(claim.session_id)
-                report.dropped += 1
-                continue
-            if self.stopping:
-                await self._index.retry_at(claim.session_id, claim.due_at)
-                continue
-            await in_flight.acquire()
-            if _asks_stripe(session, now):
-                # The turn is taken before the row is locked: waiting holds no lock.
-                await self._budget.acquire()
-            group.append(claim.session_id)
-            if len(group) >= GROUP_MAX:
-                send_group()
-            elif timer is None:
-                timer = asyncio.get_running_loop().call_later(GROUP_WAIT_SECONDS, send_group)
-        send_group()
-        await asyncio.gather(*tasks)
+            await self._give_back([c for c in claims if c.session_id not in handed])
+            raise
+        finally:
+            await asyncio.gather(*tasks, return_exceptions=True)
         return report
+
+    async def _give_back(self, claims: Sequence[Claim]) -> None:
+        """Put claims back on the schedule at their own due moments, for any worker to take as
+        soon as it can act on them (if the index is down too, their leases lapse within
+        seconds: the renewing index stops renewing what it was asked to give back)."""
+        if not claims:
+            return
+        log.warning("expiry_claims_given_back", claims=len(claims))
+        results = await asyncio.gather(
+            *(self._index.retry_at(c.session_id, c.due_at) for c in claims),
+            return_exceptions=True,
+        )
+        failed = sum(1 for result in results if isinstance(result, BaseException))
+        if failed:
+            log.warning("expiry_claims_left_to_lapse", claims=failed)
+
+    async def _set_aside(self, windows: Sequence[UnreadableWindow], report: PassReport) -> None:
+        """Rows this version cannot read (a status a newer version wrote, say) leave the
+        schedule, are counted and alerted; the windows claimed with them go on."""
+        now = self._t.clock.now()
+        for unreadable in windows:
+            self._t.metrics.increment("payments.window.unreadable")
+            log.error(
+                "window_unreadable_set_aside",
+                session_id=unreadable.session_id,
+                stored_status=unreadable.status,
+                problem=unreadable.problem,
+            )
+            report.set_aside += 1
+        async with self._uow() as uow:
+            for unreadable in windows:
+                uow.record(
+                    AuditEntry(
+                        session_id=unreadable.session_id,
+                        action="operations_alerted",
+                        actor=ACTOR,
+                        from_status=unreadable.status[:40],
+                        to_status=unreadable.status[:40],
+                        details={"alert": "window_unreadable", "problem": unreadable.problem},
+                        at=now,
+                    ),
+                    [messages.on_window_unreadable(unreadable, now)],
+                )
+            await uow.commit()
+        for unreadable in windows:
+            await self._index.forget(unreadable.session_id)
 
     async def sweep_store(self) -> int:
         """Re-index scheduled windows whose due moment passed without the index holding them
@@ -265,8 +336,10 @@ class ExpiryTask:
                 report.reminded += len(reminded)
             if changed or reminded:
                 await uow.commit()
+        # Committed: from here on nothing is reported as a failure of these windows (DESIGN);
+        # what fails is logged, counted and repaired from the store.
         if changed:
-            await self._index.settle_many(changed)
+            await self._settle_after_commit(changed)
         for closed in changed:
             structlog.contextvars.bind_contextvars(session_id=closed.id)
             await self._t.announce_closed(closed, reindex=False)
@@ -284,16 +357,30 @@ class ExpiryTask:
                 continue
             current = reminded_by_id.get(session.id, session)
             structlog.contextvars.bind_contextvars(session_id=current.id)
-            if current.needs_new_checkout(now):
-                await self._replace_checkout(current, report)
-            elif current.confirmation_check_due(now):
-                await self._recheck_confirmation(current, report)
+            if current.needs_new_checkout(now) or current.confirmation_check_due(now):
+                try:
+                    if current.needs_new_checkout(now):
+                        await self._replace_checkout(current, report)
+                    else:
+                        await self._recheck_confirmation(current, report)
+                except Exception as error:
+                    # This window's own step failed: it alone is retried, not its group.
+                    await self._failed(current.id, error, report)
             else:
                 # Extended meanwhile, reminded, or not due yet: back on the schedule as it stands.
                 on_schedule.append(current)
                 report.rescheduled += 1
         if on_schedule:
-            await self._index.settle_many(on_schedule)
+            await self._settle_after_commit(on_schedule)
+
+    async def _settle_after_commit(self, sessions: Sequence[PaymentSession]) -> None:
+        """Tell the index what the store now holds; a failure is repaired, not retried here."""
+        try:
+            await self._index.settle_many(sessions)
+        except Exception as error:
+            for session in sessions:
+                self._t.after_commit_failed("index", session.id, error)
+                self._t.repairs.add(session.id)
 
     async def _expire_at_stripe(self, session: PaymentSession) -> CheckoutSession | None:
         """Stripe first (its own task, so its log lines carry its window)."""
@@ -414,7 +501,9 @@ class ExpiryTask:
                 await uow.commit()
         except Exception:
             attempts = 1
-        delay = stripe_backoff(attempts)
+        # 0: settled meanwhile (or gone), so no failure is recorded; the next pass takes the
+        # window straight back and settles the index from the store.
+        delay = stripe_backoff(attempts) if attempts else timedelta(0)
         try:
             await self._index.retry_at(session_id, await self._index.now() + delay)
         except Exception:

@@ -24,6 +24,7 @@ from payment_window.loops import Loop, loops_for
 from payment_window.outbox import OutboxRelay, OutboxStatus, RelayGroup
 from payment_window.outbox import status as outbox_status
 from payment_window.reconcile import reconcile
+from payment_window.retention import prune, prune_hourly
 from payment_window.worker import Worker
 
 log = structlog.get_logger(__name__)
@@ -101,7 +102,19 @@ async def run_relay(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await outbox_relay(container).run(stop)
+        # The relay also keeps the store's size bounded: a retention pass every hour.
+        pruning = asyncio.create_task(prune_hourly(container, stop), name="payment-window-prune")
+        try:
+            await outbox_relay(container).run(stop)
+        finally:
+            stop.set()
+            await pruning
+
+
+async def prune_store(settings: Settings) -> dict[str, int]:
+    """One retention pass (`payment-window prune`)."""
+    async with running(settings) as container:
+        return (await prune(container)).as_dict()
 
 
 async def outbox_backlog(settings: Settings) -> OutboxStatus:

@@ -115,12 +115,22 @@ class PaymentWindows:
             return await self._t.policy_for(uow, maker_id)
 
     async def set_policy(self, maker_id: str, policy: ExtensionPolicy, actor: Actor) -> None:
+        """Replace the maker's policy (admins only); the change is audited: who, before, after."""
         if actor.role is not Role.ADMIN:
             raise OverrideNotAllowed("only admins may change a maker's policy")
+        now = self._t.clock.now()
         async with self._uow() as uow:
-            await uow.policies.put(maker_id, policy, self._t.clock.now())
+            before = await uow.policies.get(maker_id)
+            await uow.policies.put(maker_id, policy, now)
+            await uow.policies.record_change(maker_id, actor.label, before, policy, now)
             await uow.commit()
-        log.info("maker_policy_set", maker_id=maker_id, actor=actor.label)
+        log.info(
+            "maker_policy_set",
+            maker_id=maker_id,
+            actor=actor.label,
+            before=None if before is None else before.as_dict(),
+            after=policy.as_dict(),
+        )
 
     # --- opening -------------------------------------------------------------------------------
 

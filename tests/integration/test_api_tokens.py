@@ -209,3 +209,38 @@ async def test_a_shorter_max_ttl_is_honoured(pg_settings: Settings, stripe: Runn
         accepted = jwt.encode(_claims(exp=int(time.time()) + 300), JWT_SECRET, algorithm="HS256")
         assert (await _status_with(api, refused)).status_code == 401
         assert (await _status_with(api, accepted)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        _claims(sub="o" * 300),
+        _claims(sub="ops\x00admin"),
+        _claims(sub="ops\ud800"),
+        _claims(role="maker", sub="m", makerId="maker\x00-1"),
+        _claims(role="maker", sub="m", makerId="m" * 300),
+    ],
+    ids=["sub-longer-than-the-store-holds", "sub-with-nul", "sub-with-lone-surrogate",
+         "maker-id-with-nul", "maker-id-too-long"],
+)  # fmt: skip
+async def test_a_token_naming_what_the_store_cannot_hold_is_a_401_not_a_500(
+    api: Api, claims: dict[str, Any]
+) -> None:
+    token = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+    opened = await api.open_window()
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "k-1"}
+    # The paths that write the caller's identity: the audit actor, the Idempotency-Key's owner.
+    extend = await api.client.post(
+        f"/payments/window/{opened['sessionId']}/override",
+        json={"action": "extend", "minutes": 5},
+        headers=headers,
+    )
+    create = await api.client.post(
+        "/payments/checkout",
+        json={"auctionId": "auc-odd", "makerId": "maker-1", "buyerId": "buyer-1",
+              "amount": 1000, "currency": "usd"},
+        headers=headers,
+    )  # fmt: skip
+    for response in (extend, create):
+        assert response.status_code == 401, response.text
+        assert_error_shape(response)

@@ -10,7 +10,9 @@ import pytest
 from api_harness import Api, api_settings, running_api
 from conftest import settings_env
 from devstripe.testing import RunningStripe
+from sqlalchemy import select
 
+from payment_window.adapters.tables import maker_policy_audit
 from payment_window.config import Settings
 
 
@@ -60,6 +62,49 @@ async def test_an_operator_sets_second_chance_offers_and_the_api_reads_it(
         "makersMayOverride": False,  # unchanged from the default
         "onExpiry": "offer_next_bidder",
     }
+    # Through the use case: audited like the API's PUT, naming the operator.
+    assert await policy_changes(api, "mk-cli") == [
+        (
+            "admin:cli",
+            None,
+            {
+                "maxExtensionMinutes": 45,
+                "makersMayOverride": False,
+                "onExpiry": "offer_next_bidder",
+            },
+        )
+    ]
+
+
+async def policy_changes(api: Api, maker_id: str) -> list[tuple[str, object, object]]:
+    async with api.container.engine.connect() as connection:
+        rows = await connection.execute(
+            select(maker_policy_audit)
+            .where(maker_policy_audit.c.maker_id == maker_id)
+            .order_by(maker_policy_audit.c.id)
+        )
+        return [(row.actor, row.before, row.after) for row in rows]
+
+
+async def test_an_admins_policy_change_through_the_api_is_audited_who_before_after(
+    api: Api,
+) -> None:
+    body = {"maxExtensionMinutes": 30, "makersMayOverride": True, "onExpiry": "notify_maker"}
+    first = await api.client.put("/makers/mk-a/policy", json=body, headers=api.admin)
+    assert first.status_code == 200, first.text
+    second = {**body, "maxExtensionMinutes": 90}
+    assert (
+        await api.client.put("/makers/mk-a/policy", json=second, headers=api.admin)
+    ).status_code == 200
+    refused = await api.client.put(
+        "/makers/mk-a/policy", json=body, headers=api.auth("maker", "m-1", "mk-a")
+    )
+    assert refused.status_code == 403
+
+    assert await policy_changes(api, "mk-a") == [
+        ("admin:admin-1", None, body),
+        ("admin:admin-1", body, second),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -92,6 +92,23 @@ async def test_keys_belong_to_their_subject(api: Api) -> None:
     assert other.status_code == 201, other.text
 
 
+async def test_keys_belong_to_a_role_and_subject_together(api: Api) -> None:
+    key = str(uuid.uuid4())
+    admin = {**api.auth("admin", "same-sub"), "Idempotency-Key": key}
+    first = await api.client.post("/payments/checkout", json=_body("auc-s"), headers=admin)
+    assert first.status_code == 201, first.text
+
+    # A buyer token that happens to carry the same `sub`: its own refusal, never the admin's
+    # answer (which names the window and its checkout link).
+    buyer = {**api.auth("buyer", "same-sub"), "Idempotency-Key": key}
+    replayed = await api.client.post("/payments/checkout", json=_body("auc-s"), headers=buyer)
+    assert replayed.status_code == 403, replayed.text
+    assert "idempotent-replayed" not in replayed.headers
+    service = {**api.auth("service", "same-sub"), "Idempotency-Key": key}
+    other = await api.client.post("/payments/checkout", json=_body("auc-t"), headers=service)
+    assert other.status_code == 201, other.text
+
+
 async def test_a_refusal_is_replayed_too(api: Api) -> None:
     assert (await _open(api, None, _body("auc-r"))).status_code == 201
     key = str(uuid.uuid4())

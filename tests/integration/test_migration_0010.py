@@ -63,7 +63,7 @@ async def _add_outbox_row(settings: Settings) -> None:
 def test_0010_adds_endpoint_state_and_parking_and_removes_them_again(
     bare_settings: Settings,
 ) -> None:
-    migrate(bare_settings, "0006")
+    migrate(bare_settings, "0009")
     asyncio.run(_add_outbox_row(bare_settings))
     columns, tables, rows = asyncio.run(_shape(bare_settings))
     assert "parked_at" not in columns and "webhook_endpoints" not in tables and rows == 1
@@ -72,6 +72,6 @@ def test_0010_adds_endpoint_state_and_parking_and_removes_them_again(
     columns, tables, rows = asyncio.run(_shape(bare_settings))
     assert "parked_at" in columns and "webhook_endpoints" in tables and rows == 1
 
-    _downgrade(bare_settings, "0006")
+    _downgrade(bare_settings, "0009")
     columns, tables, rows = asyncio.run(_shape(bare_settings))
     assert "parked_at" not in columns and "webhook_endpoints" not in tables and rows == 1

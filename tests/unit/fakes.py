@@ -42,6 +42,7 @@ from payment_window.domain.ports import (
     CheckoutSession,
     Claim,
     DeliveryFailed,
+    UnreadableWindow,
     WindowChange,
     WindowSnapshot,
 )
@@ -98,6 +99,10 @@ class FakeStore:
     locks: dict[str, FakeUnitOfWork] = field(default_factory=dict)
     # Faults: the next `failing_commits` commits fail as a lost database connection would.
     failing_commits: int = 0
+    # maker id, actor, before, after
+    policy_changes: list[tuple[str, str, ExtensionPolicy | None, ExtensionPolicy]] = field(
+        default_factory=list
+    )
 
     def actions(self, session_id: str) -> list[str]:
         return [entry.action for entry in self.audit if entry.session_id == session_id]
@@ -140,9 +145,12 @@ class FakeSessionRepository:
     async def existing_ids(self, session_ids: Sequence[str]) -> set[str]:
         return {i for i in session_ids if self._current(i) is not None}
 
+    async def unreadable(self, session_ids: Sequence[str]) -> list[UnreadableWindow]:
+        return []
+
     async def record_expiry_failure(self, session_id: str, error: str) -> int:
         session = self._current(session_id)
-        if session is None:
+        if session is None or session.status not in UNSETTLED:
             return 0
         attempts = session.expiry_attempts + 1
         self._uow.stage(replace(session, expiry_attempts=attempts, last_expiry_error=error))
@@ -212,6 +220,16 @@ class FakePolicyRepository:
 
     async def put(self, maker_id: str, policy: ExtensionPolicy, now: datetime) -> None:
         self._store.policies[maker_id] = policy
+
+    async def record_change(
+        self,
+        maker_id: str,
+        actor: str,
+        before: ExtensionPolicy | None,
+        after: ExtensionPolicy,
+        at: datetime,
+    ) -> None:
+        self._store.policy_changes.append((maker_id, actor, before, after))
 
 
 class FakeStripeEventRepository:
@@ -327,6 +345,7 @@ class FakeIndex:
         self.lost = False
         # Faults: while `down`, every write and read fails as an unreachable Redis would.
         self.down = False
+        self.failing_settles = 0  # the next n settle_many calls fail (the index went away)
         self._woken = asyncio.Event()
 
     def _reachable(self) -> None:
@@ -382,6 +401,9 @@ class FakeIndex:
         self.schedule[session_id] = due_at
 
     async def settle_many(self, sessions: Sequence[PaymentSession]) -> None:
+        if self.failing_settles:
+            self.failing_settles -= 1
+            raise ConnectionError("the index went away")
         for session in sessions:
             await self.put(session)
 

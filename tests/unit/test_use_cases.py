@@ -258,6 +258,43 @@ async def test_a_window_expires_at_its_deadline_once() -> None:
     assert world.metrics.counts["payments.window.expired_count"] == 1
 
 
+async def test_an_index_error_after_the_expiry_commit_is_repaired_not_reported_as_a_failure() -> (
+    None
+):
+    world = World()
+    session = await world.open(minutes=30)
+    world.clock.advance(timedelta(minutes=30))
+    world.index.failing_settles = 1  # the index goes away right after the commit
+
+    report = await world.expiry.run_pass()
+
+    closed = world.store[session.id]
+    assert closed.status is Status.EXPIRED
+    # Not a failure: no attempt recorded, no retry, and the metric and live event still go out.
+    assert (closed.expiry_attempts, closed.last_expiry_error) == (0, None)
+    assert (report.expired, report.retried) == (1, 0)
+    assert world.metrics.counts["payments.window.expired_count"] == 1
+    assert [change.event for change in world.changes.published][-1] == "expired"
+    assert world.metrics.counts["payments.window.after_commit_failures"] == 1
+    # Repaired from the store once the index answers again.
+    assert session.id in world.transitions.repairs
+    assert await world.transitions.repairs.repair() == 1
+    assert session.id not in world.index.schedule
+    assert (await world.expiry.run_pass()).claimed == 0
+
+
+async def test_an_expiry_failure_is_not_recorded_on_a_window_already_closed() -> None:
+    world = World()
+    session = await world.open(minutes=30)
+    world.clock.advance(timedelta(minutes=30))
+    await world.expiry.run_pass()
+    async with world.uow() as uow:
+        attempts = await uow.sessions.record_expiry_failure(session.id, "late error")
+        await uow.commit()
+    assert attempts == 0
+    assert world.store[session.id].expiry_attempts == 0
+
+
 async def test_a_buyer_who_pays_at_the_last_moment_is_paid_not_expired() -> None:
     world = World()
     session = await world.open(minutes=30)

@@ -112,14 +112,16 @@ class SqlIdempotencyKeys:
                 )
             )
 
-    async def release(self, subject: str, key: str) -> None:
-        """Forget an unanswered claim, so the client may retry with the same key."""
+    async def release(self, subject: str, key: str, claimed_at: datetime) -> None:
+        """Forget the unanswered claim made at `claimed_at`, so the client may retry with the
+        same key (a later claim of the same key, a retry's, is not touched)."""
         async with self._engine.begin() as connection:
             await connection.execute(
                 delete(idempotency_keys).where(
                     idempotency_keys.c.subject == subject,
                     idempotency_keys.c.key == key,
                     idempotency_keys.c.status_code.is_(None),
+                    idempotency_keys.c.created_at == claimed_at,
                 )
             )
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
+from payment_window.domain.errors import WindowUnreadable
 from payment_window.domain.events import AuditEntry, OutboxMessage
 from payment_window.domain.session import PaymentSession, Status
 
@@ -17,11 +18,28 @@ UNSETTLED = (Status.OPEN.value, Status.AWAITING_PAYMENT_CONFIRMATION.value)
 
 
 def session_from_row(row: Row[Any]) -> PaymentSession:
+    """The window a row holds; `WindowUnreadable` when this version cannot read it (a status
+    a newer version wrote during a rolling deploy, say)."""
     values = row._mapping
     data = {name: values[name] for name in _SESSION_FIELDS}
-    data["status"] = Status(data["status"])
+    try:
+        data["status"] = Status(data["status"])
+    except ValueError as error:
+        raise WindowUnreadable(str(data["id"]), str(error)) from None
     data["reminders_sent"] = tuple(data["reminders_sent"] or ())
     return PaymentSession(**data)
+
+
+def readable_sessions(rows: Any) -> tuple[list[PaymentSession], list[WindowUnreadable]]:
+    """The rows this version can read, and what was wrong with the others."""
+    sessions: list[PaymentSession] = []
+    unreadable: list[WindowUnreadable] = []
+    for row in rows:
+        try:
+            sessions.append(session_from_row(row))
+        except WindowUnreadable as problem:
+            unreadable.append(problem)
+    return sessions, unreadable
 
 
 def session_values(session: PaymentSession) -> dict[str, Any]:

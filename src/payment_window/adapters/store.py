@@ -11,7 +11,10 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+import asyncpg
+import structlog
 from sqlalchemy import and_, bindparam, event, func, insert, or_, select, text, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -21,6 +24,7 @@ from payment_window.adapters.rows import (
     UNSETTLED,
     audit_values,
     outbox_values,
+    readable_sessions,
     session_from_row,
     session_values,
 )
@@ -29,19 +33,29 @@ from payment_window.adapters.tables import (
     audit_log,
     checkout_sessions,
     maker_policies,
+    maker_policy_audit,
     outbox,
     payment_sessions,
     stripe_events,
 )
 from payment_window.config import Settings
 from payment_window.domain.errors import VersionConflict, WindowAlreadyOpen
-from payment_window.domain.events import AuditEntry, OutboxMessage
+from payment_window.domain.events import AuditEntry, Destination, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
+from payment_window.domain.ports import UnreadableWindow
 from payment_window.domain.session import PaymentSession, Status
 
+log = structlog.get_logger(__name__)
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """An async engine for the configured store; SQLite gets WAL and a busy timeout."""
+
+def create_engine(
+    settings: Settings, *, bounded: bool = True, lock_timeout: float | None = None
+) -> AsyncEngine:
+    """An async engine for the configured store; SQLite gets WAL and a busy timeout.
+
+    On PostgreSQL every wait is bounded (`bounded`, all but migrations): connecting, each
+    statement (on the server, and on the client for a server that stopped answering) and a
+    connection from the pool, so no request waits on a frozen store; the API answers 503."""
     if settings.is_sqlite:
         engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
 
@@ -56,13 +70,54 @@ def create_engine(settings: Settings) -> AsyncEngine:
     server_settings = {"application_name": "payment-window"}
     if settings.database_schema:
         server_settings["search_path"] = settings.database_schema
+    if lock_timeout is not None:
+        server_settings["lock_timeout"] = str(int(lock_timeout * 1000))
+    connect_args: dict[str, Any] = {"server_settings": server_settings}
+    if bounded:
+        statement = settings.database_statement_timeout_seconds
+        server_settings["statement_timeout"] = str(int(statement * 1000))
+        connect_args["timeout"] = settings.database_connect_timeout_seconds
+        # The client's own bound, a little past the server's: a frozen server sends nothing.
+        connect_args["command_timeout"] = statement + 1.0
     return create_async_engine(
         settings.database_url,
         pool_size=10,
         max_overflow=20,
         pool_pre_ping=True,
-        connect_args={"server_settings": server_settings},
+        pool_timeout=settings.database_pool_timeout_seconds,
+        connect_args=connect_args,
     )
+
+
+# What a store that is down, failing over, restarting, frozen or overloaded raises: the
+# request may be retried (503 with Retry-After), it is not a bug (500).
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,  # connect or statement bound passed (asyncio's is this one)
+    sa_exc.TimeoutError,  # no free connection from the pool in time
+    sa_exc.DisconnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # the connection closed under a statement
+    asyncpg.OperatorInterventionError,  # statement_timeout, admin shutdown, cannot connect now
+    asyncpg.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.ReadOnlySQLTransactionError,  # a failed-over primary that is now a replica
+    asyncpg.LockNotAvailableError,  # lock_timeout (a migration holds the table)
+    asyncpg.TransactionRollbackError,  # serialization failure, deadlock
+)
+
+
+def store_unavailable(error: BaseException) -> bool:
+    """Whether `error` (or what it wraps) says the store could not answer now."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _due_at(session: PaymentSession) -> datetime | None:
@@ -118,7 +173,10 @@ class SqlSessionRepository:
             await self._take_sqlite_write_lock()
         else:
             query = query.with_for_update(skip_locked=True)
-        return [session_from_row(row) for row in await self._connection.execute(query)]
+        # A row this version cannot read is left out (and set aside by the caller), so it
+        # never holds the others of the batch.
+        sessions, _ = readable_sessions(await self._connection.execute(query))
+        return sessions
 
     async def existing_ids(self, session_ids: Sequence[str]) -> set[str]:
         if not session_ids:
@@ -134,7 +192,30 @@ class SqlSessionRepository:
         result = await self._connection.execute(
             select(payment_sessions).where(payment_sessions.c.id.in_(session_ids))
         )
-        return [session_from_row(row) for row in result]
+        sessions, _ = readable_sessions(result)
+        return sessions
+
+    async def unreadable(self, session_ids: Sequence[str]) -> list[UnreadableWindow]:
+        if not session_ids:
+            return []
+        rows = list(
+            await self._connection.execute(
+                select(payment_sessions).where(payment_sessions.c.id.in_(session_ids))
+            )
+        )
+        _, problems = readable_sessions(rows)
+        by_id = {row.id: row for row in rows}
+        return [
+            UnreadableWindow(
+                session_id=problem.session_id,
+                auction_id=by_id[problem.session_id].auction_id,
+                maker_id=by_id[problem.session_id].maker_id,
+                buyer_id=by_id[problem.session_id].buyer_id,
+                status=str(by_id[problem.session_id].status),
+                problem=problem.problem,
+            )
+            for problem in problems
+        ]
 
     async def _take_sqlite_write_lock(self) -> None:
         # SQLite has no row locks: a no-op write takes the database's write lock instead.
@@ -168,9 +249,11 @@ class SqlSessionRepository:
         )
 
     async def record_expiry_failure(self, session_id: str, error: str) -> int:
+        """0 when the window is no longer unsettled (or gone): a closed window has no failure."""
         result = await self._connection.execute(
             update(payment_sessions)
             .where(payment_sessions.c.id == session_id)
+            .where(payment_sessions.c.status.in_(UNSETTLED))
             .values(
                 expiry_attempts=payment_sessions.c.expiry_attempts + 1,
                 last_expiry_error=error[:500],
@@ -336,6 +419,24 @@ class SqlPolicyRepository:
                 insert(maker_policies).values(maker_id=maker_id, **values)
             )
 
+    async def record_change(
+        self,
+        maker_id: str,
+        actor: str,
+        before: ExtensionPolicy | None,
+        after: ExtensionPolicy,
+        at: datetime,
+    ) -> None:
+        await self._connection.execute(
+            insert(maker_policy_audit).values(
+                maker_id=maker_id,
+                actor=actor,
+                before=None if before is None else before.as_dict(),
+                after=after.as_dict(),
+                at=at,
+            )
+        )
+
 
 MessageCopies = Callable[[Sequence[OutboxMessage]], list[OutboxMessage]]
 
@@ -347,9 +448,15 @@ class SqlUnitOfWork:
     policies: SqlPolicyRepository
     stripe_events: SqlStripeEventRepository
 
-    def __init__(self, engine: AsyncEngine, copies: MessageCopies | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        copies: MessageCopies | None = None,
+        destinations: Collection[Destination] | None = None,
+    ) -> None:
         self._engine = engine
         self._copies = copies
+        self._destinations = destinations
         self._audit: list[AuditEntry] = []
         self._outbox: list[tuple[OutboxMessage, str | None, datetime]] = []
 
@@ -375,10 +482,17 @@ class SqlUnitOfWork:
 
     def record(self, audit: AuditEntry, messages: Sequence[OutboxMessage] = ()) -> None:
         self._audit.append(audit)
+        # A destination this deployment does not deliver to gets no row: it would wait for
+        # ever and grow the table without end.
+        own = [
+            message
+            for message in messages
+            if self._destinations is None or message.destination in self._destinations
+        ]
         if self._copies is not None and messages:
             # Each webhook endpoint's copies, committed with the change like every message.
-            messages = [*messages, *self._copies(messages)]
-        self._outbox.extend((message, audit.session_id, audit.at) for message in messages)
+            own = [*own, *self._copies(messages)]
+        self._outbox.extend((message, audit.session_id, audit.at) for message in own)
 
     async def cancel_pending(
         self, session_id: str, event_types: Collection[str], now: datetime
@@ -401,17 +515,41 @@ class SqlUnitOfWork:
 
 
 class SqlUnitOfWorkFactory:
-    def __init__(self, engine: AsyncEngine, copies: MessageCopies | None = None) -> None:
-        """`copies`: more messages to record beside each change's own (the webhook endpoints')."""
+    """`copies`: more messages to record beside each change's own (the webhook endpoints');
+    `destinations`: the outbox destinations this deployment delivers to (None: all)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        copies: MessageCopies | None = None,
+        destinations: Collection[Destination] | None = None,
+    ) -> None:
         self.engine = engine
         self.copies = copies
+        self._destinations = None if destinations is None else frozenset(destinations)
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self.copies)
+        return SqlUnitOfWork(self.engine, self.copies, self._destinations)
 
 
-def migrate(settings: Settings, revision: str = "head") -> list[str]:
-    """Bring the store's schema up to `revision` (Alembic); the revisions this run applied."""
+MIGRATION_ATTEMPTS = 5
+
+
+class MigrationLockTimeout(RuntimeError):
+    """A migration could not take its table lock in time, try after try."""
+
+
+def migrate(
+    settings: Settings, revision: str = "head", *, attempts: int = MIGRATION_ATTEMPTS
+) -> list[str]:
+    """Bring the store's schema up to `revision` (Alembic), one transaction per migration; the
+    revisions this run applied.
+
+    Each lock is waited for `PW_MIGRATION_LOCK_TIMEOUT_SECONDS` at most (a migration queued
+    behind a long transaction would otherwise block every reader of the table); a migration
+    that timed out is tried again with backoff, then the command fails saying why."""
+    import time
+
     from alembic import command
     from alembic.config import Config
 
@@ -420,5 +558,32 @@ def migrate(settings: Settings, revision: str = "head") -> list[str]:
     config.attributes["settings"] = settings
     applied: list[str] = []
     config.attributes["applied"] = applied
-    command.upgrade(config, revision)
-    return applied
+    for attempt in range(1, attempts + 1):
+        try:
+            command.upgrade(config, revision)
+            return applied
+        except Exception as error:
+            if not _lock_not_available(error):
+                raise
+            if attempt == attempts:
+                raise MigrationLockTimeout(
+                    f"a migration could not lock its table within "
+                    f"{settings.migration_lock_timeout_seconds} s in {attempts} tries: a long "
+                    "transaction holds it (see pg_stat_activity); the migrations before it are "
+                    "applied, run `payment-window migrate` again once it ends"
+                ) from error
+            delay = min(30.0, 2.0 ** (attempt - 1))
+            log.warning("migration_lock_timeout", attempt=attempt, retry_in_seconds=delay)
+            time.sleep(delay)
+    return applied  # not reached: the last attempt returns or raises
+
+
+def _lock_not_available(error: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, asyncpg.LockNotAvailableError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -47,6 +47,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 UNSETTLED_SQL = "status IN ('open', 'awaiting_payment_confirmation')"
 UNPAID_SQL = "status = 'expired'"
+OUTBOX_PENDING_SQL = "delivered_at IS NULL AND cancelled_at IS NULL"
 
 metadata = MetaData()
 
@@ -148,6 +149,21 @@ outbox = Table(
     Column("parked_at", UtcDateTime, nullable=True),
     Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),
     Index("ix_outbox_session_id", "session_id"),
+    # The relay's claim reads due, undelivered rows only, whatever the size of the table.
+    Index(
+        "ix_outbox_due",
+        "destination",
+        "next_attempt_at",
+        postgresql_where=text(OUTBOX_PENDING_SQL),
+        sqlite_where=text(OUTBOX_PENDING_SQL),
+    ),
+    # Retention (`prune`) finds cancelled rows by when they were cancelled.
+    Index(
+        "ix_outbox_cancelled_at",
+        "cancelled_at",
+        postgresql_where=text("cancelled_at IS NOT NULL"),
+        sqlite_where=text("cancelled_at IS NOT NULL"),
+    ),
 )
 
 maker_policies = Table(
@@ -158,6 +174,22 @@ maker_policies = Table(
     Column("makers_may_override", Boolean, nullable=False),
     Column("on_expiry", String(32), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Every change of a maker's policy: who made it, the policy before (none: the defaults applied)
+# and after. Append-only, kept like the audit log.
+maker_policy_audit = Table(
+    "maker_policy_audit",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("maker_id", String(128), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_maker_policy_audit_maker_id", "maker_id", "id"),
 )
 
 # Every Stripe Checkout Session a window ever had (rotation replaces the current one), so a
@@ -179,6 +211,8 @@ stripe_events = Table(
     Column("event_id", String(255), primary_key=True),
     Column("type", String(128), nullable=False),
     Column("received_at", UtcDateTime, nullable=False),
+    # Retention (`prune`): ids older than PW_WEBHOOK_EVENT_RETENTION_DAYS go.
+    Index("ix_stripe_events_received_at", "received_at"),
 )
 
 # The first answer to each Idempotency-Key (per token subject), replayed for 24 hours.

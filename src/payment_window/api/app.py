@@ -6,6 +6,7 @@ was given, whose owner then closes it).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -86,6 +87,7 @@ def create_app(
     app.state.verifier = TokenVerifier(settings)
     app.state.sse_heartbeat_seconds = sse.HEARTBEAT_SECONDS  # tests shorten it
     app.state.stream_slots = sse.StreamSlots(settings.sse_max_streams_per_subject)
+    app.state.draining = asyncio.Event()  # set by `serve` on SIGTERM: streams end
     if container is not None:
         app.state.container = container
     install_error_handlers(app)

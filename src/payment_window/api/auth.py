@@ -118,10 +118,30 @@ def mint_token(
     return jwt.encode(payload, hs256_secret(settings), algorithm="HS256")
 
 
+# The store names an actor `role:subject` in 256 characters (the longest role has 7) and keeps
+# maker ids in 128: a token whose identities it cannot store is refused, never a 500.
+MAX_SUBJECT_LENGTH = 200
+MAX_MAKER_ID_LENGTH = 128
+
+
+def _storable(value: str, limit: int) -> bool:
+    """Within `limit` and printable: no U+0000 or other control character (PostgreSQL text
+    cannot hold U+0000), no lone surrogate (not encodable as UTF-8)."""
+    return len(value) <= limit and value.isprintable()
+
+
 def actor_from_claims(claims: dict[str, Any]) -> Actor:
     subject, role, maker_id = claims.get("sub"), claims.get("role"), claims.get("makerId")
     if not isinstance(subject, str) or not subject:
         raise Unauthorized("the token's sub claim must be a non-empty string")
+    if not _storable(subject, MAX_SUBJECT_LENGTH):
+        raise Unauthorized(
+            f"the token's sub claim must be at most {MAX_SUBJECT_LENGTH} printable characters"
+        )
+    if isinstance(maker_id, str) and not _storable(maker_id, MAX_MAKER_ID_LENGTH):
+        raise Unauthorized(
+            f"the token's makerId claim must be at most {MAX_MAKER_ID_LENGTH} printable characters"
+        )
     # Some identity providers send roles as a list; one role is unambiguous, more are not.
     if isinstance(role, list) and len(role) == 1:
         role = role[0]

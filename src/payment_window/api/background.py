@@ -15,6 +15,7 @@ import structlog
 
 from payment_window.bootstrap import Container
 from payment_window.loops import Loop, loops_for
+from payment_window.retention import prune_hourly
 from payment_window.runner import expiry_task, outbox_relay
 from payment_window.worker import Worker, loop_backoff
 
@@ -88,11 +89,14 @@ async def background_relay(container: Container) -> AsyncIterator[None]:
     running = asyncio.create_task(
         _supervised("outbox_relay", lambda: relay.run(stop), stop), name="payment-window-relay"
     )
+    # The relay also keeps the store's size bounded: a retention pass every hour.
+    pruning = asyncio.create_task(prune_hourly(container, stop), name="payment-window-prune")
     try:
         yield
     finally:
         stop.set()
         await _finish(running, "background_relay_cancelled")
+        await _finish(pruning, "background_prune_cancelled")
 
 
 async def _finish(running: asyncio.Task[None], event: str) -> None:

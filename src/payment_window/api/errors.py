@@ -32,10 +32,12 @@ from payment_window.domain.errors import (
     PaymentProviderUnavailable,
     PreconditionFailed,
     SessionNotFound,
+    StoreUnavailable,
     VersionConflict,
     WindowAlreadyOpen,
     WindowElapsed,
     WindowNotOpen,
+    WindowUnreadable,
 )
 
 log = structlog.get_logger(__name__)
@@ -60,6 +62,9 @@ STATUS_BY_ERROR: Mapping[type[DomainError], int] = {
     CheckoutRefused: 422,
     InvalidWebhook: 400,
     PaymentProviderUnavailable: 503,
+    StoreUnavailable: 503,
+    # Another version (mid rolling deploy) can read it: a retry may well succeed.
+    WindowUnreadable: 503,
 }
 # A domain refusal the table does not name is still the caller's problem, not a crash.
 FALLBACK_DOMAIN_STATUS = 400
@@ -143,7 +148,7 @@ def domain_error_response(exc: DomainError) -> JSONResponse:
         code = exc.stripe_code  # Stripe's own code tells the caller what to change
     if isinstance(exc, WindowAlreadyOpen | AuctionAlreadyPaid) and exc.session_id:
         extra["sessionId"] = exc.session_id
-    if isinstance(exc, PaymentProviderUnavailable):
+    if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if status >= 500:
         log.warning("request_failed", code=code, error=str(exc))
@@ -199,6 +204,16 @@ def internal_error_response(request_id: str) -> JSONResponse:
         500,
         "internal_error",
         f"something went wrong on our side; quote request id {request_id}",
+    )
+
+
+def store_unavailable_response() -> JSONResponse:
+    """The store is down, failing over or frozen: retry shortly (`/readyz` says when)."""
+    return error_response(
+        503,
+        StoreUnavailable.code,
+        "the payment store is not answering; retry shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 

@@ -1,18 +1,23 @@
 """`Idempotency-Key` on the POSTs that change things, as Stripe does it.
 
-The same key (per token subject) with the same request answers the first answer again, status
-and body byte for byte, for 24 hours; with another request it is 422 `idempotency_key_reused`;
-while the first is still being worked on, 409 `idempotency_key_in_use`. Only completed answers
-(2xx, 4xx) are kept: after a 5xx or a crash the client may retry with the same key.
+The same key (per token role and subject: an admin's answer is never replayed to a buyer token
+with the same `sub`) with the same request answers the first answer again, status and body byte
+for byte, for 24 hours; with another request it is 422 `idempotency_key_reused`; while the
+first is still being worked on, 409 `idempotency_key_in_use`. Only completed answers (2xx, 4xx)
+are kept: after a 5xx the client may retry with the same key at once. When the store failed
+under the request, the claim is let go in the background as soon as the store answers again
+(the request does not wait for it); only a process that died mid-request leaves its claim to
+`ABANDONED_AFTER`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import structlog
@@ -41,6 +46,9 @@ PURGE_ONE_IN = 200
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Per-request framing the replay recomputes; everything else the first answer had is kept.
 _NOT_KEPT = frozenset({"content-length"})
+# Claims whose release failed (the store was away), being released in the background.
+_RELEASING: set[asyncio.Task[None]] = set()
+RELEASE_BACKOFF_CAP_SECONDS = 2.0
 
 IdempotencyKey = Annotated[
     str | None,
@@ -80,8 +88,9 @@ async def idempotent(
     keys = container.idempotency_keys
     now = container.clock.now()
     request_fingerprint = fingerprint(request, body)
+    scope = key_scope(actor)
     held = await keys.claim(
-        actor.subject,
+        scope,
         key,
         request_fingerprint,
         now,
@@ -102,10 +111,47 @@ async def idempotent(
             response = api_error_response(refusal)
     finally:
         if response is None or response.status_code >= 500:
-            await keys.release(actor.subject, key)
+            await _release(keys, scope, key, now)
     if response.status_code < 500:
-        await _keep(keys, actor.subject, key, response)
+        await _keep(keys, scope, key, response)
     return response
+
+
+def key_scope(actor: Actor) -> str:
+    """Keys belong to a role and a subject together (`admin:ops-1` is not `buyer:ops-1`)."""
+    return actor.label
+
+
+async def _release(keys: SqlIdempotencyKeys, scope: str, key: str, claimed_at: datetime) -> None:
+    """Let the claim go so the client's retry is served; if the store is away (why the
+    request failed, often), keep trying in the background and answer now."""
+    try:
+        async with asyncio.timeout(RELEASE_BACKOFF_CAP_SECONDS):
+            await keys.release(scope, key, claimed_at)
+    except Exception:
+        log.warning("idempotency_release_deferred", exc_info=True)
+        task = asyncio.get_running_loop().create_task(
+            _release_later(keys, scope, key, claimed_at), name="idempotency-key-release"
+        )
+        _RELEASING.add(task)
+        task.add_done_callback(_RELEASING.discard)
+
+
+async def _release_later(
+    keys: SqlIdempotencyKeys, scope: str, key: str, claimed_at: datetime
+) -> None:
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + ABANDONED_AFTER.total_seconds()
+    delay = 0.25
+    while loop.time() < give_up:
+        await asyncio.sleep(delay)
+        try:
+            await keys.release(scope, key, claimed_at)
+        except Exception:
+            delay = min(RELEASE_BACKOFF_CAP_SECONDS, delay * 2)
+            continue
+        log.info("idempotency_key_released")
+        return
 
 
 def _replay_or_refuse(same_request: bool, answer: SavedAnswer | None) -> Response:

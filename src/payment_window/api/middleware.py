@@ -10,7 +10,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from payment_window.api.errors import error_response, internal_error_response
+from payment_window.adapters.store import store_unavailable
+from payment_window.api.errors import (
+    error_response,
+    internal_error_response,
+    store_unavailable_response,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +56,19 @@ class RequestContextMiddleware:
         tokens = structlog.contextvars.bind_contextvars(correlation_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as error:
+            if store_unavailable(error):
+                # Down, failing over or frozen: the caller retries; not a bug, no stack trace.
+                log.warning(
+                    "store_unavailable",
+                    method=scope.get("method"),
+                    path=scope.get("path"),
+                    error=repr(error),
+                )
+                if started:
+                    raise
+                await store_unavailable_response()(scope, receive, send_with_id)
+                return
             log.exception("unhandled_error", method=scope.get("method"), path=scope.get("path"))
             if started:
                 raise

@@ -27,6 +27,8 @@ log = structlog.get_logger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
 RETRY_MILLISECONDS = 3000
+# After a `reconnect` (the server is stopping): come back soon, to another process.
+RECONNECT_MILLISECONDS = 500
 FINAL = frozenset({Status.PAID.value, Status.EXPIRED.value})
 
 
@@ -65,9 +67,12 @@ async def window_events(
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
     *,
     until: float = math.inf,
+    stopping: asyncio.Event | None = None,
 ) -> AsyncIterator[str]:
-    """The stream's text, until the window reaches a final status, the viewer leaves, or the
-    viewer's token expires at `until` (Unix time): a stream is no way to outlive one's token."""
+    """The stream's text, until the window reaches a final status, the viewer leaves, the
+    viewer's token expires at `until` (Unix time): a stream is no way to outlive one's token,
+    or the server stops (`stopping`): a last `reconnect` event sends the page to another."""
+    stopping = stopping or asyncio.Event()
     async with changes.subscribe(session_id) as subscription:
         # Read after subscribing: a change committed in between arrives as an event as well.
         current = status_body(await windows.status(session_id, viewer))
@@ -84,7 +89,11 @@ async def window_events(
             if left <= 0:
                 return
             try:
-                change = await asyncio.wait_for(subscription.get(), min(heartbeat_seconds, left))
+                change = await _next_change(subscription, stopping, min(heartbeat_seconds, left))
+            except ServerStopping:
+                yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
+                yield frame("reconnect", {"reason": "server_stopping"}, sent)
+                return
             except TimeoutError:
                 if time.time() >= until:
                     return
@@ -105,6 +114,31 @@ async def window_events(
                 yield frame(change.event, change.data, version)
                 if is_final(change.data):
                     return
+
+
+class ServerStopping(Exception):
+    """The server is draining: the stream ends so the page reconnects to another process."""
+
+
+async def _next_change(subscription: Any, stopping: asyncio.Event, timeout: float) -> Any:  # noqa: ASYNC109
+    """The next change; TimeoutError after `timeout`; ServerStopping once `stopping` is set."""
+    if stopping.is_set():
+        raise ServerStopping
+    getting = asyncio.ensure_future(subscription.get())
+    watching = asyncio.ensure_future(stopping.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {getting, watching}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for task in (getting, watching):
+            if not task.done():
+                task.cancel()
+    if getting in done:
+        return getting.result()
+    if watching in done:
+        raise ServerStopping
+    raise TimeoutError
 
 
 async def _status_quietly(

@@ -158,3 +158,22 @@ class CheckoutRefused(DomainError):
         super().__init__(message)
         # Stripe's own code (`amount_too_small`, `parameter_invalid_integer`, ...) when it gave one.
         self.stripe_code = stripe_code
+
+
+class WindowUnreadable(DomainError):
+    """A stored window this version cannot read (a status written by a newer version, say).
+
+    It is set aside, never acted on: another version may know it, so a caller retries."""
+
+    code = "window_unreadable"
+
+    def __init__(self, session_id: str, problem: str) -> None:
+        super().__init__(f"payment window {session_id} cannot be read by this version")
+        self.session_id = session_id
+        self.problem = problem
+
+
+class StoreUnavailable(DomainError):
+    """The store did not answer in time (down, failing over, frozen): the caller retries."""
+
+    code = "store_unavailable"

@@ -11,6 +11,7 @@ from typing import Any
 
 from payment_window.domain.events import Destination, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
+from payment_window.domain.ports import UnreadableWindow
 from payment_window.domain.session import CloseReason, PaymentSession, closed_event
 
 
@@ -199,5 +200,22 @@ def on_reminder(session: PaymentSession, offset_minutes: int, now: datetime) -> 
             "minutesLeft": max(0, int((session.expires_at - now).total_seconds() // 60)),
             "expiresAt": iso(session.expires_at),
             "checkoutUrl": session.checkout_url,
+        },
+    )
+
+
+def on_window_unreadable(window: UnreadableWindow, now: datetime) -> OutboxMessage:
+    """A stored window this version cannot read was set aside: someone must look at it."""
+    return OutboxMessage(
+        Destination.OPERATIONS,
+        "operations.window_unreadable",
+        {
+            "sessionId": window.session_id,
+            "auctionId": window.auction_id,
+            "makerId": window.maker_id,
+            "buyerId": window.buyer_id,
+            "storedStatus": window.status,
+            "problem": window.problem,
+            "setAsideAt": iso(now),
         },
     )

@@ -24,6 +24,14 @@ class ExtensionPolicy:
     makers_may_override: bool
     on_expiry: OnExpiry
 
+    def as_dict(self) -> dict[str, object]:
+        """The policy as the API spells it (the audit's before and after)."""
+        return {
+            "maxExtensionMinutes": self.max_extension_minutes,
+            "makersMayOverride": self.makers_may_override,
+            "onExpiry": self.on_expiry.value,
+        }
+
     def minutes_still_allowed(self, already_extended: int) -> int:
         """Minutes of extension left over a session's whole life (never negative)."""
         return max(0, self.max_extension_minutes - already_extended)

@@ -41,7 +41,13 @@ class SessionRepository(Protocol):
         """Sessions the expiry task should have acted on before `before`, earliest first."""
         ...
 
-    async def get_many(self, session_ids: Sequence[str]) -> list[PaymentSession]: ...
+    async def get_many(self, session_ids: Sequence[str]) -> list[PaymentSession]:
+        """The sessions this version can read (see `unreadable` for the others)."""
+        ...
+
+    async def unreadable(self, session_ids: Sequence[str]) -> list[UnreadableWindow]:
+        """Those of these sessions that exist but that this version cannot read."""
+        ...
 
     async def record_bookkeeping(self, session: PaymentSession) -> None:
         """Save what is not a state change (no new version): when to look at it next."""
@@ -86,6 +92,18 @@ class PolicyRepository(Protocol):
     async def get(self, maker_id: str) -> ExtensionPolicy | None: ...
 
     async def put(self, maker_id: str, policy: ExtensionPolicy, now: datetime) -> None: ...
+
+    async def record_change(
+        self,
+        maker_id: str,
+        actor: str,
+        before: ExtensionPolicy | None,
+        after: ExtensionPolicy,
+        at: datetime,
+    ) -> None:
+        """Audit a change (who, before, after) in this transaction; `before` None: the
+        defaults applied."""
+        ...
 
 
 class StripeEventRepository(Protocol):
@@ -145,6 +163,18 @@ class WindowSnapshot:
     version: int
     reason: str | None
     checkout_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableWindow:
+    """A stored window this version cannot read: what identifies it, and what was wrong."""
+
+    session_id: str
+    auction_id: str
+    maker_id: str
+    buyer_id: str
+    status: str
+    problem: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,13 +27,20 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         on_version_apply=_applied,
+        # One transaction per migration: a failure (a lock not had in time) keeps the ones
+        # before it, and holds its locks only for its own statements.
+        transaction_per_migration=True,
     )
     with context.begin_transaction():
         context.run_migrations()
 
 
 async def _main() -> None:
-    engine = create_engine(settings)
+    # No statement bound (an index on a large table takes its time), but a bounded wait for
+    # each lock: a migration queued behind a long transaction would block every reader.
+    engine = create_engine(
+        settings, bounded=False, lock_timeout=settings.migration_lock_timeout_seconds
+    )
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()

@@ -68,7 +68,14 @@ async def checkout_events(
     heartbeat: float = getattr(request.app.state, "sse_heartbeat_seconds", sse.HEARTBEAT_SECONDS)
     return SlottedStream(
         sse.window_events(
-            windows, container.changes, session_id, actor, seen, heartbeat, until=bearer.expires
+            windows,
+            container.changes,
+            session_id,
+            actor,
+            seen,
+            heartbeat,
+            until=bearer.expires,
+            stopping=getattr(request.app.state, "draining", None),
         ),
         release=lambda: slots.give_back(actor.subject),
         media_type="text/event-stream",

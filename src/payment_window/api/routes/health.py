@@ -61,7 +61,9 @@ async def _probe(name: str, check: Awaitable[None]) -> bool:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             await check
-    except Exception:
-        log.warning("readiness_check_failed", check=name, exc_info=True)
+    except Exception as error:
+        # One line, no traceback: a down store fails every probe, and rendering tracebacks
+        # (the console renderer's take seconds) would slow the very answer that says so.
+        log.warning("readiness_check_failed", check=name, error=repr(error))
         return False
     return True

@@ -2,7 +2,7 @@
 parked outbox messages (a webhook message that failed for three days waits for an operator).
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0009
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 from payment_window.adapters.tables import UtcDateTime
 
 revision = "0010"
-down_revision = "0006"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
