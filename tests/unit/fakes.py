@@ -466,12 +466,16 @@ class FakeStripe:
         request = ("create", session.id, session.amount, session.currency, expires_at)
         return self._call(idempotency_key, request, act)
 
-    async def retrieve(self, checkout_session_id: str) -> CheckoutSession:
+    async def retrieve(
+        self, checkout_session_id: str, *, account: str | None = None
+    ) -> CheckoutSession:
         if checkout_session_id not in self.sessions:
             raise CheckoutSessionMissing(checkout_session_id)
         return self.sessions[checkout_session_id]
 
-    async def expire(self, checkout_session_id: str, idempotency_key: str) -> CheckoutSession:
+    async def expire(
+        self, checkout_session_id: str, idempotency_key: str, *, account: str | None = None
+    ) -> CheckoutSession:
         def act() -> CheckoutSession:
             current = self.sessions[checkout_session_id]
             if current.status != "open":

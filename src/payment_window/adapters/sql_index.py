@@ -79,7 +79,8 @@ class SqlWindowIndex:
         due = (
             select(_t.c.id)
             .where(
-                _t.c.status == Status.OPEN.value,
+                # Scheduled rows only (`put` clears due_at otherwise): open windows, pending
+                # payments to ask Stripe about again, paid windows with a session to expire.
                 _t.c.due_at <= now,
                 or_(_t.c.lease_until.is_(None), _t.c.lease_until <= now),
             )

@@ -90,6 +90,7 @@ class SqlSessionRepository:
                 "checkout_session_id": session.checkout_session_id,
                 "session_id": session.id,
                 "created_at": session.updated_at,
+                "stripe_account": session.stripe_account,
             }
             for session in sessions
             if session.is_open and session.checkout_session_id
@@ -191,7 +192,12 @@ class SqlSessionRepository:
         """Keyed on the stored next due moment (deadline, reminder, rotation, recheck)."""
         result = await self._connection.execute(
             select(payment_sessions)
-            .where(payment_sessions.c.status.in_(UNSETTLED))
+            .where(
+                or_(
+                    payment_sessions.c.status.in_(UNSETTLED),
+                    payment_sessions.c.expire_checkout_id.is_not(None),
+                )
+            )
             .where(
                 or_(
                     payment_sessions.c.due_at <= before,
@@ -213,6 +219,7 @@ class SqlSessionRepository:
             .where(payment_sessions.c.id == session.id)
             .values(
                 confirmation_check_at=session.confirmation_check_at,
+                expire_checkout_id=session.expire_checkout_id,
                 due_at=_due_at(session),
             )
         )
