@@ -5,6 +5,7 @@ names it), and webhooks from a Connect endpoint under its own secret."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,10 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from api_harness import Api, api_settings, assert_error_shape, running_api
+from devstripe.events import signature_header
 from devstripe.testing import RunningStripe
 from httpcapture import CaptureServer
 from pydantic import SecretStr
+from sqlalchemy import select
 
+from payment_window.adapters.tables import outbox
 from payment_window.config import Settings
 from payment_window.runner import expiry_task
 
@@ -234,6 +238,21 @@ async def test_the_worker_expires_a_direct_charge_window_on_its_account(
     assert stripe.requests() == [
         ("POST", f"/v1/checkout/sessions/{checkout_id}/expire", MAKER_ACCOUNT)
     ]
+    # Every message about the window names the maker's account.
+    async with api.container.engine.connect() as connection:
+        rows = list(
+            await connection.execute(
+                select(outbox.c.event_type, outbox.c.payload).where(
+                    outbox.c.session_id == body["sessionId"]
+                )
+            )
+        )
+    assert {row.event_type for row in rows} >= {
+        "payment_window.expired",
+        "auction.relist_requested",
+    }
+    assert all(row.payload["stripeAccount"] == MAKER_ACCOUNT for row in rows), rows
+    assert all(row.payload["charge"] == "direct" for row in rows)
 
 
 async def test_a_pending_direct_payment_is_rechecked_on_its_account(
@@ -320,3 +339,61 @@ async def _wait_for(endpoint: CaptureServer, seconds: float = 5.0) -> Any:
         assert time.monotonic() < deadline, "no webhook arrived"
         await asyncio.sleep(0.02)
     return endpoint.requests[0]
+
+
+async def test_paid_on_an_old_link_the_worker_expires_the_current_one_on_the_account_with_retries(
+    api: Api, stripe: RunningStripe
+) -> None:
+    body = await api.open_window(
+        windowMinutes=60, connect={"accountId": MAKER_ACCOUNT, "charge": "direct"}
+    )
+    session_id = body["sessionId"]
+    first = (await window_row(api, session_id)).checkout_session_id
+    extended = await api.client.post(
+        f"/payments/window/{session_id}/override",
+        json={"action": "extend", "minutes": 30},
+        headers=api.admin,
+    )
+    assert extended.status_code == 200, extended.text
+    current = (await window_row(api, session_id)).checkout_session_id
+    # The buyer paid on the old link in the instant before the rotation expired it.
+    stripe.app.store._sessions[first].update(status="complete", payment_status="paid")
+    payload = json.dumps(
+        {
+            "id": "evt_paid_on_old_link",
+            "object": "event",
+            "type": "checkout.session.completed",
+            "account": MAKER_ACCOUNT,
+            "livemode": False,
+            "created": int(time.time()),
+            "data": {"object": stripe.session(first)},
+        }
+    ).encode()
+    stripe.reset_calls()
+
+    answer = await api.client.post(
+        URL,
+        content=payload,
+        headers={"Stripe-Signature": signature_header(payload, CONNECT_SECRET)},
+    )
+
+    assert answer.status_code == 200 and answer.json()["outcome"] == "applied"
+    assert stripe.calls() == 0  # answered before any Stripe call
+    assert stripe.session(current)["status"] == "open"
+
+    # Stripe fails the first try: retried with the expiry backoff, as any expiry.
+    stripe.fail_next(1, path="/expire")
+    failed = await expiry_task(api.container).run_pass()
+    assert failed.retried == 1 and failed.expired_other == 0
+    row = await window_row(api, session_id)
+    assert row.expire_checkout_id == current and row.expiry_attempts == 1
+    assert stripe.session(current)["status"] == "open"
+    await asyncio.sleep(2.1)
+
+    retried = await expiry_task(api.container).run_pass()
+
+    assert retried.expired_other == 1
+    assert stripe.session(current)["status"] == "expired"
+    assert (await window_row(api, session_id)).expire_checkout_id is None
+    assert (await window_row(api, session_id)).status.value == "paid"
+    assert {call[2] for call in stripe.requests()} == {MAKER_ACCOUNT}

@@ -141,7 +141,8 @@ class SqlWindowIndex:
     async def retry_at(self, session_id: str, due_at: datetime) -> None:
         await self._execute(
             update(_t)
-            .where(_t.c.id == session_id, _t.c.status == Status.OPEN.value)
+            # Still scheduled (not settled meanwhile): open, or with Stripe work left to do.
+            .where(_t.c.id == session_id, _t.c.due_at.is_not(None))
             .values(due_at=due_at, lease_until=None)
         )
 
