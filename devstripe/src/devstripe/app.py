@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from devstripe import spec
 from devstripe.control import CallLog, Fault, FaultKind, Faults
 from devstripe.events import WebhookSender
 from devstripe.idempotency import IdempotencyCache, StoredResponse
@@ -196,6 +197,7 @@ class DevStripeApp:
         raise StripeError(404, f"Unrecognized request URL ({request.method}: {request.path}).")
 
     def _create(self, request: _Request) -> JsonObject:
+        spec.check_body("post", "/v1/checkout/sessions", request.params)
         return self.store.create(request.params, request.base_url, request.account)
 
     def _list(self, request: _Request) -> JsonObject:
@@ -220,6 +222,7 @@ class DevStripeApp:
         return session
 
     def _expire(self, request: _Request, id: str) -> JsonObject:
+        spec.check_body("post", "/v1/checkout/sessions/{session}/expire", request.params)
         return self.store.expire(id, request.account)
 
     def _complete(self, request: _Request, id: str) -> JsonObject:
