@@ -175,3 +175,34 @@ async def test_lists_honour_their_filters_and_the_account(stripe: RunningStripe)
     assert await ids(ending_before=first["id"]) == [third["id"], second["id"]]
     assert await ids(**{"created[gte]": str(first["created"])}) == await ids()
     assert await ids(**{"created[lt]": str(first["created"])}) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "account", "param"),
+    [
+        (
+            {"payment_intent_data[transfer_data][destination]": "acct_1Maker"},
+            "acct_1Maker",
+            "payment_intent_data[transfer_data]",
+        ),
+        (
+            {"payment_intent_data[transfer_data][destination]": "ba_123"},
+            None,
+            "payment_intent_data[transfer_data][destination]",
+        ),
+        (
+            {"payment_intent_data[application_fee_amount]": "999999"},
+            None,
+            "payment_intent_data[application_fee_amount]",
+        ),
+    ],
+)
+async def test_connect_terms_stripe_refuses_are_refused(
+    stripe: RunningStripe, extra: dict[str, str], account: str | None, param: str
+) -> None:
+    response = await call(
+        stripe, "POST", "/v1/checkout/sessions", data=a_session(**extra), account=account
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param

@@ -15,6 +15,7 @@ from api_harness import Api, api_settings, running_api
 from devstripe.events import signature_header
 from devstripe.testing import RunningStripe
 from pydantic import SecretStr
+from test_attach_checkout import made_elsewhere
 
 from payment_window.config import Settings
 
@@ -160,3 +161,27 @@ async def test_an_event_from_live_mode_is_ignored_by_a_test_mode_service(api: Ap
     assert response.status_code == 200, response.text
     assert response.json()["outcome"] == "ignored"
     assert await status_of(api, opened["sessionId"]) == "open"
+
+
+async def test_a_connect_event_pays_a_window_attached_to_a_session_on_that_account(
+    api: Api, stripe: RunningStripe
+) -> None:
+    checkout = await made_elsewhere(stripe, account=MAKER_ACCOUNT)
+    response = await api.client.post(
+        "/payments/checkout",
+        json={
+            "auctionId": "auc-attached-hook",
+            "makerId": "maker-1",
+            "buyerId": "buyer-1",
+            "checkoutSessionId": checkout["id"],
+            "windowMinutes": 30,
+            "connect": {"accountId": MAKER_ACCOUNT, "charge": "direct"},
+        },
+        headers=api.auth("service", "marketplace"),
+    )
+    assert response.status_code == 201, response.text
+
+    paid = await deliver(api, completed(checkout["id"], account=MAKER_ACCOUNT), CONNECT_SECRET)
+
+    assert paid.json()["outcome"] == "applied"
+    assert await status_of(api, response.json()["sessionId"]) == "paid"
