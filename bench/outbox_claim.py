@@ -3,7 +3,7 @@ deployment does not deliver to (Segment off, the issue's case) plus a few due ro
 
 A PostgreSQL schema of its own, migrated to 0006 (before retention), is seeded by
 `INSERT ... SELECT generate_series`; the claim (`SqlOutboxStore.claim`, the relay's own call,
-one process, the service's engine) is timed many times; then migration 0008 builds its indexes
+one process, the service's engine) is timed many times; then migration 0010 builds its indexes
 on that table (timed: what the upgrade costs) and the claim is timed again. Printed: p50/p99
 before and after, their ratio, and the plan of the claim after.
 """
@@ -51,7 +51,7 @@ def _summary(times: list[float]) -> dict[str, float]:
 async def main() -> dict[str, Any]:
     async with pg_schema("bench_outbox") as schema:
         settings = Settings(database_url=DATABASE_URL, database_schema=schema)
-        await asyncio.to_thread(migrate, settings, "0006")
+        await asyncio.to_thread(migrate, settings, "0009")
         engine = create_engine(settings, bounded=False)
         try:
             async with engine.begin() as connection:
@@ -81,7 +81,7 @@ async def main() -> dict[str, Any]:
             store = SqlOutboxStore(engine)
             before = await _timed_claims(store)
             started = time.perf_counter()
-            await asyncio.to_thread(migrate, settings, "0008")
+            await asyncio.to_thread(migrate, settings, "0010")
             migration_seconds = round(time.perf_counter() - started, 1)
             async with engine.connect() as connection:
                 await connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -108,7 +108,7 @@ async def main() -> dict[str, Any]:
         "rows": ROWS,
         "claim_before_ms": _summary(before),
         "claim_after_ms": _summary(after),
-        "migration_0008_seconds": migration_seconds,
+        "migration_0010_seconds": migration_seconds,
         "ratio": round(percentile(before, 50) / max(percentile(after, 50), 0.001), 1),
         "plan_after": plan,
     }

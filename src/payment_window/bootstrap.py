@@ -208,7 +208,7 @@ async def bootstrap(settings: Settings) -> Container:
         transitions=transitions,
         repairs=repairs,
         windows=windows,
-        webhooks=StripeWebhooks(uow, transitions),
+        webhooks=StripeWebhooks(uow, transitions, livemode=gateway.livemode),
         clock=clock,
         stripe_budget=create_stripe_budget(settings, index),
     )

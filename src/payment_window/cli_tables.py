@@ -25,7 +25,16 @@ from payment_window.domain.views import AuditRecord, WindowFilter
 from payment_window.operations import MAX_PAGE, Operations
 
 OPERATOR = Actor(subject="cli", role=Role.ADMIN)
-WINDOW_COLUMNS = ("ID", "AUCTION", "MAKER", "STATUS", "DEADLINE", "TIME LEFT", "ATTEMPTS")
+WINDOW_COLUMNS = (
+    "ID",
+    "AUCTION",
+    "MAKER",
+    "STATUS",
+    "DEADLINE",
+    "TIME LEFT",
+    "ATTEMPTS",
+    "ACCOUNT",
+)
 AUDIT_COLUMNS = ("TIME", "ACTION", "ACTOR", "STATUS", "DETAILS")
 NON_PAYER_COLUMNS = ("BUYER", "UNPAID", "OPENED", "UNPAID SHARE")
 
@@ -165,10 +174,22 @@ def windows_table(listing: Listing) -> list[str]:
             local_time(session.expires_at),
             time_left(session, listing.now),
             str(session.expiry_attempts),
+            account_label(session),
         )
         for session in listing.sessions
     ]
     return aligned(WINDOW_COLUMNS, rows)
+
+
+def account_label(session: PaymentSession) -> str:
+    """`acct_123 (direct)`, `acct_123 (destination)`, or `platform`; `attached` when the
+    Checkout Session was made by another integration."""
+    label = (
+        f"{session.connect_account_id} ({session.connect_charge})"
+        if session.connect_account_id
+        else "platform"
+    )
+    return f"{label} attached" if session.attached else label
 
 
 def compact(details: dict[str, object]) -> str:

@@ -58,7 +58,9 @@ class Settings(BaseSettings):
         None, description="another Stripe-compatible server for the Stripe SDK (tests)"
     )
     stripe_webhook_secret: SecretStr | None = Field(
-        None, description="verifies the Stripe-Signature of webhooks"
+        None,
+        description="verifies the Stripe-Signature of webhooks; comma-separated for several "
+        "endpoints (platform, Connect) and during a secret roll",
     )
     stripe_max_network_retries: int = Field(
         2, ge=0, le=10, description="the Stripe SDK's own retries of failed calls"

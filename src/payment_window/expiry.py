@@ -17,7 +17,7 @@ import contextlib
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,11 @@ import structlog
 
 from payment_window.concurrency import each
 from payment_window.domain import access, messages, window
-from payment_window.domain.errors import CheckoutSessionMissing, PaymentProviderUnavailable
+from payment_window.domain.errors import (
+    CheckoutNotOpen,
+    CheckoutSessionMissing,
+    PaymentProviderUnavailable,
+)
 from payment_window.domain.events import AuditEntry
 from payment_window.domain.ports import (
     CheckoutSession,
@@ -72,6 +76,7 @@ class PassReport:
     dropped: int = 0
     reindexed: int = 0
     set_aside: int = 0
+    expired_other: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -357,9 +362,15 @@ class ExpiryTask:
                 continue
             current = reminded_by_id.get(session.id, session)
             structlog.contextvars.bind_contextvars(session_id=current.id)
-            if current.needs_new_checkout(now) or current.confirmation_check_due(now):
+            if (
+                current.expire_checkout_id is not None
+                or current.needs_new_checkout(now)
+                or current.confirmation_check_due(now)
+            ):
                 try:
-                    if current.needs_new_checkout(now):
+                    if current.expire_checkout_id is not None:
+                        await self._expire_other_checkout(current, report)
+                    elif current.needs_new_checkout(now):
                         await self._replace_checkout(current, report)
                     else:
                         await self._recheck_confirmation(current, report)
@@ -450,7 +461,9 @@ class ExpiryTask:
                 await uow.commit()
         if not attach or current is None:
             # The window moved on meanwhile: nobody has this session's link.
-            await self._t.expire_quietly(checkout.id, f"unused:{checkout.id}")
+            await self._t.expire_quietly(
+                checkout.id, f"unused:{checkout.id}", account=session.stripe_account
+            )
             if current is not None:
                 await self._index.settle_many([current])
             return
@@ -460,13 +473,54 @@ class ExpiryTask:
         if current.checkout_session_id:
             await self._budget.acquire()
             await self._t.expire_quietly(
-                current.checkout_session_id, f"rotated:{current.checkout_session_id}"
+                current.checkout_session_id,
+                f"rotated:{current.checkout_session_id}",
+                account=current.stripe_account,
             )
+
+    async def _expire_other_checkout(self, session: PaymentSession, report: PassReport) -> None:
+        """A webhook recorded a payment on one of the window's sessions and left the other,
+        still open, to us: expire it at Stripe (on the window's account), then clear the task.
+        A failure is retried with the backoff of any expiry."""
+        checkout_id = session.expire_checkout_id
+        assert checkout_id is not None
+        try:
+            await self._t.gateway.expire(
+                checkout_id,
+                idempotency_key=f"paid-elsewhere:{checkout_id}:{session.stripe_attempt_key}",
+                account=session.stripe_account,
+            )
+        except (CheckoutNotOpen, CheckoutSessionMissing) as gone:
+            # Already closed (a second payment there is its own webhook's duplicate alert).
+            log.info("other_checkout_not_open", checkout_session_id=checkout_id, why=str(gone))
+        except Exception as error:
+            await self._failed(session.id, error, report)
+            return
+        async with self._uow() as uow:
+            current = await uow.sessions.get(session.id, for_update=True)
+            if current is not None and current.expire_checkout_id == checkout_id:
+                current = replace(current, expire_checkout_id=None)
+                await uow.sessions.record_bookkeeping(current)
+                await uow.commit()
+        log.info(
+            "other_checkout_expired",
+            checkout_session_id=checkout_id,
+            stripe_account=session.stripe_account,
+        )
+        report.expired_other += 1
+        if current is None:
+            await self._index.forget(session.id)
+        else:
+            await self._index.settle_many([current])
 
     async def _recheck_confirmation(self, session: PaymentSession, report: PassReport) -> None:
         """No webhook settled a pending payment: ask Stripe and settle from its answer."""
         checkout_id = session.checkout_session_id
-        checkout = await self._t.gateway.retrieve(checkout_id) if checkout_id else None
+        checkout = (
+            await self._t.gateway.retrieve(checkout_id, account=session.stripe_account)
+            if checkout_id
+            else None
+        )
         async with self._uow() as uow:
             current = await uow.sessions.get(session.id, for_update=True)
             if current is None or not current.confirmation_check_due(await self._index.now()):
@@ -527,6 +581,7 @@ def _asks_stripe(session: PaymentSession, now: datetime) -> bool:
         session.is_due(now)
         or session.needs_new_checkout(now)
         or session.confirmation_check_due(now)
+        or session.expire_checkout_id is not None
     )
 
 

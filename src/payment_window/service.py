@@ -19,8 +19,14 @@ import structlog
 
 from payment_window.domain import access, messages, money, window
 from payment_window.domain.access import Actor, Role
+from payment_window.domain.attach import check_attachable
+from payment_window.domain.connect import Connect, checked_connect
 from payment_window.domain.errors import (
     AuctionAlreadyPaid,
+    CheckoutAlreadyAttached,
+    CheckoutNotFound,
+    CheckoutSessionMissing,
+    InvalidWindow,
     OverrideNotAllowed,
     PaymentProviderUnavailable,
     PreconditionFailed,
@@ -44,10 +50,13 @@ class OpenWindow:
     auction_id: str
     maker_id: str
     buyer_id: str
-    amount: int
-    currency: str
+    amount: int | None = None
+    currency: str | None = None
     window_minutes: int | None = None
     expires_at: datetime | None = None
+    connect: Connect | None = None
+    # Attach: a Checkout Session another integration made, instead of amount and currency.
+    checkout_session_id: str | None = None
 
 
 def new_session_id() -> str:
@@ -138,31 +147,32 @@ class PaymentWindows:
         """Open a window: a Stripe Checkout Session first, then the row, then the index."""
         if not access.may_open(actor):
             raise OverrideNotAllowed("only the marketplace service or an admin may open a window")
+        if request.checkout_session_id is not None:
+            return await self._attach(request, request.checkout_session_id, actor)
+        if request.amount is None or request.currency is None:
+            raise InvalidWindow("give amount and currency, or a checkoutSessionId to attach to")
         now = self._t.clock.now()
-        minutes = request.window_minutes
-        if minutes is None and request.expires_at is None:
-            minutes = self._window_minutes
-        ends = window.fit_to_one_checkout(
-            window.window_end(now, minutes=minutes, expires_at=request.expires_at), now
+        ends = window.fit_to_one_checkout(self._window_end(request, now), now)
+        amount = money.checked_amount(request.amount)
+        session = (
+            PaymentSession(
+                id=new_session_id(),
+                auction_id=request.auction_id,
+                maker_id=request.maker_id,
+                buyer_id=request.buyer_id,
+                amount=amount,
+                currency=money.checked_currency(request.currency),
+                expires_at=ends,
+                created_at=now,
+                updated_at=now,
+            )
+            .with_reminders_planned(self._reminder_offsets)
+            .with_connect(checked_connect(request.connect, amount) if request.connect else None)
         )
-        session = PaymentSession(
-            id=new_session_id(),
-            auction_id=request.auction_id,
-            maker_id=request.maker_id,
-            buyer_id=request.buyer_id,
-            amount=money.checked_amount(request.amount),
-            currency=money.checked_currency(request.currency),
-            expires_at=ends,
-            created_at=now,
-            updated_at=now,
-        ).with_reminders_planned(self._reminder_offsets)
         # Refused here with the minimum named, rather than by Stripe after a round trip.
         money.check_minimum(session.amount, session.currency)
-        async with self._uow() as uow:
-            if unsettled := await uow.sessions.unsettled_for_auction(session.auction_id):
-                raise WindowAlreadyOpen(session.auction_id, unsettled.id)
-            if paid := await uow.sessions.paid_for_auction(session.auction_id):
-                raise AuctionAlreadyPaid(session.auction_id, paid.id)
+        money.check_three_decimal(session.amount, session.currency)
+        await self._refuse_second_window(session.auction_id)
         checkout = await self._t.gateway.create(
             session, window.stripe_session_expiry(ends, now), idempotency_key=f"open:{session.id}"
         )
@@ -173,25 +183,108 @@ class PaymentWindows:
             checkout_expires_at=checkout.expires_at,
         )
         try:
-            async with self._uow() as uow:
-                await uow.sessions.add(session)
-                uow.record(
-                    self._t.audit(
-                        session,
-                        "payment_window_opened",
-                        actor.label,
-                        None,
-                        {"expiresAt": messages.iso(ends), "checkoutSessionId": checkout.id},
-                    )
-                )
-                await uow.commit()
+            await self._store_opened(session, actor)
         except BaseException:
             # Nothing was stored, so nobody could pay through this session: close it at Stripe.
-            await self._t.expire_quietly(checkout.id, f"abandon:{session.id}")
+            await self._t.expire_quietly(
+                checkout.id, f"abandon:{session.id}", account=session.stripe_account
+            )
             raise
         await self._t.announce(session, "opened")
         log.info("payment_window_opened", session_id=session.id, expires_at=messages.iso(ends))
         return session
+
+    async def _attach(self, request: OpenWindow, checkout_id: str, actor: Actor) -> PaymentSession:
+        """A window on a Checkout Session another integration made: amount, currency and link
+        come from Stripe, and no session is made; the window must end within it."""
+        if request.amount is not None or request.currency is not None:
+            raise InvalidWindow("give either checkoutSessionId or amount and currency, not both")
+        connect = request.connect
+        if connect is not None:
+            checked_connect(connect, None)
+            if connect.application_fee_amount is not None or connect.on_behalf_of:
+                raise InvalidWindow(
+                    "the fee and onBehalfOf of an attached session are set by the integration "
+                    "that made it; give only connect.accountId and connect.charge"
+                )
+        now = self._t.clock.now()
+        ends = self._window_end(request, now)
+        await self._refuse_second_window(request.auction_id)
+        account = connect.stripe_account if connect else None
+        async with self._uow() as uow:
+            other = await uow.sessions.get_by_checkout_session(checkout_id)
+        if other is not None:
+            raise CheckoutAlreadyAttached(checkout_id, other.id)
+        try:
+            checkout = await self._t.gateway.retrieve(checkout_id, account=account)
+        except CheckoutSessionMissing:
+            raise CheckoutNotFound(checkout_id, account) from None
+        check_attachable(checkout, ends)
+        if checkout.amount_total is None or not checkout.currency:
+            raise InvalidWindow(f"checkout session {checkout_id} has no amount to enforce")
+        session = (
+            PaymentSession(
+                id=new_session_id(),
+                auction_id=request.auction_id,
+                maker_id=request.maker_id,
+                buyer_id=request.buyer_id,
+                amount=checkout.amount_total,
+                currency=checkout.currency.lower(),
+                expires_at=ends,
+                created_at=now,
+                updated_at=now,
+                checkout_session_id=checkout.id,
+                checkout_url=checkout.url,
+                checkout_expires_at=checkout.expires_at,
+                attached=True,
+            )
+            .with_reminders_planned(self._reminder_offsets)
+            .with_connect(connect)
+        )
+        # Not ours to expire should the store refuse: the other integration still owns it.
+        await self._store_opened(session, actor)
+        await self._t.announce(session, "opened")
+        log.info(
+            "payment_window_attached",
+            session_id=session.id,
+            checkout_session_id=checkout.id,
+            stripe_account=account,
+            expires_at=messages.iso(ends),
+        )
+        return session
+
+    def _window_end(self, request: OpenWindow, now: datetime) -> datetime:
+        minutes = request.window_minutes
+        if minutes is None and request.expires_at is None:
+            minutes = self._window_minutes
+        return window.window_end(now, minutes=minutes, expires_at=request.expires_at)
+
+    async def _refuse_second_window(self, auction_id: str) -> None:
+        async with self._uow() as uow:
+            if unsettled := await uow.sessions.unsettled_for_auction(auction_id):
+                raise WindowAlreadyOpen(auction_id, unsettled.id)
+            if paid := await uow.sessions.paid_for_auction(auction_id):
+                raise AuctionAlreadyPaid(auction_id, paid.id)
+
+    async def _store_opened(self, session: PaymentSession, actor: Actor) -> None:
+        async with self._uow() as uow:
+            await uow.sessions.add(session)
+            uow.record(
+                self._t.audit(
+                    session,
+                    "payment_window_opened",
+                    actor.label,
+                    None,
+                    {
+                        "expiresAt": messages.iso(session.expires_at),
+                        "checkoutSessionId": session.checkout_session_id,
+                        "attached": session.attached or None,
+                        "stripeAccount": session.connect_account_id,
+                        "charge": session.connect_charge,
+                    },
+                )
+            )
+            await uow.commit()
 
     # --- extending -----------------------------------------------------------------------------
 
@@ -241,7 +334,9 @@ class PaymentWindows:
         if extended.checkout_session_id != rotated_from:
             await self._t.announce(extended, "rotated")
             if rotated_from:
-                await self._t.expire_quietly(rotated_from, f"rotated:{rotated_from}")
+                await self._t.expire_quietly(
+                    rotated_from, f"rotated:{rotated_from}", account=extended.stripe_account
+                )
         return extended
 
     async def _with_new_checkout(self, session: PaymentSession, now: datetime) -> PaymentSession:

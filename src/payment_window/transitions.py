@@ -135,10 +135,13 @@ class Transitions:
             await self.gateway.expire(
                 session.checkout_session_id,
                 idempotency_key=f"expire:{session.checkout_session_id}:{session.stripe_attempt_key}",
+                account=session.stripe_account,
             )
         except CheckoutNotOpen as refused:
             if refused.status == "complete":
-                return await self.gateway.retrieve(session.checkout_session_id)
+                return await self.gateway.retrieve(
+                    session.checkout_session_id, account=session.stripe_account
+                )
             # Already expired at Stripe (by us before a crash, or by Stripe itself): carry on.
         return None
 
@@ -346,13 +349,25 @@ class Transitions:
         except Exception as error:
             self.after_commit_failed("live_events", session.id, error)
 
+    async def wake_workers(self, session: PaymentSession) -> None:
+        """Tell sleeping workers a committed change left them Stripe work to do now."""
+        try:
+            await self.index.wake()
+        except Exception as error:
+            self.after_commit_failed("index", session.id, error)
+            self.repairs.add(session.id, wake=True)
+
     def after_commit_failed(self, step: str, session_id: str, error: Exception) -> None:
         self.metrics.increment("payments.window.after_commit_failures", tags=[f"step:{step}"])
         log.warning("after_commit_step_failed", step=step, session_id=session_id, error=repr(error))
 
-    async def expire_quietly(self, checkout_session_id: str, idempotency_key: str) -> None:
+    async def expire_quietly(
+        self, checkout_session_id: str, idempotency_key: str, *, account: str | None = None
+    ) -> None:
         try:
-            await self.gateway.expire(checkout_session_id, idempotency_key=idempotency_key)
+            await self.gateway.expire(
+                checkout_session_id, idempotency_key=idempotency_key, account=account
+            )
         except CheckoutNotOpen:
             pass
         except Exception:

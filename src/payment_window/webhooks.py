@@ -3,7 +3,13 @@
 The event id is stored in the transaction that acts on it, so a redelivery changes nothing; what
 an event does is the domain's table (`domain/webhook_rules.py`), decided from the window's state
 under its row lock. A window is found through every Checkout Session it ever had: a buyer who paid
-on the old link just before a rotation has paid.
+on the old link just before a rotation has paid. A Connect event names the connected account
+(`account`): it matches a window only on that (account, session) pair.
+
+The handler makes no Stripe call, so it answers Stripe at once: what must still happen at Stripe
+(expiring the window's other session once one was paid) is recorded on the window for the
+expiry task, which retries it as it retries any expiry. Thin (v2) event notifications and events
+from the other mode (live vs test) are acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -54,41 +60,69 @@ class WebhookResult:
 class StripeWebhooks:
     """The webhook use case, over the shared transitions."""
 
-    def __init__(self, uow: UnitOfWorkFactory, transitions: Transitions) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, transitions: Transitions, *, livemode: bool | None = None
+    ) -> None:
         self._uow = uow
         self._t = transitions
+        # The API key's mode (sk_live_ / sk_test_); None when unknown (then nothing is refused).
+        self._livemode = livemode
 
     async def handle(self, payload: bytes, signature: str | None) -> WebhookResult:
         """Verify the raw body's signature, then act on the event at most once."""
         event = self._t.gateway.parse_webhook(payload, signature)
+        if is_thin_event(event):
+            # A thin notification carries no snapshot to act on; Stripe retries a refusal.
+            result = WebhookResult(str(event.get("id")), str(event.get("type")), Outcome.IGNORED)
+            return self._done(result, why="thin_event")
         event_id, event_type, checkout = _parse(event)
+        livemode = event.get("livemode")
+        if self._livemode is not None and isinstance(livemode, bool) and livemode != self._livemode:
+            result = WebhookResult(event_id, event_type, Outcome.IGNORED)
+            return self._done(result, why="livemode_mismatch")
         if event_type not in HANDLED or checkout is None:
             return self._done(WebhookResult(event_id, event_type, Outcome.IGNORED))
+        account = event.get("account") if isinstance(event.get("account"), str) else None
         now = self._t.clock.now()
         async with self._uow() as uow:
             session = await uow.sessions.get_by_checkout_session(checkout.id, for_update=True)
+            if session is not None and session.stripe_account != account:
+                # The same id on another account is not this window's session.
+                log.warning(
+                    "stripe_webhook_account_mismatch",
+                    checkout_session_id=checkout.id,
+                    stripe_account=account,
+                    window_stripe_account=session.stripe_account,
+                )
+                session = None
             if session is None:
-                log.info("stripe_webhook_unknown_session", checkout_session_id=checkout.id)
+                log.info(
+                    "stripe_webhook_unknown_session",
+                    checkout_session_id=checkout.id,
+                    stripe_account=account,
+                )
                 return self._done(WebhookResult(event_id, event_type, Outcome.UNKNOWN_SESSION))
             if not await uow.stripe_events.add(event_id, event_type, now):
                 return self._done(WebhookResult(event_id, event_type, Outcome.DUPLICATE, session))
             changed = await self._apply(uow, session, event_type, checkout)
+            paid_elsewhere = (
+                changed is not None
+                and session.is_open
+                and changed.status is not Status.EXPIRED
+                and session.checkout_session_id not in (None, checkout.id)
+            )
+            if changed is not None and paid_elsewhere and session.checkout_session_id:
+                # Paid on a rotated-away link: the current one must not take the money twice.
+                # The expiry task expires it at Stripe, after this answer.
+                changed = changed.expire_other_checkout(session.checkout_session_id, now)
             if changed is not None:
                 await uow.sessions.update(changed)
             await uow.commit()
         if changed is None:
             return self._done(WebhookResult(event_id, event_type, Outcome.UNCHANGED, session))
         await self._t.announce_closed(changed)
-        paid_elsewhere = (
-            session.is_open
-            and changed.status is not Status.EXPIRED
-            and session.checkout_session_id not in (None, checkout.id)
-        )
-        if paid_elsewhere and session.checkout_session_id:
-            # Paid on a rotated-away link: the current one must not take the money twice.
-            await self._t.expire_quietly(
-                session.checkout_session_id, f"paid-elsewhere:{session.checkout_session_id}"
-            )
+        if changed.expire_checkout_id is not None:
+            await self._t.wake_workers(changed)
         return self._done(WebhookResult(event_id, event_type, Outcome.APPLIED, changed))
 
     async def _apply(
@@ -124,28 +158,38 @@ class StripeWebhooks:
         session: PaymentSession,
         checkout: CheckoutSession,
         reason: CloseReason,
-    ) -> PaymentSession:
+    ) -> PaymentSession | None:
         """Close the window unpaid, as the expiry task does.
 
-        Stripe has already closed `checkout`; when that is not the window's current session
-        (a payment failed on a rotated-away link), the current one is expired first.
+        Stripe has already closed `checkout`. A payment that failed on a rotated-away link of a
+        window still open leaves the window as it is: its current link still takes the payment
+        until the deadline, when the expiry task closes it at Stripe first (this handler makes
+        no Stripe call).
         """
         if session.is_open and session.checkout_session_id not in (None, checkout.id):
-            completed = await self._t.expire_at_stripe(session)
-            if completed is not None:
-                return self._t.apply_payment(uow, session, completed, ACTOR)
+            return None
         policy = await self._t.policy_for(uow, session.maker_id)
         return self._t.close(uow, session, policy, reason, ACTOR)
 
-    def _done(self, result: WebhookResult) -> WebhookResult:
+    def _done(self, result: WebhookResult, *, why: str | None = None) -> WebhookResult:
         log.info(
             "stripe_webhook_handled",
             stripe_event_id=result.event_id,
             stripe_event_type=result.event_type,
             outcome=result.outcome.value,
+            ignored_because=why,
             session_id=result.session.id if result.session else None,
         )
         return result
+
+
+def is_thin_event(event: Mapping[str, Any]) -> bool:
+    """A thin (v2) event notification: `object: "v2.core.event"` and a `related_object`
+    reference instead of a `data.object` snapshot."""
+    kind = event.get("object")
+    return (isinstance(kind, str) and kind.startswith("v2.")) or (
+        "data" not in event and "related_object" in event
+    )
 
 
 def _parse(event: Mapping[str, Any]) -> tuple[str, str, CheckoutSession | None]:

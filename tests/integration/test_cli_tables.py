@@ -17,7 +17,16 @@ from seeding import seed_windows
 
 from payment_window.config import Settings
 
-WINDOW_HEADER = ["ID", "AUCTION", "MAKER", "STATUS", "DEADLINE", "TIME LEFT", "ATTEMPTS"]
+WINDOW_HEADER = [
+    "ID",
+    "AUCTION",
+    "MAKER",
+    "STATUS",
+    "DEADLINE",
+    "TIME LEFT",
+    "ATTEMPTS",
+    "ACCOUNT",
+]
 
 
 @pytest.fixture
@@ -82,6 +91,7 @@ async def test_windows_overdue_prints_an_aligned_table(
         late = (datetime.now(UTC) - session.expires_at).total_seconds() // 60
         assert row[5] in (f"overdue {late:.0f} min", f"overdue {late - 1:.0f} min"), row[5]
     assert [row[6] for row in rows] == ["1", "0"]
+    assert [row[7] for row in rows] == ["platform", "platform"]
     assert lines[3] == "" and lines[4] == "2 window(s)"
     # Every row starts its columns where the header does.
     for line in lines[1:3]:

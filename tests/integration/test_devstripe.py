@@ -43,6 +43,8 @@ def create_form(**overrides: Any) -> dict[str, Any]:
         "line_items[0][price_data][product_data][name]": "Lot 7",
         "expires_at": str(int(time.time()) + 3600),
         "metadata[sessionId]": "ps_1",
+        # Required by the API version the stand-in's spec extract describes (2023-08-16).
+        "success_url": "https://market.example/paid",
     }
     return {**form, **overrides}
 

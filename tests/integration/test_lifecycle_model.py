@@ -128,7 +128,8 @@ class World:
 
     def capture(self) -> None:
         """Stands in for the stand-in's webhook sender: keep every event Stripe owes."""
-        events = self.stripe.app.store.take_events()
+        # Each event comes with the connected account it happened on (None here: the platform).
+        events = [(kind, session) for kind, session, _ in self.stripe.app.store.take_events()]
         with self.lock:
             self.captured.extend(events)
 

@@ -223,6 +223,7 @@ CREATE = {
             },
         }
     ],
+    "success_url": "https://market.example/paid",
 }
 
 

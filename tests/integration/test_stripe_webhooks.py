@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from payment_window.adapters.tables import audit_log, outbox, stripe_events
 from payment_window.config import Settings
+from payment_window.runner import expiry_task
 
 SECRET = "whsec_test_0123456789abcdef"
 URL = "/payments/stripe/webhook"
@@ -337,7 +338,17 @@ async def test_events_for_a_rotated_away_session_find_their_window(
     assert (await stored(api, session_id))["status"] == "open"
 
     # The buyer had paid on the old link just before: that is a payment.
+    stripe.reset_calls()
     assert await send(api, stripe_event(COMPLETED, first.checkout_session_id)) == "applied"
 
     assert (await stored(api, session_id))["status"] == "paid"
+    # The handler answered without calling Stripe; the worker expires the current link.
+    assert stripe.calls() == 0
+    assert stripe.session(rotated.checkout_session_id)["status"] == "open"
+    report = await expiry_task(api.container).run_pass()
+    assert report.expired_other == 1
     assert stripe.session(rotated.checkout_session_id)["status"] == "expired"
+    async with api.container.uow() as uow:
+        settled = await uow.sessions.get(session_id)
+    assert settled is not None and settled.expire_checkout_id is None
+    assert not settled.is_scheduled

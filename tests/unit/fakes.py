@@ -150,7 +150,9 @@ class FakeSessionRepository:
 
     async def record_expiry_failure(self, session_id: str, error: str) -> int:
         session = self._current(session_id)
-        if session is None or session.status not in UNSETTLED:
+        if session is None or (
+            session.status not in UNSETTLED and session.expire_checkout_id is None
+        ):
             return 0
         attempts = session.expiry_attempts + 1
         self._uow.stage(replace(session, expiry_attempts=attempts, last_expiry_error=error))
@@ -547,12 +549,16 @@ class FakeStripe:
         request = ("create", session.id, session.amount, session.currency, expires_at)
         return self._call(idempotency_key, request, act)
 
-    async def retrieve(self, checkout_session_id: str) -> CheckoutSession:
+    async def retrieve(
+        self, checkout_session_id: str, *, account: str | None = None
+    ) -> CheckoutSession:
         if checkout_session_id not in self.sessions:
             raise CheckoutSessionMissing(checkout_session_id)
         return self.sessions[checkout_session_id]
 
-    async def expire(self, checkout_session_id: str, idempotency_key: str) -> CheckoutSession:
+    async def expire(
+        self, checkout_session_id: str, idempotency_key: str, *, account: str | None = None
+    ) -> CheckoutSession:
         def act() -> CheckoutSession:
             current = self.sessions[checkout_session_id]
             if current.status != "open":

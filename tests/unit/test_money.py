@@ -6,7 +6,8 @@ import pytest
 from devstripe.minimums import MINIMUM_CHARGE as STAND_IN_MINIMUMS
 from devstripe.minimums import ZERO_DECIMAL as STAND_IN_ZERO_DECIMAL
 
-from payment_window.domain.errors import AmountTooSmall
+from payment_window.domain import money
+from payment_window.domain.errors import AmountTooSmall, InvalidWindow
 from payment_window.domain.money import (
     MINIMUM_CHARGE,
     ZERO_DECIMAL,
@@ -53,3 +54,15 @@ def test_below_the_minimum_is_refused_naming_it(amount: int, currency: str, mess
 def test_the_minimum_itself_is_allowed() -> None:
     check_minimum(50, "usd")
     check_minimum(30, "gbp")
+
+
+@pytest.mark.parametrize(
+    ("amount", "ok"), [(12_340, True), (12_345, False), (10, True), (1, False)]
+)
+def test_three_decimal_currencies_need_an_amount_ending_in_0(amount: int, ok: bool) -> None:
+    if ok:
+        money.check_three_decimal(amount, "KWD")
+    else:
+        with pytest.raises(InvalidWindow, match="must end in 0"):
+            money.check_three_decimal(amount, "KWD")
+    money.check_three_decimal(12_345, "usd")  # two-decimal currencies are not concerned

@@ -141,8 +141,13 @@ async def test_a_payment_on_the_rotated_away_link_pays_and_closes_the_current_li
     assert outcome is Outcome.APPLIED
     paid = world.store[window.id]
     assert (paid.status, paid.checkout_session_id) == (Status.PAID, old)
-    # The current link must not take the money a second time.
+    # The handler answers before any Stripe call: the current link is handed to the worker...
+    assert paid.expire_checkout_id == current
+    assert world.stripe.sessions[current].status == "open"
+    # ... which expires it, so it cannot take the money a second time.
+    assert (await world.expiry.run_pass()).expired_other == 1
     assert world.stripe.sessions[current].status == "expired"
+    assert world.store[window.id].expire_checkout_id is None
 
 
 async def test_a_second_session_paid_for_a_paid_window_alerts_operations() -> None:
@@ -165,7 +170,7 @@ async def test_a_second_session_paid_for_a_paid_window_alerts_operations() -> No
     assert "duplicate_payment_detected" in [line["event"] for line in logs]
 
 
-async def test_a_failed_payment_on_the_rotated_away_link_closes_the_current_link_first() -> None:
+async def test_a_failed_payment_on_the_rotated_away_link_leaves_the_window_running() -> None:
     world = World()
     window, old = await _rotated(world)
     current = str(window.checkout_session_id)
@@ -174,16 +179,17 @@ async def test_a_failed_payment_on_the_rotated_away_link_closes_the_current_link
 
     outcome = await world.webhook("evt_1", "checkout.session.async_payment_failed", old)
 
-    closed = world.store[window.id]
-    assert (outcome, closed.status, closed.reason) == (
-        Outcome.APPLIED,
-        Status.EXPIRED,
-        "payment_failed",
+    # The buyer may still pay on the current link until the deadline.
+    still = world.store[window.id]
+    assert (outcome, still.status, still.checkout_session_id) == (
+        Outcome.UNCHANGED,
+        Status.OPEN,
+        current,
     )
-    assert world.stripe.sessions[current].status == "expired"
+    assert world.stripe.sessions[current].status == "open"
 
 
-async def test_a_failed_payment_on_the_old_link_after_the_current_one_paid_records_payment() -> (
+async def test_a_failed_payment_on_the_old_link_after_the_current_one_paid_awaits_its_event() -> (
     None
 ):
     world = World()
@@ -194,7 +200,12 @@ async def test_a_failed_payment_on_the_old_link_after_the_current_one_paid_recor
 
     outcome = await world.webhook("evt_1", "checkout.session.async_payment_failed", old)
 
-    assert outcome is Outcome.APPLIED
+    # No Stripe call from the handler: the old link's failure leaves the window as it is ...
+    assert outcome is Outcome.UNCHANGED
+    assert world.store[window.id].status is Status.OPEN
+    # ... and the current link's own event records the payment.
+    current = str(window.checkout_session_id)
+    assert await world.webhook("evt_2", COMPLETED, current) is Outcome.APPLIED
     assert world.store[window.id].status is Status.PAID
 
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from devstripe import spec
 from devstripe.control import CallLog, Fault, FaultKind, Faults
 from devstripe.events import WebhookSender
 from devstripe.idempotency import IdempotencyCache, StoredResponse
@@ -54,12 +55,16 @@ class DevStripeApp:
         *,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
+        connect_webhook_url: str | None = None,
+        connect_webhook_secret: str | None = None,
     ) -> None:
         self.store = CheckoutStore(clock)
         self.faults = Faults(clock)
         self.calls = CallLog()
         self.idempotency = IdempotencyCache(clock)
         self.webhooks = WebhookSender(webhook_url, webhook_secret)
+        # A Connect endpoint: events on connected accounts, signed with its own secret.
+        self.connect_webhooks = WebhookSender(connect_webhook_url, connect_webhook_secret)
         self._clock = clock
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., JsonObject]]] = [
             ("POST", re.compile(r"/v1/checkout/sessions"), self._create),
@@ -107,7 +112,7 @@ class DevStripeApp:
                 return error.status, _dump(error.body()), error.headers
             finally:
                 self.deliver_events()
-        self.calls.record(request.method, request.path)
+        self.calls.record(request.method, request.path, request.account)
         fault = self.faults.take(request.path)
         try:
             status, body, headers = await self._stripe_call(request, fault)
@@ -134,13 +139,15 @@ class DevStripeApp:
             if fault is not None and fault.kind is FaultKind.ERROR:
                 raise _injected_error(fault)
             return 200, _dump(handler(request=request, **path_params)), {}
+        # Stripe keys idempotency per account: the same key on two accounts is two requests.
+        key = f"{request.account or 'platform'} {key}"
         what = json.dumps([request.method, request.path, sorted(request.form_pairs)])
         stored = self.idempotency.lookup(key, what)
         if stored is not None:
             return (
                 stored.status,
                 stored.body,
-                {"Idempotency-Key": key, "Idempotent-Replayed": "true"},
+                {"Idempotency-Key": key.split(" ", 1)[-1], "Idempotent-Replayed": "true"},
             )
         if fault is not None and fault.kind is FaultKind.ERROR:
             # The endpoint began and failed: Stripe saves a 5xx and replays it for the key.
@@ -151,12 +158,15 @@ class DevStripeApp:
         # A refusal raised here (validation) saves nothing, as at Stripe.
         body = _dump(handler(request=request, **path_params))
         self.idempotency.store(key, what, StoredResponse(200, body))
-        return 200, body, {"Idempotency-Key": key}
+        return 200, body, {"Idempotency-Key": key.split(" ", 1)[-1]}
 
     def deliver_events(self) -> None:
         """Send the webhook events the last changes owe (in the background, as Stripe does)."""
-        for event_type, session in self.store.take_events():
-            self.webhooks.send_later(event_type, session)
+        for event_type, session, account in self.store.take_events():
+            if account is None:
+                self.webhooks.send_later(event_type, session)
+            else:
+                self.connect_webhooks.send_later(event_type, session, account=account)
 
     async def _before(self, fault: Fault) -> None:
         if fault.kind is FaultKind.DELAY:
@@ -187,16 +197,24 @@ class DevStripeApp:
         raise StripeError(404, f"Unrecognized request URL ({request.method}: {request.path}).")
 
     def _create(self, request: _Request) -> JsonObject:
-        return self.store.create(request.params, request.base_url)
+        spec.check_body("post", "/v1/checkout/sessions", request.params)
+        return self.store.create(request.params, request.base_url, request.account)
 
     def _list(self, request: _Request) -> JsonObject:
-        limit = request.params.get("limit", "10")
+        params = request.params
+        limit = params.get("limit", "10")
         if not str(limit).isdigit():
             raise StripeError(400, f"Invalid integer: {limit}", param="limit")
-        return self.store.list(int(limit), request.params.get("starting_after"))
+        return self.store.list(
+            int(limit),
+            params.get("starting_after"),
+            request.account,
+            filters=params,
+            ending_before=params.get("ending_before"),
+        )
 
     def _retrieve(self, request: _Request, id: str) -> JsonObject:
-        session = self.store.retrieve(id)
+        session = self.store.retrieve(id, request.account)
         expand = request.params.get("expand") or []
         expand = list(expand.values()) if isinstance(expand, dict) else expand
         if "payment_intent" in expand and session.get("payment_intent"):
@@ -204,7 +222,8 @@ class DevStripeApp:
         return session
 
     def _expire(self, request: _Request, id: str) -> JsonObject:
-        return self.store.expire(id)
+        spec.check_body("post", "/v1/checkout/sessions/{session}/expire", request.params)
+        return self.store.expire(id, request.account)
 
     def _complete(self, request: _Request, id: str) -> JsonObject:
         return self.store.complete(id, str(request.params.get("payment_status", "paid")))
@@ -268,6 +287,8 @@ class _Request:
         self.headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
         }
+        # Stripe Connect: the connected account the request acts on; None: the platform.
+        self.account: str | None = self.headers.get("stripe-account") or None
         host = self.headers.get("host", "127.0.0.1")
         self.base_url = f"{scope.get('scheme', 'http')}://{host}"
         query = scope.get("query_string", b"").decode()
@@ -336,6 +357,15 @@ def create_app(
     *,
     webhook_url: str | None = None,
     webhook_secret: str | None = None,
+    connect_webhook_url: str | None = None,
+    connect_webhook_secret: str | None = None,
 ) -> DevStripeApp:
-    """A fresh server with empty state; events go to `webhook_url` when both are given."""
-    return DevStripeApp(clock, webhook_url=webhook_url, webhook_secret=webhook_secret)
+    """A fresh server with empty state; events go to `webhook_url` when both are given, and
+    events on connected accounts to `connect_webhook_url` under its own secret."""
+    return DevStripeApp(
+        clock,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        connect_webhook_url=connect_webhook_url,
+        connect_webhook_secret=connect_webhook_secret,
+    )

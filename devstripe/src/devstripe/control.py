@@ -89,10 +89,17 @@ class CallLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._requests: list[tuple[str, str, str | None]] = []
 
-    def record(self, method: str, path: str) -> None:
+    def record(self, method: str, path: str, account: str | None = None) -> None:
         with self._lock:
             self._counts[f"{method} {path}"] += 1
+            self._requests.append((method, path, account))
+
+    def requests(self, path_contains: str = "") -> list[tuple[str, str, str | None]]:
+        """Every request so far as `(method, path, Stripe-Account or None)`, oldest first."""
+        with self._lock:
+            return [r for r in self._requests if path_contains in r[1]]
 
     def count(self, path_suffix: str = "", method: str | None = None) -> int:
         """Requests whose path ends with `path_suffix` (and, if given, used `method`)."""
@@ -110,3 +117,4 @@ class CallLog:
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._requests.clear()

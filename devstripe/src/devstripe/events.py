@@ -29,17 +29,23 @@ def signature_header(payload: bytes, secret: str, timestamp: int | None = None) 
     return f"t={moment},v1={digest}"
 
 
-def event_for(session: JsonObject, event_type: str) -> bytes:
-    return json.dumps(
-        {
-            "id": random_id("evt_", 24),
-            "object": "event",
-            "type": event_type,
-            "created": int(time.time()),
-            "livemode": False,
-            "data": {"object": session},
-        }
-    ).encode()
+def event_for(session: JsonObject, event_type: str, account: str | None = None) -> bytes:
+    """A snapshot event; one that happened on a connected account names it (`account`), as
+    Stripe does for the events it sends to Connect endpoints."""
+    event: JsonObject = {
+        "id": random_id("evt_", 24),
+        "object": "event",
+        "api_version": "2025-03-31.basil",
+        "type": event_type,
+        "created": int(time.time()),
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "data": {"object": session},
+    }
+    if account is not None:
+        event["account"] = account
+    return json.dumps(event).encode()
 
 
 class WebhookSender:
@@ -54,18 +60,24 @@ class WebhookSender:
     def enabled(self) -> bool:
         return bool(self.url and self._secret)
 
-    def send_later(self, event_type: str, session: JsonObject) -> None:
+    def send_later(
+        self, event_type: str, session: JsonObject, *, account: str | None = None
+    ) -> None:
         """Send in the background, as Stripe does: the API answer does not wait for it."""
         if not self.enabled:
             return
-        task = asyncio.get_running_loop().create_task(self.send(event_type, session))
+        task = asyncio.get_running_loop().create_task(
+            self.send(event_type, session, account=account)
+        )
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def send(self, event_type: str, session: JsonObject) -> None:
+    async def send(
+        self, event_type: str, session: JsonObject, *, account: str | None = None
+    ) -> None:
         if not (self.url and self._secret):
             return
-        payload = event_for(session, event_type)
+        payload = event_for(session, event_type, account)
         headers = {
             "Stripe-Signature": signature_header(payload, self._secret),
             "Content-Type": "application/json",

@@ -54,7 +54,8 @@ class IdempotencyCache:
             raise StripeError(
                 400,
                 "Keys for idempotent requests can only be used with the same parameters they "
-                f"were first used with. Try using a key other than '{key}' if you meant to "
+                f"were first used with. Try using a key other than '{key.split(' ', 1)[-1]}' if "
+                "you meant to "
                 "execute a different request.",
                 type_="idempotency_error",
             )

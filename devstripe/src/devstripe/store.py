@@ -19,6 +19,8 @@ _ALPHANUMERIC = string.ascii_letters + string.digits
 _MODES = ("payment", "setup", "subscription")
 
 JsonObject = dict[str, Any]
+# A test control's lookup: the session whichever account it lives on.
+ANY_ACCOUNT = "*"
 
 
 class StripeError(Exception):
@@ -89,16 +91,38 @@ class CheckoutStore:
         self._lock = threading.Lock()
         self._intents: dict[str, str] = {}
         self._sessions: dict[str, JsonObject] = {}
-        self._events: list[tuple[str, JsonObject]] = []
+        # The account each session lives on (the `Stripe-Account` it was made with; None: the
+        # platform's), and the parameters it was made with (the Connect terms among them).
+        self._accounts: dict[str, str | None] = {}
+        self._params: dict[str, JsonObject] = {}
+        self._intent_data: dict[str, JsonObject] = {}
+        self._events: list[tuple[str, JsonObject, str | None]] = []
 
-    def take_events(self) -> list[tuple[str, JsonObject]]:
-        """The `checkout.session.*` events the changes since the last call owe, oldest first."""
+    def take_events(self) -> list[tuple[str, JsonObject, str | None]]:
+        """The `checkout.session.*` events the changes since the last call owe, oldest first,
+        each with the connected account it happened on (None: the platform)."""
         with self._lock:
             events, self._events = self._events, []
         return events
 
-    def create(self, params: Mapping[str, Any], base_url: str) -> JsonObject:
-        """Validate `params` the way Stripe does and store a new open session."""
+    def account_of(self, session_id: str) -> str | None:
+        with self._lock:
+            self._get(session_id, ANY_ACCOUNT)
+            return self._accounts.get(session_id)
+
+    def params_of(self, session_id: str) -> JsonObject:
+        """The parameters the session was created with (a test's view, not a Stripe call)."""
+        with self._lock:
+            self._get(session_id, ANY_ACCOUNT)
+            return copy.deepcopy(self._params.get(session_id, {}))
+
+    def _event(self, event_type: str, session: JsonObject) -> None:
+        self._events.append((event_type, copy.deepcopy(session), self._accounts.get(session["id"])))
+
+    def create(
+        self, params: Mapping[str, Any], base_url: str, account: str | None = None
+    ) -> JsonObject:
+        """Validate `params` the way Stripe does and store a new open session on `account`."""
         now = self._clock()
         mode = params.get("mode")
         if not mode:
@@ -112,38 +136,81 @@ class CheckoutStore:
             )
         currency, subtotal = _line_items(params.get("line_items"), mode)
         _check_minimum(currency, subtotal)
+        intent_data = _payment_intent_data(params.get("payment_intent_data"), account, subtotal)
         session_id = random_id("cs_test_", 58)
         session: JsonObject = {
             "id": session_id,
             "object": "checkout.session",
             "after_expiration": _after_expiration(params.get("after_expiration")),
+            "allow_promotion_codes": None,
             "amount_subtotal": subtotal,
             "amount_total": subtotal,
+            # The fields Stripe's schema marks required, with the values a plain session has.
+            "automatic_tax": {"enabled": False, "status": None},
+            "billing_address_collection": None,
             "cancel_url": params.get("cancel_url"),
             "client_reference_id": params.get("client_reference_id"),
+            "consent": None,
+            "consent_collection": None,
             "created": int(now),
             "currency": currency,
+            "currency_conversion": None,
+            "custom_fields": [],
+            "custom_text": {"shipping_address": None, "submit": None},
             "customer": None,
+            "customer_creation": "if_required" if mode == "payment" else "always",
+            "customer_details": None,
+            "customer_email": params.get("customer_email"),
             "expires_at": _expires_at(params.get("expires_at"), now),
+            "invoice": None,
+            "invoice_creation": None,
             "livemode": False,
+            "locale": params.get("locale"),
             "metadata": _metadata(params.get("metadata")),
             "mode": mode,
             "payment_intent": None,
+            "payment_link": None,
+            "payment_method_collection": "always",
+            "payment_method_options": {},
+            "payment_method_types": list(params.get("payment_method_types") or ["card"]),
             "payment_status": "unpaid",
+            "phone_number_collection": {"enabled": False},
+            "recovered_from": None,
+            "setup_intent": None,
+            "shipping_address_collection": None,
+            "shipping_cost": None,
+            "shipping_details": None,
+            "shipping_options": [],
             "status": "open",
+            "submit_type": params.get("submit_type"),
+            "subscription": None,
             "success_url": params.get("success_url"),
+            "tax_id_collection": {"enabled": False},
+            "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
             "url": f"{base_url.rstrip('/')}/c/pay/{session_id}",
         }
         with self._lock:
             self._sessions[session_id] = session
+            self._accounts[session_id] = account
+            self._params[session_id] = copy.deepcopy(dict(params))
+            self._intent_data[session_id] = intent_data
             return copy.deepcopy(session)
 
-    def retrieve(self, session_id: str) -> JsonObject:
+    def retrieve(self, session_id: str, account: str | None = ANY_ACCOUNT) -> JsonObject:
         with self._lock:
-            return copy.deepcopy(self._get(session_id))
+            return copy.deepcopy(self._get(session_id, account))
 
-    def list(self, limit: int = 10, starting_after: str | None = None) -> JsonObject:
-        """Newest first, paginated by cursor like every Stripe list endpoint."""
+    def list(
+        self,
+        limit: int = 10,
+        starting_after: str | None = None,
+        account: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        ending_before: str | None = None,
+    ) -> JsonObject:
+        """Newest first, paginated by cursor like every Stripe list endpoint; only the
+        sessions of `account`, and only those matching `filters` (status, payment_intent,
+        customer, created[gt|gte|lt|lte] or created, client_reference_id)."""
         if not 1 <= limit <= 100:
             raise StripeError(
                 400,
@@ -152,13 +219,26 @@ class CheckoutStore:
                 param="limit",
             )
         with self._lock:
-            ordered = list(reversed(self._sessions))
+            ordered = [
+                i
+                for i in reversed(self._sessions)
+                if self._accounts.get(i) == account
+                and _matches(self._get(i, account), filters or {})
+            ]
             start = 0
+            end = len(ordered)
             if starting_after is not None:
-                self._get(starting_after)
-                start = ordered.index(starting_after) + 1
-            page = [copy.deepcopy(self._get(i)) for i in ordered[start : start + limit]]
-            has_more = start + limit < len(ordered)
+                self._get(starting_after, account)
+                start = ordered.index(starting_after) + 1 if starting_after in ordered else end
+            if ending_before is not None:
+                self._get(ending_before, account)
+                end = ordered.index(ending_before) if ending_before in ordered else 0
+                start = max(start, end - limit)
+            page = [
+                copy.deepcopy(self._get(i, account))
+                for i in ordered[start : min(end, start + limit)]
+            ]
+            has_more = (start + limit < end) if ending_before is None else start > 0
         return {
             "object": "list",
             "data": page,
@@ -166,9 +246,9 @@ class CheckoutStore:
             "url": "/v1/checkout/sessions",
         }
 
-    def expire(self, session_id: str) -> JsonObject:
+    def expire(self, session_id: str, account: str | None = ANY_ACCOUNT) -> JsonObject:
         with self._lock:
-            session = self._get(session_id)
+            session = self._get(session_id, account)
             if session["status"] != "open":
                 raise StripeError(
                     400,
@@ -176,7 +256,7 @@ class CheckoutStore:
                     f"This Checkout Session has a status of `{session['status']}`.",
                 )
             session.update(status="expired", url=None)
-            self._events.append(("checkout.session.expired", copy.deepcopy(session)))
+            self._event("checkout.session.expired", session)
             return copy.deepcopy(session)
 
     def complete(self, session_id: str, payment_status: str = "paid") -> JsonObject:
@@ -186,26 +266,27 @@ class CheckoutStore:
                 400, f"Invalid payment_status: {payment_status}", param="payment_status"
             )
         with self._lock:
-            session = self._get(session_id)
+            session = self._get(session_id, ANY_ACCOUNT)
             if session["status"] != "open":
                 raise StripeError(400, f"This Checkout Session is {session['status']}.")
             intent = random_id("pi_")
             # A delayed payment method (a bank debit) leaves its PaymentIntent processing.
             self._intents[intent] = "succeeded" if payment_status != "unpaid" else "processing"
+            self._intent_data[intent] = self._intent_data.get(session_id, {})
             session.update(
                 status="complete",
                 url=None,
                 payment_status=payment_status,
                 payment_intent=intent,
             )
-            self._events.append(("checkout.session.completed", copy.deepcopy(session)))
+            self._event("checkout.session.completed", session)
             return copy.deepcopy(session)
 
     def settle_delayed_payment(self, session_id: str, *, succeeded: bool) -> JsonObject:
         """The bank answers for a delayed payment method (not a Stripe API call): the session
         is paid, or its PaymentIntent needs another payment method, as Stripe reports it."""
         with self._lock:
-            session = self._get(session_id)
+            session = self._get(session_id, ANY_ACCOUNT)
             intent = str(session.get("payment_intent"))
             if session["status"] != "complete" or self._intents.get(intent) != "processing":
                 raise StripeError(400, f"Checkout Session {session_id} has no pending payment.")
@@ -213,14 +294,15 @@ class CheckoutStore:
             if succeeded:
                 session["payment_status"] = "paid"
             event = "async_payment_succeeded" if succeeded else "async_payment_failed"
-            self._events.append((f"checkout.session.{event}", copy.deepcopy(session)))
+            self._event(f"checkout.session.{event}", session)
             return copy.deepcopy(session)
 
     def payment_intent(self, intent_id: str) -> JsonObject:
         """The expanded `payment_intent` of a session (only the fields we imitate)."""
         with self._lock:
             status = self._intents[intent_id]
-        return {"id": intent_id, "object": "payment_intent", "status": status}
+            connect = copy.deepcopy(self._intent_data.get(intent_id, {}))
+        return {"id": intent_id, "object": "payment_intent", "status": status, **connect}
 
     def forget(self, session_id: str) -> None:
         """Lose a session (a test control): as if it were made with another account's key."""
@@ -232,9 +314,15 @@ class CheckoutStore:
             self._sessions.clear()
             self._intents.clear()
             self._events.clear()
+            self._accounts.clear()
+            self._params.clear()
+            self._intent_data.clear()
 
-    def _get(self, session_id: str) -> JsonObject:
+    def _get(self, session_id: str, account: str | None = ANY_ACCOUNT) -> JsonObject:
         session = self._sessions.get(session_id)
+        if session is not None and account != ANY_ACCOUNT and self._accounts[session_id] != account:
+            # Objects are scoped to their account: from another one, the session does not exist.
+            session = None
         if session is None:
             raise StripeError(
                 404,
@@ -245,7 +333,7 @@ class CheckoutStore:
         # Stripe expires sessions itself once `expires_at` passes.
         if session["status"] == "open" and self._clock() >= session["expires_at"]:
             session.update(status="expired", url=None)
-            self._events.append(("checkout.session.expired", copy.deepcopy(session)))
+            self._event("checkout.session.expired", session)
         return session
 
 
@@ -289,6 +377,82 @@ def _line_items(items: Any, mode: str) -> tuple[str | None, int | None]:
     if len(currencies) > 1:
         raise StripeError(400, "All line items must use the same currency.", param="line_items")
     return currencies.pop(), total
+
+
+def _matches(session: JsonObject, filters: Mapping[str, Any]) -> bool:
+    """A list filter: equal fields, and `created` as a number or a range."""
+    for name in ("status", "payment_intent", "customer", "client_reference_id"):
+        if name in filters and session.get(name) != filters[name]:
+            return False
+    created = filters.get("created")
+    if created is None:
+        return True
+    if not isinstance(created, dict):
+        return bool(session["created"] == _integer(created, "created"))
+    bounds = {
+        "gt": lambda at, v: at > v,
+        "gte": lambda at, v: at >= v,
+        "lt": lambda at, v: at < v,
+        "lte": lambda at, v: at <= v,
+    }
+    return all(
+        bounds[op](session["created"], _integer(value, f"created[{op}]"))
+        for op, value in created.items()
+        if op in bounds
+    )
+
+
+def _account_id(value: Any, param: str) -> str:
+    if not isinstance(value, str) or not value.startswith("acct_"):
+        raise StripeError(
+            400,
+            f"No such destination: '{value}'"
+            if "destination" in param
+            else f"Invalid account: {value}",
+            code="resource_missing" if "destination" in param else "parameter_invalid_string",
+            param=param,
+        )
+    return value
+
+
+def _payment_intent_data(value: Any, account: str | None, amount: int | None) -> JsonObject:
+    """The Connect terms a PaymentIntent would carry: the transfer destination, the platform's
+    fee and `on_behalf_of`, checked as Stripe checks them."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise StripeError(
+            400, "Invalid hash", code="parameter_invalid_hash", param="payment_intent_data"
+        )
+    terms: JsonObject = {}
+    fee = value.get("application_fee_amount")
+    if fee is not None:
+        fee_amount = _integer(fee, "payment_intent_data[application_fee_amount]")
+        if fee_amount < 0 or (amount is not None and fee_amount > amount):
+            raise StripeError(
+                400,
+                "The application fee must be between 0 and the amount of the charge.",
+                param="payment_intent_data[application_fee_amount]",
+            )
+        terms["application_fee_amount"] = fee_amount
+    transfer = value.get("transfer_data")
+    if transfer is not None:
+        if account is not None:
+            raise StripeError(
+                400,
+                "You cannot set transfer_data on a charge made on a connected account.",
+                param="payment_intent_data[transfer_data]",
+            )
+        if not isinstance(transfer, dict) or "destination" not in transfer:
+            raise _missing("payment_intent_data[transfer_data][destination]")
+        destination = _account_id(
+            transfer["destination"], "payment_intent_data[transfer_data][destination]"
+        )
+        terms["transfer_data"] = {"destination": destination}
+    on_behalf_of = value.get("on_behalf_of")
+    if on_behalf_of is not None:
+        terms["on_behalf_of"] = _account_id(on_behalf_of, "payment_intent_data[on_behalf_of]")
+    return terms
 
 
 def _check_minimum(currency: str | None, amount: int | None) -> None:

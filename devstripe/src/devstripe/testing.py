@@ -25,9 +25,15 @@ class RunningStripe:
         clock: Callable[[], float] = time.time,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
+        connect_webhook_url: str | None = None,
+        connect_webhook_secret: str | None = None,
     ) -> None:
         self.app: DevStripeApp = create_app(
-            clock, webhook_url=webhook_url, webhook_secret=webhook_secret
+            clock,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            connect_webhook_url=connect_webhook_url,
+            connect_webhook_secret=connect_webhook_secret,
         )
         self.api_key = TEST_API_KEY
         self._host = host
@@ -113,6 +119,18 @@ class RunningStripe:
     def calls(self, path_suffix: str = "", method: str | None = None) -> int:
         """Stripe calls received whose path ends with `path_suffix`, faulted ones included."""
         return self.app.calls.count(path_suffix, method)
+
+    def requests(self, path_contains: str = "") -> list[tuple[str, str, str | None]]:
+        """Stripe calls received as `(method, path, Stripe-Account or None)`, oldest first."""
+        return self.app.calls.requests(path_contains)
+
+    def account_of(self, session_id: str) -> str | None:
+        """The connected account a session lives on (None: the platform's)."""
+        return self.app.store.account_of(session_id)
+
+    def created_with(self, session_id: str) -> dict[str, Any]:
+        """The parameters a session was created with."""
+        return self.app.store.params_of(session_id)
 
     def reset_calls(self) -> None:
         self.app.calls.reset()

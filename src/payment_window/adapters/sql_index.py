@@ -79,7 +79,8 @@ class SqlWindowIndex:
         due = (
             select(_t.c.id)
             .where(
-                _t.c.status == Status.OPEN.value,
+                # Scheduled rows only (`put` clears due_at otherwise): open windows, pending
+                # payments to ask Stripe about again, paid windows with a session to expire.
                 _t.c.due_at <= now,
                 or_(_t.c.lease_until.is_(None), _t.c.lease_until <= now),
             )
@@ -140,7 +141,8 @@ class SqlWindowIndex:
     async def retry_at(self, session_id: str, due_at: datetime) -> None:
         await self._execute(
             update(_t)
-            .where(_t.c.id == session_id, _t.c.status == Status.OPEN.value)
+            # Still scheduled (not settled meanwhile): open, or with Stripe work left to do.
+            .where(_t.c.id == session_id, _t.c.due_at.is_not(None))
             .values(due_at=due_at, lease_until=None)
         )
 

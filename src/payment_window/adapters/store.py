@@ -145,6 +145,7 @@ class SqlSessionRepository:
                 "checkout_session_id": session.checkout_session_id,
                 "session_id": session.id,
                 "created_at": session.updated_at,
+                "stripe_account": session.stripe_account,
             }
             for session in sessions
             if session.is_open and session.checkout_session_id
@@ -249,11 +250,17 @@ class SqlSessionRepository:
         )
 
     async def record_expiry_failure(self, session_id: str, error: str) -> int:
-        """0 when the window is no longer unsettled (or gone): a closed window has no failure."""
+        """0 when the window has nothing left to do at Stripe (settled with no other Checkout
+        Session to expire, or gone): a closed window has no failure."""
         result = await self._connection.execute(
             update(payment_sessions)
             .where(payment_sessions.c.id == session_id)
-            .where(payment_sessions.c.status.in_(UNSETTLED))
+            .where(
+                or_(
+                    payment_sessions.c.status.in_(UNSETTLED),
+                    payment_sessions.c.expire_checkout_id.is_not(None),
+                )
+            )
             .values(
                 expiry_attempts=payment_sessions.c.expiry_attempts + 1,
                 last_expiry_error=error[:500],
@@ -274,7 +281,12 @@ class SqlSessionRepository:
         """Keyed on the stored next due moment (deadline, reminder, rotation, recheck)."""
         result = await self._connection.execute(
             select(payment_sessions)
-            .where(payment_sessions.c.status.in_(UNSETTLED))
+            .where(
+                or_(
+                    payment_sessions.c.status.in_(UNSETTLED),
+                    payment_sessions.c.expire_checkout_id.is_not(None),
+                )
+            )
             .where(
                 or_(
                     payment_sessions.c.due_at <= before,
@@ -296,6 +308,7 @@ class SqlSessionRepository:
             .where(payment_sessions.c.id == session.id)
             .values(
                 confirmation_check_at=session.confirmation_check_at,
+                expire_checkout_id=session.expire_checkout_id,
                 due_at=_due_at(session),
             )
         )

@@ -62,7 +62,12 @@ class StripeGateway:
                 max_network_retries=max_network_retries,
                 http_client=self._http,
             )
-        self._webhook_secret = webhook_secret
+        # Several endpoint secrets at once: the platform endpoint, a Connect endpoint, and the
+        # old and new secret while a secret is rolled.
+        self._webhook_secrets = [
+            part.strip() for part in (webhook_secret or "").split(",") if part.strip()
+        ]
+        self.livemode = _key_mode(api_key)
         self._public_base_url = public_base_url.rstrip("/")
 
     @classmethod
@@ -99,50 +104,59 @@ class StripeGateway:
         """A Checkout Session for the window's amount, ending at `expires_at`, not recoverable;
         Stripe refusing the parameters (`amount_too_small`, ...) raises CheckoutRefused."""
         page = f"{self._public_base_url}/checkout/{session.id}"
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": session.currency.lower(),
+                        "unit_amount": session.amount,
+                        "product_data": {"name": f"Auction {session.auction_id}"},
+                    },
+                }
+            ],
+            "expires_at": int(expires_at.timestamp()),
+            # A recovered session would let the buyer pay after the window closed.
+            "after_expiration": {"recovery": {"enabled": False}},
+            "client_reference_id": session.id,
+            "metadata": {
+                "sessionId": session.id,
+                "auctionId": session.auction_id,
+                "makerId": session.maker_id,
+                "buyerId": session.buyer_id,
+            },
+            "success_url": f"{page}?checkout=success",
+            "cancel_url": f"{page}?checkout=cancel",
+        }
+        intent = _connect_intent_data(session)
+        if intent:
+            params["payment_intent_data"] = intent
         with _refused_as_checkout_refused(), _unavailable_when_transient():
             created = await self._sessions.create_async(
-                {
-                    "mode": "payment",
-                    "line_items": [
-                        {
-                            "quantity": 1,
-                            "price_data": {
-                                "currency": session.currency.lower(),
-                                "unit_amount": session.amount,
-                                "product_data": {"name": f"Auction {session.auction_id}"},
-                            },
-                        }
-                    ],
-                    "expires_at": int(expires_at.timestamp()),
-                    # A recovered session would let the buyer pay after the window closed.
-                    "after_expiration": {"recovery": {"enabled": False}},
-                    "client_reference_id": session.id,
-                    "metadata": {
-                        "sessionId": session.id,
-                        "auctionId": session.auction_id,
-                        "makerId": session.maker_id,
-                        "buyerId": session.buyer_id,
-                    },
-                    "success_url": f"{page}?checkout=success",
-                    "cancel_url": f"{page}?checkout=cancel",
-                },
-                {"idempotency_key": idempotency_key},
+                params,  # type: ignore[arg-type]
+                _options(session.stripe_account, idempotency_key=idempotency_key),
             )
         return _to_checkout(created)
 
-    async def retrieve(self, checkout_session_id: str) -> CheckoutSession:
-        """The session as Stripe has it; CheckoutSessionMissing when Stripe has none by that id."""
+    async def retrieve(
+        self, checkout_session_id: str, *, account: str | None = None
+    ) -> CheckoutSession:
+        """The session as Stripe has it (on `account`); CheckoutSessionMissing when Stripe has
+        none by that id there."""
         with (
             _missing_as_checkout_session_missing(checkout_session_id),
             _unavailable_when_transient(),
         ):
             # The PaymentIntent tells a delayed payment that failed from one still processing.
             found = await self._sessions.retrieve_async(
-                checkout_session_id, {"expand": ["payment_intent"]}
+                checkout_session_id, {"expand": ["payment_intent"]}, _options(account)
             )
         return _to_checkout(found)
 
-    async def expire(self, checkout_session_id: str, idempotency_key: str) -> CheckoutSession:
+    async def expire(
+        self, checkout_session_id: str, idempotency_key: str, *, account: str | None = None
+    ) -> CheckoutSession:
         """Expire an open session; raises CheckoutNotOpen carrying Stripe's status otherwise, and
         CheckoutSessionMissing when Stripe has no session by that id."""
         try:
@@ -151,7 +165,8 @@ class StripeGateway:
                 _unavailable_when_transient(),
             ):
                 expired = await self._sessions.expire_async(
-                    checkout_session_id, options={"idempotency_key": idempotency_key}
+                    checkout_session_id,
+                    options=_options(account, idempotency_key=idempotency_key),
                 )
         except stripe.InvalidRequestError as error:
             message = error.user_message or ""
@@ -161,7 +176,7 @@ class StripeGateway:
             if status is not None:
                 raise CheckoutNotOpen(checkout_session_id, status.group(1)) from error
             # Stripe reworded its message: ask for the status instead.
-            current = await self.retrieve(checkout_session_id)
+            current = await self.retrieve(checkout_session_id, account=account)
             if current.status == "open":
                 raise PaymentProviderUnavailable(
                     f"Stripe refused to expire open session {checkout_session_id}"
@@ -172,14 +187,12 @@ class StripeGateway:
     def parse_webhook(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """The event, once its `Stripe-Signature` proves it is Stripe's and recent, and its
         shape is one the use case can act on (InvalidWebhook, a 400, otherwise)."""
-        if not signature or not self._webhook_secret:
+        if not signature or not self._webhook_secrets:
             raise InvalidWebhook("missing Stripe-Signature header or webhook secret")
         _refuse_future_timestamp(signature)
         try:
             text = payload.decode("utf-8")
-            stripe.WebhookSignature.verify_header(
-                text, signature, self._webhook_secret, WEBHOOK_TOLERANCE_SECONDS
-            )
+            _verify_with_any(text, signature, self._webhook_secrets)
             event = json.loads(text)
         except (stripe.SignatureVerificationError, ValueError) as error:
             raise InvalidWebhook(str(error)) from error
@@ -191,6 +204,32 @@ class StripeGateway:
     async def close(self) -> None:
         """Release the HTTP connection pool."""
         await self._http.close_async()  # type: ignore[no-untyped-call]
+
+
+def _verify_with_any(text: str, signature: str, secrets: list[str]) -> None:
+    """Stripe's check against each endpoint secret in turn; the last refusal if none signs."""
+    refusal: stripe.SignatureVerificationError | None = None
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(
+                text, signature, secret, WEBHOOK_TOLERANCE_SECONDS
+            )
+            return
+        except stripe.SignatureVerificationError as error:
+            refusal = error
+    assert refusal is not None
+    raise refusal
+
+
+def _key_mode(api_key: str | None) -> bool | None:
+    """Live (True) or test (False) mode of a Stripe secret or restricted key; None if unknown."""
+    if not api_key:
+        return None
+    if api_key.startswith(("sk_live_", "rk_live_")):
+        return True
+    if api_key.startswith(("sk_test_", "rk_test_")):
+        return False
+    return None
 
 
 def _refuse_future_timestamp(signature: str) -> None:
@@ -222,6 +261,13 @@ def _checked_event(event: Any) -> dict[str, Any]:
         raise InvalidWebhook("the event's id is not a Stripe id")
     if not isinstance(event_type, str) or not _EVENT_TYPE.fullmatch(event_type):
         raise InvalidWebhook("the event's type is not a Stripe event type")
+    account = event.get("account")
+    if account is not None and (not isinstance(account, str) or not _STRIPE_ID.fullmatch(account)):
+        raise InvalidWebhook("the event's account is not a Stripe account id")
+    kind = event.get("object")
+    if isinstance(kind, str) and kind.startswith("v2."):
+        # A thin (v2) notification: no snapshot to check; the use case acknowledges it.
+        return event
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise InvalidWebhook("webhook body is not a Stripe event (no data.object)")
     obj: dict[str, Any] = data["object"]
@@ -242,7 +288,32 @@ def _checked_event(event: Any) -> dict[str, Any]:
     return event
 
 
+def _options(account: str | None, **options: Any) -> Any:
+    """The SDK's request options: the `Stripe-Account` header for a connected account."""
+    if account:
+        options["stripe_account"] = account
+    return options
+
+
+def _connect_intent_data(session: PaymentSession) -> dict[str, Any]:
+    """`payment_intent_data` for the window's Connect terms: a destination charge transfers
+    to the connected account (optionally on its behalf); either charge may take a fee."""
+    connect = session.connect
+    if connect is None:
+        return {}
+    data: dict[str, Any] = {}
+    if connect.application_fee_amount is not None:
+        data["application_fee_amount"] = connect.application_fee_amount
+    if connect.stripe_account is None:
+        data["transfer_data"] = {"destination": connect.account_id}
+        if connect.on_behalf_of:
+            data["on_behalf_of"] = connect.account_id
+    return data
+
+
 def _to_checkout(session: stripe.checkout.Session) -> CheckoutSession:
+    after = getattr(session, "after_expiration", None)
+    recovery = getattr(after, "recovery", None) if after else None
     return CheckoutSession(
         id=session.id,
         url=session.url,
@@ -250,6 +321,9 @@ def _to_checkout(session: stripe.checkout.Session) -> CheckoutSession:
         payment_status=str(session.payment_status),
         expires_at=datetime.fromtimestamp(session.expires_at, UTC),
         payment_intent_status=_intent_status(session.payment_intent),
+        amount_total=getattr(session, "amount_total", None),
+        currency=getattr(session, "currency", None),
+        recovery_enabled=bool(getattr(recovery, "enabled", False)) if recovery else False,
     )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
     text,
 )
 
@@ -75,6 +76,13 @@ payment_sessions = Table(
     Column("reminders_sent", JSON, nullable=False, default=list),
     Column("next_reminder_at", UtcDateTime, nullable=True),
     Column("confirmation_check_at", UtcDateTime, nullable=True),
+    # Stripe Connect (migration 0007): the maker's account and how the payment reaches it.
+    Column("connect_account_id", String(255), nullable=True),
+    Column("connect_charge", String(16), nullable=True),
+    Column("application_fee_amount", BigInteger, nullable=True),
+    Column("on_behalf_of", Boolean, nullable=False, default=False, server_default=false()),
+    Column("attached", Boolean, nullable=False, default=False, server_default=false()),
+    Column("expire_checkout_id", String(255), nullable=True),
     # The SQL window index: when the row is next due for the expiry task, and whose claim holds it.
     Column("due_at", UtcDateTime, nullable=True),
     Column("lease_until", UtcDateTime, nullable=True),
@@ -200,6 +208,8 @@ checkout_sessions = Table(
     Column("checkout_session_id", String(255), primary_key=True),
     Column("session_id", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # The connected account the session lives on (direct charges); NULL: the platform's.
+    Column("stripe_account", String(255), nullable=True),
     Index("ix_checkout_sessions_session_id", "session_id"),
 )
 

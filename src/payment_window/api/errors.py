@@ -21,7 +21,10 @@ from payment_window.domain.buyers import InvalidPeriod
 from payment_window.domain.errors import (
     AmountTooSmall,
     AuctionAlreadyPaid,
+    CheckoutAlreadyAttached,
+    CheckoutNotFound,
     CheckoutNotOpen,
+    CheckoutRecoveryEnabled,
     CheckoutRefused,
     DomainError,
     ExtensionExceedsPolicy,
@@ -37,6 +40,7 @@ from payment_window.domain.errors import (
     WindowAlreadyOpen,
     WindowElapsed,
     WindowNotOpen,
+    WindowOutlivesCheckout,
     WindowUnreadable,
 )
 
@@ -54,6 +58,10 @@ STATUS_BY_ERROR: Mapping[type[DomainError], int] = {
     VersionConflict: 409,
     InvalidTransition: 409,
     CheckoutNotOpen: 409,
+    CheckoutAlreadyAttached: 409,
+    WindowOutlivesCheckout: 422,
+    CheckoutRecoveryEnabled: 422,
+    CheckoutNotFound: 422,
     PreconditionFailed: 412,
     ExtensionExceedsPolicy: 422,
     InvalidWindow: 422,
@@ -146,7 +154,11 @@ def domain_error_response(exc: DomainError) -> JSONResponse:
         extra["minimumAmount"] = exc.minimum
     if isinstance(exc, CheckoutRefused) and exc.stripe_code:
         code = exc.stripe_code  # Stripe's own code tells the caller what to change
-    if isinstance(exc, WindowAlreadyOpen | AuctionAlreadyPaid) and exc.session_id:
+    if isinstance(exc, WindowOutlivesCheckout):
+        extra["latestEnd"] = exc.latest_end
+    if isinstance(exc, WindowAlreadyOpen | AuctionAlreadyPaid | CheckoutAlreadyAttached) and (
+        exc.session_id
+    ):
         extra["sessionId"] = exc.session_id
     if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -15,11 +15,13 @@ from pydantic import (
     Strict,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
 from payment_window.domain import messages
 from payment_window.domain.buyers import BuyerRecord
+from payment_window.domain.connect import Charge, Connect
 from payment_window.domain.money import MAX_AMOUNT
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
 from payment_window.domain.session import MAX_EXTENSION_MINUTES_PER_REQUEST, Status
@@ -65,10 +67,32 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, frozen=True)
 
 
+class ConnectIn(_Body):
+    """Stripe Connect: `destination` charges are made on the platform and transferred to
+    `accountId` (with `applicationFeeAmount` kept, and on its behalf when `onBehalfOf`);
+    `direct` charges are made on `accountId` itself (the `Stripe-Account` header)."""
+
+    account_id: Annotated[
+        str, Strict(), StringConstraints(max_length=255, pattern=r"^acct_[A-Za-z0-9]+$")
+    ] = Field(description="the connected account, `acct_…`")
+    charge: Literal["destination", "direct"]
+    application_fee_amount: (
+        Annotated[int, Strict(), Field(ge=0, le=MAX_AMOUNT, description="minor units")] | None
+    ) = None
+    on_behalf_of: Annotated[bool, Strict()] = False
+
+    def to_connect(self) -> Connect:
+        return Connect(
+            self.account_id, Charge(self.charge), self.application_fee_amount, self.on_behalf_of
+        )
+
+
 class CheckoutIn(_Body):
     """Open a payment window for an auction's winner. Give `windowMinutes` or `expiresAt`
     (a time-zone-aware ISO 8601 time at most 7 days ahead), not both; neither means the
-    configured default."""
+    configured default. Give `amount` and `currency` for a new Checkout Session, or
+    `checkoutSessionId` to put the window on a session your own integration made (with
+    `connect` when it lives on a connected account)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -88,12 +112,38 @@ class CheckoutIn(_Body):
     auction_id: Identifier
     maker_id: Identifier
     buyer_id: Identifier
-    amount: Annotated[int, Strict(), Field(gt=0, le=MAX_AMOUNT, description="minor units")]
-    currency: Annotated[
-        str, Strict(), StringConstraints(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
-    ] = Field(description="ISO 4217 code, e.g. usd")
+    amount: (
+        Annotated[int, Strict(), Field(gt=0, le=MAX_AMOUNT, description="minor units")] | None
+    ) = None
+    currency: (
+        Annotated[
+            str, Strict(), StringConstraints(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
+        ]
+        | None
+    ) = Field(None, description="ISO 4217 code, e.g. usd")
     window_minutes: Minutes | None = None
     expires_at: IsoDateTime | None = None
+    connect: ConnectIn | None = None
+    checkout_session_id: (
+        Annotated[str, Strict(), StringConstraints(max_length=255, pattern=r"^cs_[A-Za-z0-9_]+$")]
+        | None
+    ) = Field(None, description="a Checkout Session made elsewhere, to put the window on")
+
+    @model_validator(mode="after")
+    def _new_or_attached(self) -> CheckoutIn:
+        if self.checkout_session_id is None and (self.amount is None or self.currency is None):
+            raise ValueError(
+                "give amount and currency, or checkoutSessionId to put the window on a "
+                "Checkout Session made elsewhere"
+            )
+        if self.checkout_session_id is not None and (
+            self.amount is not None or self.currency is not None
+        ):
+            raise ValueError(
+                "an attached window takes its amount and currency from its Checkout Session: "
+                "give checkoutSessionId without amount and currency"
+            )
+        return self
 
     def to_request(self) -> OpenWindow:
         return OpenWindow(
@@ -105,6 +155,8 @@ class CheckoutIn(_Body):
             window_minutes=self.window_minutes,
             # The wire speaks UTC; normalise here so every later step sees UTC too.
             expires_at=self.expires_at.astimezone(UTC) if self.expires_at else None,
+            connect=self.connect.to_connect() if self.connect else None,
+            checkout_session_id=self.checkout_session_id,
         )
 
 

@@ -177,3 +177,52 @@ class StoreUnavailable(DomainError):
     """The store did not answer in time (down, failing over, frozen): the caller retries."""
 
     code = "store_unavailable"
+
+
+class WindowOutlivesCheckout(DomainError):
+    """A window on a Checkout Session another integration made cannot end after it: the
+    service cannot remake a session it did not compose."""
+
+    code = "window_outlives_checkout"
+
+    def __init__(self, checkout_session_id: str, latest_end: str) -> None:
+        super().__init__(
+            f"the window would end after checkout session {checkout_session_id} does; "
+            f"the latest end is {latest_end}"
+        )
+        self.checkout_session_id = checkout_session_id
+        self.latest_end = latest_end
+
+
+class CheckoutRecoveryEnabled(DomainError):
+    """Stripe would make a recovery session once this one expires, which nobody enforces."""
+
+    code = "checkout_recovery_enabled"
+
+    def __init__(self, checkout_session_id: str) -> None:
+        super().__init__(
+            f"checkout session {checkout_session_id} has after_expiration.recovery.enabled: "
+            "Stripe would offer the buyer a new session after the window closes"
+        )
+
+
+class CheckoutNotFound(DomainError):
+    """A Checkout Session to attach to that Stripe does not know (on that account)."""
+
+    code = "checkout_not_found"
+
+    def __init__(self, checkout_session_id: str, account: str | None) -> None:
+        where = f"on account {account}" if account else "on the platform account"
+        super().__init__(f"Stripe has no checkout session {checkout_session_id} {where}")
+
+
+class CheckoutAlreadyAttached(DomainError):
+    """Another window already enforces this Checkout Session."""
+
+    code = "checkout_already_attached"
+
+    def __init__(self, checkout_session_id: str, session_id: str) -> None:
+        super().__init__(
+            f"checkout session {checkout_session_id} already has payment window {session_id}"
+        )
+        self.session_id = session_id

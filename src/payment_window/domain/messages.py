@@ -32,7 +32,15 @@ def _subject(session: PaymentSession) -> dict[str, Any]:
         "buyerId": session.buyer_id,
         "amount": session.amount,
         "currency": session.currency,
+        **_account(session),
     }
+
+
+def _account(session: PaymentSession) -> dict[str, Any]:
+    """The maker's connected account and charge type, on a window that has one (Connect)."""
+    if session.connect_account_id is None:
+        return {}
+    return {"stripeAccount": session.connect_account_id, "charge": session.connect_charge}
 
 
 def _notify_both(event_type: str, body: dict[str, Any]) -> list[OutboxMessage]:
@@ -88,6 +96,7 @@ def _follow_up(closed: PaymentSession, reason: CloseReason, on_expiry: OnExpiry)
         "buyerId": closed.buyer_id,
         "reason": reason.value,
         "closedAt": iso(closed.expired_at),
+        **_account(closed),
     }
     if on_expiry is OnExpiry.OFFER_NEXT_BIDDER:
         # The next bidder is offered the item at their own bid; the unpaid amount tells the
@@ -183,6 +192,7 @@ def on_payment(paid: PaymentSession) -> list[OutboxMessage]:
                     "amount": paid.amount,
                     "currency": paid.currency,
                     "paidAt": iso(paid.paid_at),
+                    **_account(paid),
                 },
             )
         )

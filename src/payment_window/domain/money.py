@@ -71,6 +71,22 @@ ZERO_DECIMAL = frozenset(
 )
 
 
+# Stripe takes these in thousandths but settles them in hundredths: the last digit must be 0
+# (https://docs.stripe.com/currencies#three-decimal).
+THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())  # noqa: SIM905
+
+
+def check_three_decimal(amount: int, currency: str) -> None:
+    """Refuse, before Stripe does, a three-decimal amount whose last digit is not 0."""
+    code = currency.strip().lower()
+    if code in THREE_DECIMAL and amount % 10 != 0:
+        raise InvalidWindow(
+            f"amounts in {code.upper()} are in thousandths, but Stripe only charges them in "
+            f"hundredths: the amount must end in 0 (e.g. {amount - amount % 10} or "
+            f"{amount - amount % 10 + 10})"
+        )
+
+
 def minimum_charge(currency: str) -> int | None:
     """Stripe's smallest charge in `currency`'s minor unit; None where Stripe lists none
     (it then converts to the account's currency and applies that minimum)."""
@@ -81,6 +97,8 @@ def major_units(amount: int, currency: str) -> str:
     """`amount` in minor units as people write it: 50 EUR cents is "0.50", 50 JPY is "50"."""
     if currency.strip().lower() in ZERO_DECIMAL:
         return str(amount)
+    if currency.strip().lower() in THREE_DECIMAL:
+        return f"{amount // 1000}.{amount % 1000:03d}"
     return f"{amount // 100}.{amount % 100:02d}"
 
 

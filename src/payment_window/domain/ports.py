@@ -255,16 +255,29 @@ class CheckoutSession:
     # The PaymentIntent's status when Stripe was asked for it: tells a delayed payment that
     # failed (requires_payment_method, canceled) from one still processing.
     payment_intent_status: str | None = None
+    # What attaching a window to a session made elsewhere needs to know of it.
+    amount_total: int | None = None
+    currency: str | None = None
+    recovery_enabled: bool = False
 
 
 class CheckoutGateway(Protocol):
+    """Stripe's Checkout Sessions. `account` names the connected account a session lives on
+    (direct charges: the `Stripe-Account` header); None is the platform's own."""
+
     async def create(
         self, session: PaymentSession, expires_at: datetime, idempotency_key: str
+    ) -> CheckoutSession:
+        """A session for the window, on `session.stripe_account`, with its Connect terms."""
+        ...
+
+    async def retrieve(
+        self, checkout_session_id: str, *, account: str | None = None
     ) -> CheckoutSession: ...
 
-    async def retrieve(self, checkout_session_id: str) -> CheckoutSession: ...
-
-    async def expire(self, checkout_session_id: str, idempotency_key: str) -> CheckoutSession:
+    async def expire(
+        self, checkout_session_id: str, idempotency_key: str, *, account: str | None = None
+    ) -> CheckoutSession:
         """Expire an open session; raises CheckoutNotOpen carrying Stripe's status otherwise."""
         ...
 

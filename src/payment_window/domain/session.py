@@ -8,12 +8,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from payment_window.domain import window
+from payment_window.domain.connect import Charge, Connect
 from payment_window.domain.errors import (
     ExtensionExceedsPolicy,
     InvalidTransition,
     InvalidWindow,
     WindowElapsed,
     WindowNotOpen,
+    WindowOutlivesCheckout,
 )
 from payment_window.domain.policy import ExtensionPolicy
 
@@ -87,10 +89,48 @@ class PaymentSession:
     next_reminder_at: datetime | None = None
     # Awaiting confirmation: when to ask Stripe again, should its follow-up webhook not come.
     confirmation_check_at: datetime | None = None
+    # Stripe Connect: the maker's connected account and the charge type (None: the platform's).
+    connect_account_id: str | None = None
+    connect_charge: str | None = None
+    application_fee_amount: int | None = None
+    on_behalf_of: bool = False
+    # The Checkout Session was made by another integration (attach): never remade by us.
+    attached: bool = False
+    # Another Checkout Session of this (paid) window the expiry task must still expire at
+    # Stripe: the webhook handler answers first and leaves the Stripe call to the worker.
+    expire_checkout_id: str | None = None
 
     @property
     def session_id(self) -> str:
         return self.id
+
+    @property
+    def connect(self) -> Connect | None:
+        if self.connect_account_id is None or self.connect_charge is None:
+            return None
+        return Connect(
+            self.connect_account_id,
+            Charge(self.connect_charge),
+            self.application_fee_amount,
+            self.on_behalf_of,
+        )
+
+    @property
+    def stripe_account(self) -> str | None:
+        """The account every Stripe call about this window's sessions must name (direct
+        charges); None for the platform's own sessions."""
+        return self.connect_account_id if self.connect_charge == Charge.DIRECT.value else None
+
+    def with_connect(self, connect: Connect | None) -> PaymentSession:
+        if connect is None:
+            return self
+        return replace(
+            self,
+            connect_account_id=connect.account_id,
+            connect_charge=connect.charge.value,
+            application_fee_amount=connect.application_fee_amount,
+            on_behalf_of=connect.on_behalf_of,
+        )
 
     @property
     def is_open(self) -> bool:
@@ -99,7 +139,11 @@ class PaymentSession:
     @property
     def is_scheduled(self) -> bool:
         """The expiry task has something to do for it at `due_at`."""
-        return self.is_open or self.confirmation_check_due_at is not None
+        return (
+            self.is_open
+            or self.confirmation_check_due_at is not None
+            or self.expire_checkout_id is not None
+        )
 
     @property
     def confirmation_check_due_at(self) -> datetime | None:
@@ -133,6 +177,9 @@ class PaymentSession:
         reminder, or when the window outlives its Stripe session (Stripe caps one at 24 hours)
         and the session must be replaced before it runs out. A window awaiting confirmation is
         due when Stripe is next asked about it."""
+        if self.expire_checkout_id is not None:
+            # Handed over by a webhook: the other session must stop taking money at once.
+            return self.updated_at
         check = self.confirmation_check_due_at
         if check is not None:
             return check
@@ -198,6 +245,12 @@ class PaymentSession:
         still_allowed = policy.minutes_still_allowed(self.extended_minutes)
         if minutes > still_allowed:
             raise ExtensionExceedsPolicy(minutes, still_allowed)
+        ends = self.expires_at + timedelta(minutes=minutes)
+        latest = self.checkout_expires_at
+        if self.attached and latest is not None and ends > latest:
+            raise WindowOutlivesCheckout(
+                self.checkout_session_id or "", latest.isoformat().replace("+00:00", "Z")
+            )
         return replace(
             self,
             expires_at=self.expires_at + timedelta(minutes=minutes),
@@ -230,6 +283,10 @@ class PaymentSession:
             return replace(awaiting, confirmation_check_at=check_at, checkout_session_id=paid_with)
         paid = self._move_to(Status.PAID, now)
         return replace(paid, paid_at=now, confirmation_check_at=None, checkout_session_id=paid_with)
+
+    def expire_other_checkout(self, checkout_session_id: str, now: datetime) -> PaymentSession:
+        """Leave the expiry of another session of this window to the expiry task."""
+        return replace(self, expire_checkout_id=checkout_session_id, updated_at=now)
 
     def still_awaiting(self, now: datetime, recheck_after: timedelta) -> PaymentSession:
         """Stripe is still confirming the payment: ask again later (bookkeeping, no version)."""

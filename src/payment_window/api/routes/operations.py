@@ -67,6 +67,11 @@ class WindowItemOut(StatusOut):
     buyer_id: str
     attempts: int = Field(ge=0, description="failed attempts to expire it at Stripe")
     last_stripe_error: str | None
+    stripe_account: str | None = Field(
+        description="the maker's connected account (Stripe Connect); null: the platform's"
+    )
+    charge: str | None = Field(description="`destination` or `direct`; null without Connect")
+    attached: bool = Field(description="the Checkout Session was made by another integration")
 
     @classmethod
     def of(cls, session: PaymentSession, now: datetime) -> WindowItemOut:
@@ -76,6 +81,9 @@ class WindowItemOut(StatusOut):
                 "buyerId": session.buyer_id,
                 "attempts": session.expiry_attempts,
                 "lastStripeError": session.last_expiry_error,
+                "stripeAccount": session.connect_account_id,
+                "charge": session.connect_charge,
+                "attached": session.attached,
             }
         )
 

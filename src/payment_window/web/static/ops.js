@@ -201,7 +201,7 @@ function createRow(item, timing) {
     cells: {
       session: cell('session', item.sessionId),
       auction: cell('auction', item.auctionId),
-      maker: cell('maker', item.makerId),
+      maker: cell('maker', item.stripeAccount ? `${item.makerId} · ${item.stripeAccount} (${item.charge})` : item.makerId),
       buyer: cell('buyer'),
       status: cell('status'),
       deadline: cell('deadline'),

@@ -4,15 +4,15 @@ only due, undelivered rows, whatever the size of the outbox.
 Indexes are built CONCURRENTLY on PostgreSQL (no write waits for them), outside the
 migration's transaction, as PostgreSQL requires.
 
-Revision ID: 0008
-Revises: 0006
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0006"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,4 +1,4 @@
-"""Migration 0010 (webhook endpoints' state, parked outbox rows) goes up and down on both stores,
+"""Migration 0008 (webhook endpoints' state, parked outbox rows) goes up and down on both stores,
 keeping the outbox rows already written."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ async def _add_outbox_row(settings: Settings) -> None:
                 text(
                     "INSERT INTO outbox (id, session_id, destination, event_type, payload, "
                     "attempts, next_attempt_at, created_at) VALUES "
-                    "('evt-0010', 'pw_1', 'auction', 'auction.relist_requested', '{}', 0, "
+                    "('evt-0008', 'pw_1', 'auction', 'auction.relist_requested', '{}', 0, "
                     ":now, :now)"
                 ),
                 {"now": datetime.now(UTC).replace(tzinfo=None)},
@@ -60,18 +60,18 @@ async def _add_outbox_row(settings: Settings) -> None:
         await engine.dispose()
 
 
-def test_0010_adds_endpoint_state_and_parking_and_removes_them_again(
+def test_0008_adds_endpoint_state_and_parking_and_removes_them_again(
     bare_settings: Settings,
 ) -> None:
-    migrate(bare_settings, "0009")
+    migrate(bare_settings, "0007")
     asyncio.run(_add_outbox_row(bare_settings))
     columns, tables, rows = asyncio.run(_shape(bare_settings))
     assert "parked_at" not in columns and "webhook_endpoints" not in tables and rows == 1
 
-    migrate(bare_settings, "0010")
+    migrate(bare_settings, "0008")
     columns, tables, rows = asyncio.run(_shape(bare_settings))
     assert "parked_at" in columns and "webhook_endpoints" in tables and rows == 1
 
-    _downgrade(bare_settings, "0009")
+    _downgrade(bare_settings, "0007")
     columns, tables, rows = asyncio.run(_shape(bare_settings))
     assert "parked_at" not in columns and "webhook_endpoints" not in tables and rows == 1

@@ -1,8 +1,8 @@
 """Outgoing webhooks: each endpoint's state (last success, failures, disabled by a 410) and
 parked outbox messages (a webhook message that failed for three days waits for an operator).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0008
+Revises: 0007
 """
 
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 from payment_window.adapters.tables import UtcDateTime
 
-revision = "0010"
-down_revision = "0009"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
