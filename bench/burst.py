@@ -100,7 +100,7 @@ async def one_burst(
     tag = "unlimited" if budget >= UNLIMITED else f"b{int(budget)}"
     async with pg_schema(f"bench_burst_{tag}") as schema:
         settings = bench_settings(
-            schema, redis_url, stripe_url, redis_prefix=f"{tag}:", stripe_expire_rps=budget
+            schema, redis_url, stripe_url, redis_prefix=f"{tag}:", stripe_rps=budget
         )
         container = await bootstrap(settings)
         workers = []

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import structlog
 
-from payment_window.domain import access, messages, money, window
+from payment_window.domain import access, messages, money, stripe_calls, window
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.errors import (
     AuctionAlreadyPaid,
@@ -132,7 +132,7 @@ class PaymentWindows:
         minutes = request.window_minutes
         if minutes is None and request.expires_at is None:
             minutes = self._window_minutes
-        ends = window.fit_to_one_checkout(
+        ends = self._t.plan_window_end(
             window.window_end(now, minutes=minutes, expires_at=request.expires_at), now
         )
         session = PaymentSession(
@@ -153,9 +153,7 @@ class PaymentWindows:
                 raise WindowAlreadyOpen(session.auction_id, unsettled.id)
             if paid := await uow.sessions.paid_for_auction(session.auction_id):
                 raise AuctionAlreadyPaid(session.auction_id, paid.id)
-        checkout = await self._t.gateway.create(
-            session, window.stripe_session_expiry(ends, now), idempotency_key=f"open:{session.id}"
-        )
+        checkout = await self._t.create_checkout(session, ends, f"open:{session.id}")
         session = replace(
             session,
             checkout_session_id=checkout.id,
@@ -197,32 +195,22 @@ class PaymentWindows:
         """Move the deadline later within the maker's policy. When the window then outlives
         its Stripe session, the new session is made now, as part of the extension."""
         now = self._t.clock.now()
-        async with self._counting_stripe_attempts(session_id), self._uow() as uow:
-            session, policy = await self._load_for_override(uow, session_id, actor, if_match)
-            extended = session.extend(minutes, policy, now).with_reminders_planned(
-                self._reminder_offsets
-            )
-            if extended.outlives_checkout():
-                extended = await self._with_new_checkout(extended, now)
-            await uow.sessions.update(extended)
-            uow.record(
-                self._t.audit(
-                    extended,
-                    "payment_window_extended",
-                    actor.label,
-                    session.status,
-                    {
-                        "role": actor.role.value,
-                        "minutes": minutes,
-                        "reason": reason,
-                        "previousExpiresAt": messages.iso(session.expires_at),
-                        "expiresAt": messages.iso(extended.expires_at),
-                        "checkoutSessionId": extended.checkout_session_id,
-                    },
-                ),
-                messages.on_extend(session, extended, minutes, actor.label, reason),
-            )
-            await uow.commit()
+        made: str | None = None  # a Checkout Session this extension made
+        try:
+            async with self._counting_stripe_attempts(session_id), self._uow() as uow:
+                session, policy = await self._load_for_override(uow, session_id, actor, if_match)
+                extended = session.extend(minutes, policy, now).with_reminders_planned(
+                    self._reminder_offsets
+                )
+                if extended.outlives_checkout():
+                    extended = await self._with_new_checkout(extended, now)
+                    made = extended.checkout_session_id
+                await self._record_extension(uow, session, extended, actor, minutes, reason)
+        except BaseException:
+            if made:
+                # Not stored, so nobody can pay through it: close it at Stripe.
+                await self._t.expire_quietly(made, f"abandon:{made}")
+            raise
         tags = [f"role:{actor.role.value}"]
         self._t.metrics.increment("payments.window.extension_count", tags=tags)
         self._t.metrics.increment("payments.window.override_count", tags=[*tags, "action:extend"])
@@ -234,15 +222,47 @@ class PaymentWindows:
                 await self._t.expire_quietly(rotated_from, f"rotated:{rotated_from}")
         return extended
 
-    async def _with_new_checkout(self, session: PaymentSession, now: datetime) -> PaymentSession:
-        """Stripe cannot move a session's end: a new one, attached within this change."""
-        checkout = await self._t.gateway.create(
-            session,
-            window.stripe_session_expiry(session.expires_at, now),
-            # Each extension is its own request: a window extended (and rotated) again must not
-            # reuse the first rotation's key, which Stripe would refuse for other parameters.
-            idempotency_key=f"rotate:{session.stripe_attempt_key}:extend-v{session.version}",
+    async def _record_extension(
+        self,
+        uow: UnitOfWork,
+        session: PaymentSession,
+        extended: PaymentSession,
+        actor: Actor,
+        minutes: int,
+        reason: str | None,
+    ) -> None:
+        await uow.sessions.update(extended)
+        uow.record(
+            self._t.audit(
+                extended,
+                "payment_window_extended",
+                actor.label,
+                session.status,
+                {
+                    "role": actor.role.value,
+                    "minutes": minutes,
+                    "reason": reason,
+                    "previousExpiresAt": messages.iso(session.expires_at),
+                    "expiresAt": messages.iso(extended.expires_at),
+                    "checkoutSessionId": extended.checkout_session_id,
+                },
+            ),
+            messages.on_extend(session, extended, minutes, actor.label, reason),
         )
+        await uow.commit()
+
+    async def _with_new_checkout(self, session: PaymentSession, now: datetime) -> PaymentSession:
+        """Stripe cannot move a session's end: a new one, attached within this change (made
+        while the row is locked, so bounded and not retried inside the lock)."""
+        with stripe_calls.under_row_lock():
+            checkout = await self._t.create_checkout(
+                session,
+                session.expires_at,
+                # Each extension is its own request: a window extended (and rotated) again must
+                # not reuse the first rotation's key, which Stripe would refuse for other
+                # parameters.
+                f"rotate:{session.stripe_attempt_key}:extend-v{session.version}",
+            )
         rotated = session.with_checkout(checkout.id, checkout.url or "", checkout.expires_at, now)
         # Part of the same change as the extension: one stored version step, not two.
         return replace(rotated, version=session.version)
@@ -266,7 +286,8 @@ class PaymentWindows:
         )
         async with self._counting_stripe_attempts(session_id), self._uow() as uow:
             session, policy = await self._load_for_override(uow, session_id, actor, if_match)
-            completed = await self._t.expire_at_stripe(session)
+            with stripe_calls.under_row_lock():
+                completed = await self._t.expire_at_stripe(session)
             if completed is not None:
                 closed = self._t.apply_payment(uow, session, completed, actor.label)
             else:

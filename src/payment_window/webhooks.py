@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from payment_window.domain import access
+from payment_window.domain import access, stripe_calls
 from payment_window.domain.errors import InvalidWebhook
 from payment_window.domain.ports import CheckoutSession, UnitOfWork, UnitOfWorkFactory
 from payment_window.domain.session import CloseReason, PaymentSession, Status
@@ -131,7 +131,9 @@ class StripeWebhooks:
         (a payment failed on a rotated-away link), the current one is expired first.
         """
         if session.is_open and session.checkout_session_id not in (None, checkout.id):
-            completed = await self._t.expire_at_stripe(session)
+            # A sibling expiry, made while the row is locked: background, bounded, one call.
+            with stripe_calls.background(), stripe_calls.under_row_lock():
+                completed = await self._t.expire_at_stripe(session)
             if completed is not None:
                 return self._t.apply_payment(uow, session, completed, ACTOR)
         policy = await self._t.policy_for(uow, session.maker_id)

@@ -57,7 +57,7 @@ class DevStripeApp:
     ) -> None:
         self.store = CheckoutStore(clock)
         self.faults = Faults(clock)
-        self.calls = CallLog()
+        self.calls = CallLog(clock)
         self.idempotency = IdempotencyCache(clock)
         self.webhooks = WebhookSender(webhook_url, webhook_secret)
         self._clock = clock
@@ -70,6 +70,7 @@ class DevStripeApp:
             ("POST", re.compile(r"/_test/faults"), self._add_fault),
             ("DELETE", re.compile(r"/_test/faults"), self._clear_faults),
             ("GET", re.compile(r"/_test/calls"), lambda **_: self.calls.snapshot()),
+            ("GET", re.compile(r"/_test/calls/timeline"), lambda **_: self.calls.timeline()),
             ("DELETE", re.compile(r"/_test/calls"), self._reset_calls),
             ("POST", re.compile(r"/_test/reset"), self._reset),
             ("POST", re.compile(r"/_test/seed"), self._seed),
@@ -117,6 +118,7 @@ class DevStripeApp:
             self.deliver_events()
         if fault is not None and fault.after and fault.kind is FaultKind.DROP:
             raise _DropConnection
+        self.calls.answered(status)
         return status, body, headers
 
     async def _stripe_call(
