@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -157,23 +158,27 @@ class Transitions:
         skew, margin = self._stripe_view()
         return window.fit_to_one_checkout(ends + skew, now + skew, margin) - skew
 
-    def checkout_expiry(self, window_ends: datetime) -> datetime:
-        """The `expires_at` of a Checkout Session for a window ending at `window_ends`, planned
-        on Stripe's clock: never before the window's end, within Stripe's range."""
+    def checkout_expiry(self, window_ends: datetime) -> tuple[datetime, timedelta]:
+        """The `expires_at` (Stripe's clock) of a Checkout Session for a window ending at
+        `window_ends` (ours): the same moment, within Stripe's range; and the skew used."""
         skew, margin = self._stripe_view()
-        ends = max(window_ends, window_ends + skew)
-        return window.stripe_session_expiry(ends, self.clock.now() + skew, margin)
+        return window.stripe_session_expiry(
+            window_ends + skew, self.clock.now() + skew, margin
+        ), skew
 
     async def create_checkout(
         self, session: PaymentSession, window_ends: datetime, idempotency_key: str
     ) -> CheckoutSession:
-        """A Checkout Session for the window. When Stripe refuses its `expires_at` (our idea of
-        its clock was off), the answer taught us its clock: planned again and asked once more."""
-        expires_at = self.checkout_expiry(window_ends)
+        """A Checkout Session for the window, its `expires_at` given back on our clock. When
+        Stripe refuses the `expires_at` (our idea of its clock was off), its answer taught us
+        its clock: planned again and asked once more."""
+        expires_at, skew = self.checkout_expiry(window_ends)
         try:
-            return await self.gateway.create(session, expires_at, idempotency_key=idempotency_key)
+            created = await self.gateway.create(
+                session, expires_at, idempotency_key=idempotency_key
+            )
         except CheckoutRefused as refused:
-            again = self.checkout_expiry(window_ends)
+            again, skew = self.checkout_expiry(window_ends)
             if refused.param != "expires_at" or again == expires_at:
                 raise
             log.warning(
@@ -182,9 +187,11 @@ class Transitions:
                 refused=messages.iso(expires_at),
                 planned=messages.iso(again),
             )
-            return await self.gateway.create(
+            created = await self.gateway.create(
                 session, again, idempotency_key=f"{idempotency_key}:replanned"
             )
+        # Compared with the window's deadline and our clock from now on: on our clock.
+        return replace(created, expires_at=created.expires_at - skew)
 
     # --- inside the transaction -----------------------------------------------------------------
 

@@ -356,6 +356,9 @@ async def test_an_empty_store_sums_to_zero(api: Api) -> None:
         "expiredLast24hByReason": {},
         "buyerPeriodDays": 90,
         "repeatNonPayers": [],
+        # The Stripe budget, at its full pace: no 429 has slowed it.
+        "stripeBudgetRps": api.container.settings.stripe_rps,
+        "stripeBudgetMaxRps": api.container.settings.stripe_rps,
     }
 
 

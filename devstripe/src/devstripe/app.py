@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -93,6 +94,8 @@ class DevStripeApp:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"request-id", random_id("req_", 14).encode()),
+                    # Stripe's clock, as every answer of Stripe's carries it.
+                    (b"date", formatdate(self._clock(), usegmt=True).encode()),
                     *((k.lower().encode(), v.encode()) for k, v in headers.items()),
                 ],
             }
