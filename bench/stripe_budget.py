@@ -58,7 +58,9 @@ CREATES = 12
 LEAD = 5.0
 TARGET_CREATE_RATIO = 2.0  # p50 during the burst / p50 alone
 TARGET_CREATE_EXTRA_MS = 150.0  # worst create during the burst over worst alone: ~one slot
-TARGET_STORM_RATIO = 2.0  # drain / floor with a storm of STORM_SECONDS
+# With a storm, nothing closes while it lasts and the pace then grows back by a twentieth of the
+# budget a second (from under half): the drain may take the floor, the storm and that recovery.
+RECOVERY_SECONDS = 10.0
 MARKETPLACE = Actor(subject="bench-marketplace", role=Role.SERVICE)
 
 
@@ -176,7 +178,8 @@ async def main() -> dict[str, Any]:
         with_creates["create_ratio"] <= TARGET_CREATE_RATIO
         and extra <= TARGET_CREATE_EXTRA_MS
         and with_creates["busiest_second_calls"] <= BUDGET + 1
-        and with_storm["drain_ratio"] <= TARGET_STORM_RATIO
+        and with_storm["drain_seconds"]
+        <= with_storm["floor_seconds"] + STORM_SECONDS + RECOVERY_SECONDS
     )
     result = {
         "windows": WINDOWS,
@@ -187,7 +190,8 @@ async def main() -> dict[str, Any]:
         "storm_ratio": with_storm["drain_ratio"],
         "target": f"create p50 during a burst within {TARGET_CREATE_RATIO}x alone and its worst "
         f"within {TARGET_CREATE_EXTRA_MS:.0f} ms of alone; no second over the budget; a "
-        f"{STORM_SECONDS:.0f} s 429 storm drains within {TARGET_STORM_RATIO}x the floor",
+        f"{STORM_SECONDS:.0f} s 429 storm drains within floor + storm + "
+        f"{RECOVERY_SECONDS:.0f} s of AIMD recovery",
         "met": met,
         "how": f"{WORKERS} `payment-window worker` processes and the service's `open` in the "
         "benchmark process, one budget in Redis; devstripe and a private redis-server as child "

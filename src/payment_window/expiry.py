@@ -55,6 +55,9 @@ IN_FLIGHT = 64
 GROUP_MAX = 32
 GROUP_WAIT_SECONDS = 0.02
 INDEX_CONCURRENCY = 64
+# Due windows being closed at once by one worker, each holding a store connection (and its row)
+# for its one Stripe call: well within the connection pool.
+CLOSE_CONCURRENCY = 16
 
 
 @dataclass
@@ -109,6 +112,7 @@ class ExpiryTask:
         self._reminder_offsets = reminder_offsets
         self._rebuild = rebuild
         self._stopping = asyncio.Event()
+        self._closing = asyncio.Semaphore(CLOSE_CONCURRENCY)
 
     def stop(self) -> None:
         """Finish the windows in hand, give the rest of the claims back, and return."""
@@ -313,7 +317,7 @@ class ExpiryTask:
         it moved meanwhile; None when another transaction holds it. Its own task, so its log
         lines carry its window."""
         structlog.contextvars.bind_contextvars(session_id=session_id)
-        async with self._uow() as uow:
+        async with self._closing, self._uow() as uow:
             locked = await uow.sessions.lock_many([session_id])
             if not locked:
                 await self._not_locked(uow, session_id, now, report)
