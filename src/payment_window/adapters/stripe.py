@@ -113,7 +113,10 @@ class StripeGateway:
 
     Retries are the SDK's (`PW_STRIPE_MAX_NETWORK_RETRIES`): connection errors, timeouts, 409,
     5xx, and 429s that Stripe marks `Stripe-Should-Retry` (lock timeouts). A plain rate-limit
-    429 is not retried by the SDK, on purpose; it surfaces as PaymentProviderUnavailable.
+    429 is not retried by the SDK, on purpose; it surfaces as PaymentProviderUnavailable (and
+    halves the shared budget). Every request, retries included, passes `PacedHTTPClient`: a
+    request made while the caller holds a row lock is bounded (`LOCKED_CALL_SECONDS`) and never
+    retried there.
     """
 
     def __init__(
