@@ -59,7 +59,8 @@ class ReferenceClock:
         return self._offset
 
     def now(self) -> datetime:
-        if time.monotonic() - self._synced_at >= self._refresh and self._refreshing is None:
+        idle = self._refreshing is None or self._refreshing.done()
+        if time.monotonic() - self._synced_at >= self._refresh and idle:
             with contextlib.suppress(RuntimeError):  # no running loop: a plain read
                 self._refreshing = asyncio.get_running_loop().create_task(self._refresh_once())
         return self._process.now() + self._offset
