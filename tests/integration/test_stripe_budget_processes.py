@@ -155,11 +155,13 @@ async def test_a_burst_with_creates_arriving_keeps_every_call_within_the_budget(
     calls = stripe.call_times("")
     assert stripe.calls("/expire") == total
     # Every call of the deployment, creates and expiries alike, kept to the one budget. Slots
-    # are BUDGET a second apart; on a loaded host a call may reach Stripe some way after its
-    # slot, which bunches arrivals, so they are counted over two seconds (and one more at most
-    # for the first slot of the span).
-    assert busiest_second(calls, 2.0) <= 2 * BUDGET + 1, busiest_second(calls, 2.0)
-    print(f"busiest second {busiest_second(calls)} calls, busiest two {busiest_second(calls, 2)}")
+    # are 1/BUDGET apart; on a loaded host (2 cores shared) a call reaches Stripe up to a few
+    # hundred ms after its slot, which bunches arrivals: over any three seconds, at most three
+    # seconds of budget plus what 300 ms of such delay can bunch.
+    assert busiest_second(calls, 3.0) <= 3 * BUDGET + 3, busiest_second(calls, 3.0)
+    span = max(calls) - min(calls)
+    assert (len(calls) - 1) / span <= BUDGET * 1.02, (len(calls), span)
+    print(f"busiest second {busiest_second(calls)} calls, busiest three {busiest_second(calls, 3)}")
     drain = (closed_at[-1] - closed_at[0]).total_seconds()
     assert drain >= (total - 6) / BUDGET - 1  # the burst went at the pace of what creates left
     # A create waits for at most one slot behind the burst, not for the burst.
