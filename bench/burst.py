@@ -1,7 +1,7 @@
 """A burst: 1,000 windows due in the same second, closed at the pace of the Stripe budget.
 
 Two `payment-window worker` processes (PostgreSQL, a private Redis, the local Stripe server as
-its own process) close every window; `PW_STRIPE_EXPIRE_RPS` is the budget, shared by both
+its own process) close every window; `PW_STRIPE_RPS` is the budget, shared by both
 through Redis. The windows are seeded as the other benchmarks seed them (`seed_windows`, all
 with one deadline a few seconds ahead). Ranked by the recorded `expired_at`, the k-th window
 (k from 0) cannot close before `k / budget` after the deadline: that is its floor, and the
@@ -100,7 +100,7 @@ async def one_burst(
     tag = "unlimited" if budget >= UNLIMITED else f"b{int(budget)}"
     async with pg_schema(f"bench_burst_{tag}") as schema:
         settings = bench_settings(
-            schema, redis_url, stripe_url, redis_prefix=f"{tag}:", stripe_expire_rps=budget
+            schema, redis_url, stripe_url, redis_prefix=f"{tag}:", stripe_rps=budget
         )
         container = await bootstrap(settings)
         workers = []

@@ -204,7 +204,7 @@ def bench_settings(
         stripe_api_key=SecretStr(TEST_API_KEY),
         stripe_api_base=stripe_url,
         log_json=True,
-        **{"stripe_expire_rps": 1_000_000.0, **overrides},
+        **{"stripe_expire_rps": 1_000_000.0, "stripe_rps": 1_000_000.0, **overrides},
     )
     # Alembic's env runs its own event loop: give it a thread of its own.
     with ThreadPoolExecutor(1) as pool:

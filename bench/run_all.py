@@ -20,6 +20,7 @@ DOC = ROOT / "docs" / "performance.md"
 BENCHMARKS = [
     "lateness",
     "burst",
+    "stripe_budget",
     "expiry_throughput",
     "status_load",
     "index_scale",
@@ -47,6 +48,17 @@ def measured(name: str, r: dict) -> str:  # type: ignore[type-arg]
         return (
             f"{r['windows']} windows due at once; {runs}; unbudgeted pace "
             f"{r['unbudgeted_windows_per_second']:.0f}/s in the same run"
+        )
+    if name == "stripe_budget":
+        c, s = r["creates"], r["storm"]
+        return (
+            f"{r['windows']} windows due at once, budget {r['budget_per_second']:.0f}/s: creates "
+            f"alone p50 {c['create_ms_alone']['p50']:.0f} ms max {c['create_ms_alone']['max']:.0f}"
+            f" ms, during the burst p50 {c['create_ms_during_burst']['p50']:.0f} ms max "
+            f"{c['create_ms_during_burst']['max']:.0f} ms, busiest second "
+            f"{c['busiest_second_calls']} calls; {s['storm_seconds']:.0f} s 429 storm: drain "
+            f"{s['drain_seconds']:.1f} s (floor {s['floor_seconds']:.0f} s, ratio "
+            f"{s['drain_ratio']}), {s['answered_429']} answered 429"
         )
     if name == "expiry_throughput":
         runs = ", ".join(f"{x['workers']}w {x['windows_per_second']:.0f}/s" for x in r["runs"])
@@ -101,6 +113,7 @@ def ratio_of(name: str, r: dict) -> str:  # type: ignore[type-arg]
     labels = {
         "lateness": "once-a-minute p99 / worker p99",
         "burst": "worst drain time / (windows / budget)",
+        "stripe_budget": "create p50 during a burst / alone",
         "expiry_throughput": "best workers / set-based SQL floor",
         "status_load": "status / healthz req/s",
         "index_scale": "300 B / measured B per window",

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window import __version__
 from payment_window.adapters.changes import InProcessChangeFeed, RedisChangeFeed
-from payment_window.adapters.clock import SystemClock
+from payment_window.adapters.clock import ReferenceClock, StripeClock, SystemClock
 from payment_window.adapters.destinations import configured_destinations
 from payment_window.adapters.failover_index import FailoverWindowIndex
 from payment_window.adapters.idempotency import SqlIdempotencyKeys
@@ -22,9 +22,9 @@ from payment_window.adapters.leases import RenewingIndex
 from payment_window.adapters.metrics import DogStatsdMetrics, NullMetrics
 from payment_window.adapters.outbox_store import SqlOutboxStore
 from payment_window.adapters.ratelimit import (
-    FailoverRateLimiter,
-    LocalRateLimiter,
-    RedisRateLimiter,
+    BackgroundBudget,
+    FailoverStripeBudget,
+    LocalStripeBudget,
 )
 from payment_window.adapters.read_model import SqlReadModel
 from payment_window.adapters.redis_index import RedisWindowIndex
@@ -38,7 +38,7 @@ from payment_window.domain.outgoing_webhooks import (
     parse_events,
 )
 from payment_window.domain.policy import ExtensionPolicy
-from payment_window.domain.ports import LiveChanges, Metrics, RateLimiter, WindowIndex
+from payment_window.domain.ports import LiveChanges, Metrics, StripeBudget, WindowIndex
 from payment_window.expiry import ExpiryTask
 from payment_window.reconcile import reconcile
 from payment_window.service import PaymentWindows
@@ -66,8 +66,8 @@ class Container:
     repairs: IndexRepairs
     windows: PaymentWindows
     webhooks: StripeWebhooks
-    clock: SystemClock
-    stripe_budget: RateLimiter
+    clock: ReferenceClock
+    stripe_budget: StripeBudget
 
     def expiry_task(self) -> ExpiryTask:
         """A new expiry task (each has its own stop switch) spending the shared Stripe budget."""
@@ -81,7 +81,7 @@ class Container:
             uow=self.uow,
             transitions=self.transitions,
             index=self.index,
-            budget=self.stripe_budget,
+            budget=BackgroundBudget(self.stripe_budget),
             batch_size=settings.expiry_batch_size,
             lease_seconds=settings.claim_lease_seconds,
             reminder_offsets=tuple(settings.reminder_offsets_minutes),
@@ -141,24 +141,25 @@ def create_changes(settings: Settings) -> LiveChanges:
     return InProcessChangeFeed()
 
 
-def create_gateway(settings: Settings) -> StripeGateway:
-    return StripeGateway.from_settings(settings)
-
-
-def create_stripe_budget(settings: Settings, index: WindowIndex) -> RateLimiter:
-    """The expiry path's Stripe calls per second, shared by every worker through Redis (each
-    process keeps to the budget alone while Redis is away)."""
+def create_stripe_budget(
+    settings: Settings, index: WindowIndex, metrics: Metrics | None = None
+) -> StripeBudget:
+    """Every Stripe call of the deployment, shared by every process through Redis (each
+    process keeps its share while Redis is away); this process's own without Redis."""
     if isinstance(index, RenewingIndex):
         index = index.inner
+    rps, background = settings.stripe_rps, settings.stripe_expire_rps
     if isinstance(index, RedisWindowIndex | FailoverWindowIndex):
-        key = f"{settings.redis_prefix}payment:stripe:{{expire-budget}}"
-        shared = RedisRateLimiter(index.redis_client, key, settings.stripe_expire_rps)
-        local = LocalRateLimiter(settings.stripe_expire_rps)
         failover = index if isinstance(index, FailoverWindowIndex) else None
-        if failover is not None:
-            return FailoverRateLimiter(shared, local, redis_down=lambda: failover.degraded)
-        return FailoverRateLimiter(shared, local)
-    return LocalRateLimiter(settings.stripe_expire_rps)
+        return FailoverStripeBudget.over(
+            index.redis_client,
+            settings.redis_prefix,
+            rps,
+            background,
+            metrics=metrics,
+            redis_down=(lambda: failover.degraded) if failover is not None else lambda: False,
+        )
+    return LocalStripeBudget(rps, background, metrics=metrics)
 
 
 async def bootstrap(settings: Settings) -> Container:
@@ -173,14 +174,21 @@ async def bootstrap(settings: Settings) -> Container:
     uow = SqlUnitOfWorkFactory(engine, webhook_copies(settings), destinations)
     metrics = create_metrics(settings)
     index = create_resilient_index(settings, engine, metrics)
-    gateway = create_gateway(settings)
+    process_clock = SystemClock(settings.dev_clock_offset_seconds)
+    # One clock decides and stamps: the index's (Redis's, or the store's), read through ours.
+    clock = ReferenceClock(process_clock, index.now)
+    stripe_clock = StripeClock(process_clock)
+    stripe_budget = create_stripe_budget(settings, index, metrics)
+    gateway = StripeGateway.from_settings(
+        settings, budget=stripe_budget, stripe_clock=stripe_clock, metrics=metrics
+    )
     changes = create_changes(settings)
-    clock = SystemClock()
     repairs = IndexRepairs(uow, index, metrics)
     transitions = Transitions(
         index=index,
         gateway=gateway,
         clock=clock,
+        stripe_clock=stripe_clock,
         metrics=metrics,
         changes=changes,
         repairs=repairs,
@@ -210,5 +218,5 @@ async def bootstrap(settings: Settings) -> Container:
         windows=windows,
         webhooks=StripeWebhooks(uow, transitions, livemode=gateway.livemode),
         clock=clock,
-        stripe_budget=create_stripe_budget(settings, index),
+        stripe_budget=stripe_budget,
     )

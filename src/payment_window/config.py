@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -65,8 +65,22 @@ class Settings(BaseSettings):
     stripe_max_network_retries: int = Field(
         2, ge=0, le=10, description="the Stripe SDK's own retries of failed calls"
     )
-    stripe_expire_rps: float = Field(
-        20.0, gt=0, description="Stripe calls per second the expiry path may spend, all workers"
+    stripe_rps: float = Field(
+        20.0,
+        gt=0,
+        description="Stripe calls/s of the whole deployment together (shared through Redis); "
+        "buyer-facing calls first",
+    )
+    stripe_expire_rps: float | None = Field(
+        None,
+        gt=0,
+        description="caps the background share (expiry, re-checks) of PW_STRIPE_RPS; unset: "
+        "whatever buyer-facing calls leave",
+    )
+    dev_clock_offset_seconds: float = Field(
+        0.0,
+        description="development and tests only (refused in production): shift this process's "
+        "clock, to try skewed hosts",
     )
     sns_maker_topic_arn: str | None = Field(None, description="SNS topic for maker notices")
     sns_buyer_topic_arn: str | None = Field(
@@ -220,6 +234,12 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url[len(plain) :]
         return url
+
+    @model_validator(mode="after")
+    def _no_shifted_clock_in_production(self) -> Settings:
+        if self.env is Environment.PRODUCTION and self.dev_clock_offset_seconds:
+            raise ValueError("PW_DEV_CLOCK_OFFSET_SECONDS is for development and tests only")
+        return self
 
     @field_validator("serve_loops", "worker_loops")
     @classmethod

@@ -3,11 +3,13 @@
 A pass claims due windows from the index (a claim is a lease: a worker killed mid-way loses
 nothing, its claims come back when the lease ends). Stripe's budget is spent in deadline order,
 so in a burst the k-th window closes about k / budget after the deadline. Windows whose turns
-come together are taken on as a group: their rows are locked, each gets its one Stripe call (the
-calls run side by side, so a row waits for one call, never for a sequence of them), and the group
-is recorded in one transaction, which pays the statements and index updates once per group
-rather than once per window. The same pass sends due buyer reminders, replaces the Stripe session
-of a window that outlives it, and asks Stripe again about payments still awaiting confirmation.
+come together are taken on as a group: reminders and policies are read and recorded once per
+group, and the index is settled once per group; each due window is closed in its own transaction
+under its own row lock with its one Stripe call (bounded, not retried inside the lock), so no
+window ever waits on another window's Stripe call. The same pass sends due buyer reminders,
+replaces the Stripe session of a window that outlives it, and asks Stripe again about payments
+still awaiting confirmation. Every Stripe call of the pass is a background call of the
+deployment's budget; the slot of each window's locked call is taken before its row is locked.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from typing import Any
 import structlog
 
 from payment_window.concurrency import each
-from payment_window.domain import access, messages, window
+from payment_window.domain import access, messages, stripe_calls
 from payment_window.domain.errors import (
     CheckoutNotOpen,
     CheckoutSessionMissing,
     PaymentProviderUnavailable,
 )
 from payment_window.domain.events import AuditEntry
+from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.ports import (
     CheckoutSession,
     Claim,
@@ -59,6 +62,9 @@ IN_FLIGHT = 64
 GROUP_MAX = 32
 GROUP_WAIT_SECONDS = 0.02
 INDEX_CONCURRENCY = 64
+# Due windows being closed at once by one worker, each holding a store connection (and its row)
+# for its one Stripe call: well within the connection pool.
+CLOSE_CONCURRENCY = 16
 
 
 @dataclass
@@ -112,6 +118,7 @@ class ExpiryTask:
         self._reminder_offsets = reminder_offsets
         self._rebuild = rebuild
         self._stopping = asyncio.Event()
+        self._closing = asyncio.Semaphore(CLOSE_CONCURRENCY)
 
     def stop(self) -> None:
         """Finish the windows in hand, give the rest of the claims back, and return."""
@@ -149,6 +156,10 @@ class ExpiryTask:
         """Act on claimed windows in deadline order, each as soon as Stripe's budget allows."""
         if report is None:
             report = PassReport(claimed=len(claims))
+        with stripe_calls.background():
+            return await self._close_claims(claims, report)
+
+    async def _close_claims(self, claims: Sequence[Claim], report: PassReport) -> PassReport:
         claims = sorted(claims, key=lambda claim: claim.due_at)
         # Every claim is handed on (to a group, or given back) or, on any failure before that
         # (the store or the index failing mid-pass), given back at once: a claim is never left
@@ -196,8 +207,10 @@ class ExpiryTask:
                     handed.add(claim.session_id)
                     continue
                 await in_flight.acquire()
-                if _asks_stripe(session, now):
-                    # The turn is taken before the row is locked: waiting holds no lock.
+                if session.is_due(now):
+                    # The turn of the one call made under the row lock is taken before the row
+                    # is locked: waiting holds no lock. (Calls made without a lock take theirs
+                    # at the gateway.)
                     await self._budget.acquire()
                 group.append(claim.session_id)
                 if len(group) >= GROUP_MAX:
@@ -301,6 +314,7 @@ class ExpiryTask:
         now = await self._index.now()
         stripe_failed: dict[str, Exception] = {}
         changed: list[PaymentSession] = []
+        # The group's bookkeeping (reminders, policies): one short transaction, no Stripe call.
         async with self._uow() as uow:
             locked = await uow.sessions.lock_many(session_ids)
             held = {session.id for session in locked}
@@ -312,25 +326,6 @@ class ExpiryTask:
                 maker_id: await self._t.policy_for(uow, maker_id)
                 for maker_id in {session.maker_id for session in due}
             }
-            # One Stripe call per window, side by side, each under its own row's lock.
-            answers = await asyncio.gather(
-                *(self._expire_at_stripe(session) for session in due), return_exceptions=True
-            )
-            for session, answer in zip(due, answers, strict=True):
-                policy = policies[session.maker_id]
-                if isinstance(answer, CheckoutSessionMissing):
-                    closed = self._t.close_missing_checkout(uow, session, policy, ACTOR)
-                elif isinstance(answer, Exception):
-                    stripe_failed[session.id] = answer
-                    continue
-                elif isinstance(answer, BaseException):
-                    raise answer
-                elif answer is not None:
-                    closed = self._t.apply_payment(uow, session, answer, ACTOR)
-                else:
-                    closed = self._t.close(uow, session, policy, CloseReason.WINDOW_ELAPSED, ACTOR)
-                await uow.sessions.update(closed)
-                changed.append(closed)
             reminded = [
                 self._remind(uow, session, now)
                 for session in locked
@@ -339,10 +334,34 @@ class ExpiryTask:
             if reminded:
                 await uow.sessions.record_reminders(reminded)
                 report.reminded += len(reminded)
-            if changed or reminded:
                 await uow.commit()
-        # Committed: from here on nothing is reported as a failure of these windows (DESIGN);
-        # what fails is logged, counted and repaired from the store.
+        # Each due window in its own transaction, under its own row lock, with its one Stripe
+        # call, side by side: a slow or hung call holds its own row only. Once a window's
+        # transaction committed, nothing is reported as its failure (DESIGN): what fails after
+        # is logged, counted and repaired from the store.
+        outcomes = await asyncio.gather(
+            *(
+                self._close_due(session.id, now, policies[session.maker_id], report)
+                for session in due
+            ),
+            return_exceptions=True,
+        )
+        moved: list[PaymentSession] = []
+        for session, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                stripe_failed[session.id] = outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            elif outcome is None:
+                continue  # held by another transaction: looked at again shortly
+            elif outcome[0]:
+                changed.append(outcome[1])
+            else:
+                moved.append(outcome[1])
+        if moved:
+            # Closed or extended by someone else meanwhile: back on the schedule as it stands.
+            await self._settle_after_commit(moved)
+            report.rescheduled += len(moved)
         if changed:
             await self._settle_after_commit(changed)
         for closed in changed:
@@ -393,10 +412,35 @@ class ExpiryTask:
                 self._t.after_commit_failed("index", session.id, error)
                 self._t.repairs.add(session.id)
 
-    async def _expire_at_stripe(self, session: PaymentSession) -> CheckoutSession | None:
-        """Stripe first (its own task, so its log lines carry its window)."""
-        structlog.contextvars.bind_contextvars(session_id=session.id)
-        return await self._t.expire_at_stripe(session)
+    async def _close_due(
+        self, session_id: str, now: datetime, policy: ExtensionPolicy, report: PassReport
+    ) -> tuple[bool, PaymentSession] | None:
+        """Close one due window: lock its row, Stripe first (one bounded call, its budget slot
+        taken before the lock), record. (True, closed) once recorded; (False, as it stands) when
+        it moved meanwhile; None when another transaction holds it. Its own task, so its log
+        lines carry its window."""
+        structlog.contextvars.bind_contextvars(session_id=session_id)
+        async with self._closing, self._uow() as uow:
+            locked = await uow.sessions.lock_many([session_id])
+            if not locked:
+                await self._not_locked(uow, session_id, now, report)
+                return None
+            session = locked[0]
+            if not session.is_due(now):
+                return False, session
+            try:
+                with stripe_calls.under_row_lock(prepaid=True):
+                    answer = await self._t.expire_at_stripe(session)
+            except CheckoutSessionMissing:
+                closed = self._t.close_missing_checkout(uow, session, policy, ACTOR)
+            else:
+                if answer is not None:
+                    closed = self._t.apply_payment(uow, session, answer, ACTOR)
+                else:
+                    closed = self._t.close(uow, session, policy, CloseReason.WINDOW_ELAPSED, ACTOR)
+            await uow.sessions.update(closed)
+            await uow.commit()
+        return True, closed
 
     async def _not_locked(
         self, uow: UnitOfWork, session_id: str, now: datetime, report: PassReport
@@ -428,10 +472,8 @@ class ExpiryTask:
         """A window longer than one Stripe session gets a new one before the old runs out. The
         new one is made without holding the row; it is attached only if nothing moved."""
         now = self._t.clock.now()
-        checkout = await self._t.gateway.create(
-            session,
-            window.stripe_session_expiry(session.expires_at, now),
-            idempotency_key=f"rotate:{session.stripe_attempt_key}:v{session.version}",
+        checkout = await self._t.create_checkout(
+            session, session.expires_at, f"rotate:{session.stripe_attempt_key}:v{session.version}"
         )
         async with self._uow() as uow:
             current = await uow.sessions.get(session.id, for_update=True)
@@ -471,7 +513,6 @@ class ExpiryTask:
         await self._t.announce(rotated, "rotated", reindex=False)
         report.rotated += 1
         if current.checkout_session_id:
-            await self._budget.acquire()
             await self._t.expire_quietly(
                 current.checkout_session_id,
                 f"rotated:{current.checkout_session_id}",
@@ -553,15 +594,29 @@ class ExpiryTask:
                     session_id, f"{type(error).__name__}: {error}"
                 )
                 await uow.commit()
-        except Exception:
-            attempts = 1
+        except Exception as unrecorded:
+            # The next attempt may carry this attempt's idempotency key again (Stripe would
+            # replay its answer): said, counted, and backed off by the attempts the store has.
+            self._t.metrics.increment(
+                "payments.window.expiry_failures_unrecorded", tags=["step:record"]
+            )
+            log.error(
+                "expiry_failure_not_recorded",
+                session_id=session_id,
+                error=f"{type(error).__name__}: {error}",
+                store_error=repr(unrecorded),
+            )
+            attempts = await self._attempts_so_far(session_id)
         # 0: settled meanwhile (or gone), so no failure is recorded; the next pass takes the
         # window straight back and settles the index from the store.
         delay = stripe_backoff(attempts) if attempts else timedelta(0)
         try:
             await self._index.retry_at(session_id, await self._index.now() + delay)
         except Exception:
-            log.warning("expiry_retry_not_scheduled", exc_info=True)
+            self._t.metrics.increment(
+                "payments.window.expiry_failures_unrecorded", tags=["step:schedule"]
+            )
+            log.warning("expiry_retry_not_scheduled", session_id=session_id, exc_info=True)
         report.retried += 1
         log.warning(
             "expiry_retry_scheduled",
@@ -570,19 +625,20 @@ class ExpiryTask:
             retry_in_seconds=round(delay.total_seconds(), 1),
         )
 
+    async def _attempts_so_far(self, session_id: str) -> int:
+        """The failed attempts the store holds for the window, counting this one."""
+        try:
+            async with self._uow() as uow:
+                session = await uow.sessions.get(session_id)
+        except Exception as unreadable:
+            log.error("expiry_attempts_unreadable", session_id=session_id, error=repr(unreadable))
+            return 1
+        return (session.expiry_attempts if session is not None else 0) + 1
+
 
 def _release(semaphore: asyncio.Semaphore, times: int) -> None:
     for _ in range(times):
         semaphore.release()
-
-
-def _asks_stripe(session: PaymentSession, now: datetime) -> bool:
-    return (
-        session.is_due(now)
-        or session.needs_new_checkout(now)
-        or session.confirmation_check_due(now)
-        or session.expire_checkout_id is not None
-    )
 
 
 def _payment_failed(checkout: CheckoutSession) -> bool:

@@ -38,6 +38,7 @@ def expiry_task(container: Container) -> ExpiryTask:
 async def running(settings: Settings) -> AsyncIterator[Container]:
     container = await bootstrap(settings)
     try:
+        await container.clock.sync()  # the one clock that stamps, before the first change
         yield container
     finally:
         await container.close()

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import structlog
 
-from payment_window.domain import access, messages, money, window
+from payment_window.domain import access, messages, money, stripe_calls, window
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.attach import check_attachable
 from payment_window.domain.connect import Connect, checked_connect
@@ -152,7 +152,7 @@ class PaymentWindows:
         if request.amount is None or request.currency is None:
             raise InvalidWindow("give amount and currency, or a checkoutSessionId to attach to")
         now = self._t.clock.now()
-        ends = window.fit_to_one_checkout(self._window_end(request, now), now)
+        ends = self._t.plan_window_end(self._window_end(request, now), now)
         amount = money.checked_amount(request.amount)
         session = (
             PaymentSession(
@@ -173,9 +173,7 @@ class PaymentWindows:
         money.check_minimum(session.amount, session.currency)
         money.check_three_decimal(session.amount, session.currency)
         await self._refuse_second_window(session.auction_id)
-        checkout = await self._t.gateway.create(
-            session, window.stripe_session_expiry(ends, now), idempotency_key=f"open:{session.id}"
-        )
+        checkout = await self._t.create_checkout(session, ends, f"open:{session.id}")
         session = replace(
             session,
             checkout_session_id=checkout.id,
@@ -300,32 +298,22 @@ class PaymentWindows:
         """Move the deadline later within the maker's policy. When the window then outlives
         its Stripe session, the new session is made now, as part of the extension."""
         now = self._t.clock.now()
-        async with self._counting_stripe_attempts(session_id), self._uow() as uow:
-            session, policy = await self._load_for_override(uow, session_id, actor, if_match)
-            extended = session.extend(minutes, policy, now).with_reminders_planned(
-                self._reminder_offsets
-            )
-            if extended.outlives_checkout():
-                extended = await self._with_new_checkout(extended, now)
-            await uow.sessions.update(extended)
-            uow.record(
-                self._t.audit(
-                    extended,
-                    "payment_window_extended",
-                    actor.label,
-                    session.status,
-                    {
-                        "role": actor.role.value,
-                        "minutes": minutes,
-                        "reason": reason,
-                        "previousExpiresAt": messages.iso(session.expires_at),
-                        "expiresAt": messages.iso(extended.expires_at),
-                        "checkoutSessionId": extended.checkout_session_id,
-                    },
-                ),
-                messages.on_extend(session, extended, minutes, actor.label, reason),
-            )
-            await uow.commit()
+        made: str | None = None  # a Checkout Session this extension made
+        try:
+            async with self._counting_stripe_attempts(session_id), self._uow() as uow:
+                session, policy = await self._load_for_override(uow, session_id, actor, if_match)
+                extended = session.extend(minutes, policy, now).with_reminders_planned(
+                    self._reminder_offsets
+                )
+                if extended.outlives_checkout():
+                    extended = await self._with_new_checkout(extended, now)
+                    made = extended.checkout_session_id
+                await self._record_extension(uow, session, extended, actor, minutes, reason)
+        except BaseException:
+            if made:
+                # Not stored, so nobody can pay through it: close it at Stripe.
+                await self._t.expire_quietly(made, f"abandon:{made}")
+            raise
         tags = [f"role:{actor.role.value}"]
         self._t.metrics.increment("payments.window.extension_count", tags=tags)
         self._t.metrics.increment("payments.window.override_count", tags=[*tags, "action:extend"])
@@ -339,15 +327,47 @@ class PaymentWindows:
                 )
         return extended
 
-    async def _with_new_checkout(self, session: PaymentSession, now: datetime) -> PaymentSession:
-        """Stripe cannot move a session's end: a new one, attached within this change."""
-        checkout = await self._t.gateway.create(
-            session,
-            window.stripe_session_expiry(session.expires_at, now),
-            # Each extension is its own request: a window extended (and rotated) again must not
-            # reuse the first rotation's key, which Stripe would refuse for other parameters.
-            idempotency_key=f"rotate:{session.stripe_attempt_key}:extend-v{session.version}",
+    async def _record_extension(
+        self,
+        uow: UnitOfWork,
+        session: PaymentSession,
+        extended: PaymentSession,
+        actor: Actor,
+        minutes: int,
+        reason: str | None,
+    ) -> None:
+        await uow.sessions.update(extended)
+        uow.record(
+            self._t.audit(
+                extended,
+                "payment_window_extended",
+                actor.label,
+                session.status,
+                {
+                    "role": actor.role.value,
+                    "minutes": minutes,
+                    "reason": reason,
+                    "previousExpiresAt": messages.iso(session.expires_at),
+                    "expiresAt": messages.iso(extended.expires_at),
+                    "checkoutSessionId": extended.checkout_session_id,
+                },
+            ),
+            messages.on_extend(session, extended, minutes, actor.label, reason),
         )
+        await uow.commit()
+
+    async def _with_new_checkout(self, session: PaymentSession, now: datetime) -> PaymentSession:
+        """Stripe cannot move a session's end: a new one, attached within this change (made
+        while the row is locked, so bounded and not retried inside the lock)."""
+        with stripe_calls.under_row_lock():
+            checkout = await self._t.create_checkout(
+                session,
+                session.expires_at,
+                # Each extension is its own request: a window extended (and rotated) again must
+                # not reuse the first rotation's key, which Stripe would refuse for other
+                # parameters.
+                f"rotate:{session.stripe_attempt_key}:extend-v{session.version}",
+            )
         rotated = session.with_checkout(checkout.id, checkout.url or "", checkout.expires_at, now)
         # Part of the same change as the extension: one stored version step, not two.
         return replace(rotated, version=session.version)
@@ -371,7 +391,8 @@ class PaymentWindows:
         )
         async with self._counting_stripe_attempts(session_id), self._uow() as uow:
             session, policy = await self._load_for_override(uow, session_id, actor, if_match)
-            completed = await self._t.expire_at_stripe(session)
+            with stripe_calls.under_row_lock():
+                completed = await self._t.expire_at_stripe(session)
             if completed is not None:
                 closed = self._t.apply_payment(uow, session, completed, actor.label)
             else:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable
-from datetime import timedelta
-from typing import Any
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import structlog
 
-from payment_window.domain import messages
-from payment_window.domain.errors import CheckoutNotOpen
+from payment_window.domain import messages, stripe_calls, window
+from payment_window.domain.errors import CheckoutNotOpen, CheckoutRefused
 from payment_window.domain.events import AuditEntry
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.ports import (
@@ -33,11 +35,23 @@ from payment_window.domain.ports import (
 )
 from payment_window.domain.session import CloseReason, PaymentSession, Status, closed_event
 from payment_window.domain.status import WindowStatus
+from payment_window.domain.window import STRIPE_CLOCK_MARGIN
 
 log = structlog.get_logger(__name__)
 
 PAID = frozenset({"paid", "no_payment_required"})
 REPAIR_EVERY_SECONDS = 1.0
+
+
+class StripeTime(Protocol):
+    """Stripe's clock as learnt from its answers."""
+
+    def now(self) -> datetime: ...
+
+    @property
+    def uncertainty(self) -> timedelta | None:
+        """How far off the learnt clock may be; None before Stripe first answered."""
+        ...
 
 
 class IndexRepairs:
@@ -110,10 +124,12 @@ class Transitions:
         default_policy: ExtensionPolicy,
         confirmation_recheck: timedelta,
         render: Callable[[WindowStatus], dict[str, Any]],
+        stripe_clock: StripeTime | None = None,
     ) -> None:
         self.index = index
         self.gateway = gateway
         self.clock = clock
+        self.stripe_clock = stripe_clock
         self.metrics = metrics
         self.changes = changes
         self.repairs = repairs
@@ -121,6 +137,61 @@ class Transitions:
         self.confirmation_recheck = confirmation_recheck
         # How live viewers are shown a status (the API's body), so they see what a read shows.
         self.render = render
+
+    # --- Stripe's clock ---------------------------------------------------------------------------
+
+    def _stripe_view(self) -> tuple[timedelta, timedelta]:
+        """Stripe's clock minus ours (whole seconds), and the margin planning needs."""
+        learnt = self.stripe_clock
+        uncertainty = learnt.uncertainty if learnt is not None else None
+        if learnt is None or uncertainty is None:
+            # Before Stripe first answered: its clock is taken to be the deciding one (a server's,
+            # not this host's); a refusal teaches the offset and is planned again once.
+            return timedelta(0), STRIPE_CLOCK_MARGIN
+        skew = timedelta(seconds=round((learnt.now() - self.clock.now()).total_seconds()))
+        margin = STRIPE_CLOCK_MARGIN + timedelta(seconds=math.ceil(uncertainty.total_seconds()))
+        return skew, margin
+
+    def plan_window_end(self, ends: datetime, now: datetime) -> datetime:
+        """A new window's deadline: one that lasts about as long as a Stripe session ends
+        with its one session (judged on Stripe's clock)."""
+        skew, margin = self._stripe_view()
+        return window.fit_to_one_checkout(ends + skew, now + skew, margin) - skew
+
+    def checkout_expiry(self, window_ends: datetime) -> tuple[datetime, timedelta]:
+        """The `expires_at` (Stripe's clock) of a Checkout Session for a window ending at
+        `window_ends` (ours): the same moment, within Stripe's range; and the skew used."""
+        skew, margin = self._stripe_view()
+        return window.stripe_session_expiry(
+            window_ends + skew, self.clock.now() + skew, margin
+        ), skew
+
+    async def create_checkout(
+        self, session: PaymentSession, window_ends: datetime, idempotency_key: str
+    ) -> CheckoutSession:
+        """A Checkout Session for the window, its `expires_at` given back on our clock. When
+        Stripe refuses the `expires_at` (our idea of its clock was off), its answer taught us
+        its clock: planned again and asked once more."""
+        expires_at, skew = self.checkout_expiry(window_ends)
+        try:
+            created = await self.gateway.create(
+                session, expires_at, idempotency_key=idempotency_key
+            )
+        except CheckoutRefused as refused:
+            again, skew = self.checkout_expiry(window_ends)
+            if refused.param != "expires_at" or again == expires_at:
+                raise
+            log.warning(
+                "checkout_expiry_replanned",
+                session_id=session.id,
+                refused=messages.iso(expires_at),
+                planned=messages.iso(again),
+            )
+            created = await self.gateway.create(
+                session, again, idempotency_key=f"{idempotency_key}:replanned"
+            )
+        # Compared with the window's deadline and our clock from now on: on our clock.
+        return replace(created, expires_at=created.expires_at - skew)
 
     # --- inside the transaction -----------------------------------------------------------------
 
@@ -364,10 +435,13 @@ class Transitions:
     async def expire_quietly(
         self, checkout_session_id: str, idempotency_key: str, *, account: str | None = None
     ) -> None:
+        """Expire a session nobody should pay through any more (rotated away, unused): a
+        background call."""
         try:
-            await self.gateway.expire(
-                checkout_session_id, idempotency_key=idempotency_key, account=account
-            )
+            with stripe_calls.background():
+                await self.gateway.expire(
+                    checkout_session_id, idempotency_key=idempotency_key, account=account
+                )
         except CheckoutNotOpen:
             pass
         except Exception:

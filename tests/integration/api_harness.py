@@ -31,6 +31,8 @@ def api_settings(base: Settings, stripe: RunningStripe, **update: Any) -> Settin
             "stripe_api_base": stripe.url,
             "stripe_max_network_retries": 0,
             "jwt_secret": SecretStr(JWT_SECRET),
+            # Tests that measure the Stripe budget set their own.
+            "stripe_rps": 100_000.0,
             **update,
         }
     )

@@ -78,6 +78,7 @@ def with_stripe(settings: Settings, stripe: RunningStripe) -> Settings:
             "stripe_api_base": stripe.url,
             "stripe_max_network_retries": 2,
             "stripe_expire_rps": 100_000.0,
+            "stripe_rps": 100_000.0,
         }
     )
 

@@ -61,9 +61,10 @@ class ThreadServer:
 class ProcessServer:
     """`payment_window.api.app:create_app` in a child process configured by `env`."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], ready_timeout: float = 20.0) -> None:
         self.port = free_port()
         self._env = env
+        self._ready_timeout = ready_timeout
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -89,7 +90,7 @@ class ProcessServer:
             stdout=subprocess.DEVNULL,
         )
         try:
-            wait_until_ready(self.url, process=self._process)
+            wait_until_ready(self.url, self._ready_timeout, process=self._process)
         except BaseException:
             self.__exit__()
             raise

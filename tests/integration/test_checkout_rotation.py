@@ -6,9 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
+from conftest import with_stripe
 from devstripe.testing import RunningStripe
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from payment_window.bootstrap import Container
+from payment_window.bootstrap import Container, bootstrap
+from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.session import Status
 from payment_window.runner import expiry_task
@@ -97,3 +102,48 @@ async def test_a_window_longer_than_a_stripe_session_is_rotated_before_the_sessi
     assert stripe.session(opened.checkout_session_id)["status"] == "expired"
     next_due = await container.index.next_due()
     assert next_due is not None and next_due > now + timedelta(hours=23)
+
+
+async def test_an_extension_that_fails_to_commit_expires_the_session_it_made(
+    pg_settings: Settings, stripe: RunningStripe
+) -> None:
+    container = await bootstrap(with_stripe(pg_settings, stripe))
+    try:
+        opened = await container.windows.open(an_auction(window_minutes=60), MARKETPLACE)
+        # A real store fault at the extension's commit: its audit entry is refused.
+        async with container.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "CREATE FUNCTION refuse_extension() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'store refused'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            await connection.execute(
+                text(
+                    "CREATE TRIGGER refuse_extension BEFORE INSERT ON audit_log FOR EACH ROW "
+                    "WHEN (NEW.action = 'payment_window_extended') "
+                    "EXECUTE FUNCTION refuse_extension()"
+                )
+            )
+        stripe.reset_calls()
+
+        with pytest.raises(DBAPIError):
+            await container.windows.extend(opened.id, 30, ADMIN)
+
+        # The new session was made (the window outlived its first), then closed at Stripe: it
+        # was never stored, so nobody could have paid through it.
+        assert stripe.calls("/v1/checkout/sessions", method="POST") == 1
+        made = [
+            s
+            for s in stripe.app.store.list(100, None)["data"]
+            if s["id"] != opened.checkout_session_id
+        ]
+        assert [s["status"] for s in made if s["metadata"].get("sessionId") == opened.id] == [
+            "expired"
+        ]
+        stored = await container.windows.status(opened.id, ADMIN)
+        assert stored.expires_at == opened.expires_at
+        assert stored.checkout_url == opened.checkout_url
+        assert stripe.session(opened.checkout_session_id or "")["status"] == "open"
+    finally:
+        await container.close()

@@ -6,12 +6,15 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+import structlog
+from conftest import with_stripe
 from devstripe.testing import RunningStripe
 from seeding import count_rows, seed_windows
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from payment_window.adapters.tables import audit_log, outbox
-from payment_window.bootstrap import Container
+from payment_window.bootstrap import Container, bootstrap
+from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.errors import WindowElapsed
 from payment_window.domain.session import Status
@@ -180,8 +183,9 @@ async def test_during_a_stripe_outage_windows_stay_open_and_indexed_then_all_exp
         assert session.status is Status.OPEN
         assert session.expiry_attempts == 1
         assert "500" in (session.last_expiry_error or "") or session.last_expiry_error
-    # The SDK retried each call twice (3 tries), then the window went back with a backoff.
-    assert stripe.calls("/expire") == len(windows) * 3
+    # One try each: a call made under the row lock is not retried inside the lock; the window
+    # went back with a backoff (its next attempt carries a new idempotency key).
+    assert stripe.calls("/expire") == len(windows)
 
     stripe.clear_faults()
     expired = 0
@@ -233,7 +237,8 @@ async def test_one_windows_stripe_failure_does_not_hold_back_the_others_closed_w
     windows = await seed_windows(container, stripe, 6)  # due together: taken on as one group
     failing = windows[2]
     assert failing.checkout_session_id
-    stripe.fail_next(3, status=500, path=f"{failing.checkout_session_id}/expire")  # all 3 tries
+    # Its one try (a call under a row lock is not retried inside the lock) fails.
+    stripe.fail_next(1, status=500, path=f"{failing.checkout_session_id}/expire")
 
     first = await expiry_task(container).run_pass()
 
@@ -256,3 +261,44 @@ async def test_one_windows_stripe_failure_does_not_hold_back_the_others_closed_w
         await asyncio.sleep(0.25)
     assert (await stored(container, failing.id)).status is Status.EXPIRED
     assert await count_rows(container, "audit_log") == len(windows)
+
+
+async def test_a_failure_the_store_cannot_record_is_logged_with_its_window_and_backed_off(
+    pg_settings: Settings, stripe: RunningStripe
+) -> None:
+    container = await bootstrap(with_stripe(pg_settings, stripe))
+    try:
+        [window] = await seed_windows(container, stripe, 1)
+        async with container.uow() as uow:  # two failed attempts already on the row
+            await uow.sessions.record_expiry_failure(window.id, "earlier")
+            await uow.sessions.record_expiry_failure(window.id, "earlier")
+            await uow.commit()
+        # A real store fault: the row refuses to count another failed attempt.
+        async with container.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "CREATE FUNCTION refuse_attempts() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'store refused'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            await connection.execute(
+                text(
+                    "CREATE TRIGGER refuse_attempts BEFORE UPDATE ON payment_sessions FOR EACH ROW "
+                    "WHEN (NEW.expiry_attempts > OLD.expiry_attempts) "
+                    "EXECUTE FUNCTION refuse_attempts()"
+                )
+            )
+        stripe.fail_next(1, status=500, path="/expire")
+
+        with structlog.testing.capture_logs() as logs:
+            report = await expiry_task(container).run_pass()
+
+        assert report.retried == 1 and report.expired == 0
+        unrecorded = [e for e in logs if e["event"] == "expiry_failure_not_recorded"]
+        assert [e["session_id"] for e in unrecorded] == [window.id]
+        scheduled = [e for e in logs if e["event"] == "expiry_retry_scheduled"]
+        # Backed off by the attempts the store holds (two), counting this one: not "attempt 1".
+        assert [e["attempts"] for e in scheduled] == [3]
+        assert await container.index.pending_count() == 1
+    finally:
+        await container.close()

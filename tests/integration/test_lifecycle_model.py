@@ -184,6 +184,7 @@ class LifecycleModel(RuleBasedStateMachine):
             "stripe_api_base": world.stripe.url,
             "stripe_max_network_retries": 0,
             "stripe_expire_rps": 100_000.0,
+            "stripe_rps": 100_000.0,
             "stripe_webhook_secret": SecretStr(SECRET),
             "jwt_secret": SecretStr(JWT_SECRET),
             "reminder_offsets_minutes": [],

@@ -356,7 +356,35 @@ async def test_an_empty_store_sums_to_zero(api: Api) -> None:
         "expiredLast24hByReason": {},
         "buyerPeriodDays": 90,
         "repeatNonPayers": [],
+        # The Stripe budget, at its full pace: no 429 has slowed it.
+        "stripeBudgetRps": api.container.settings.stripe_rps,
+        "stripeBudgetMaxRps": api.container.settings.stripe_rps,
     }
+
+
+async def test_a_429_from_stripe_shows_on_the_summary_as_a_slower_stripe_budget(
+    api: Api, stripe: RunningStripe
+) -> None:
+    full = api.container.settings.stripe_rps
+    stripe.rate_limit_next(1, path="/v1/checkout/sessions")
+
+    refused = await api.client.post(
+        "/payments/checkout",
+        json={
+            "auctionId": f"auc-{uuid.uuid4().hex[:6]}",
+            "makerId": "maker-1",
+            "buyerId": "buyer-1",
+            "amount": 12_500,
+            "currency": "usd",
+        },
+        headers=api.auth("service", "marketplace"),
+    )
+    body = (await api.client.get("/payments/windows/summary", headers=api.admin)).json()
+
+    assert refused.status_code == 503
+    assert body["stripeBudgetMaxRps"] == full
+    # Halved at once, growing back by a twentieth of the budget a second.
+    assert full / 2 <= body["stripeBudgetRps"] < full * 0.6
 
 
 # --- the audit trail ------------------------------------------------------------------------

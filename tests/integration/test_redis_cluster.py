@@ -23,11 +23,12 @@ from seeding import seed_windows
 from test_expiry_workers import Workers, assert_each_expired_exactly_once, wait_until_all_closed
 
 from payment_window.adapters.index_factory import create_window_index
-from payment_window.adapters.ratelimit import RedisRateLimiter
+from payment_window.adapters.ratelimit import RedisStripeBudget
 from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.bootstrap import bootstrap
 from payment_window.config import Settings
 from payment_window.domain.session import CloseReason, PaymentSession
+from payment_window.domain.stripe_calls import CallClass
 
 pytestmark = pytest.mark.slow
 
@@ -217,14 +218,14 @@ async def test_index_operations_work_across_the_cluster_slots(
 async def test_the_stripe_budget_limiter_works_on_the_cluster(
     cluster_index: RedisWindowIndex,
 ) -> None:
-    limiter = RedisRateLimiter(
+    limiter = RedisStripeBudget(
         cluster_index._client,  # type: ignore[arg-type]
-        "c:payment:stripe:{expire-budget}",
+        "c:",
         per_second=20.0,
     )
     started = time.monotonic()
-    for _ in range(11):
-        await limiter.acquire()
+    for number in range(11):
+        await limiter.acquire(CallClass.BUYER if number % 2 else CallClass.BACKGROUND)
     # 11 calls at 20/s with a burst of one: at least 10 intervals of 50 ms.
     assert time.monotonic() - started >= 0.45
 

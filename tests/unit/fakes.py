@@ -97,8 +97,10 @@ class FakeStore:
     audit: list[AuditEntry] = field(default_factory=list)
     outbox: list[StoredOutbox] = field(default_factory=list)
     locks: dict[str, FakeUnitOfWork] = field(default_factory=dict)
-    # Faults: the next `failing_commits` commits fail as a lost database connection would.
+    # Faults: the next `failing_commits` commits fail as a lost database connection would, and
+    # the next `failing_reads` batch reads (get_many) too.
     failing_commits: int = 0
+    failing_reads: int = 0
     # maker id, actor, before, after
     policy_changes: list[tuple[str, str, ExtensionPolicy | None, ExtensionPolicy]] = field(
         default_factory=list
@@ -136,6 +138,9 @@ class FakeSessionRepository:
         return self._current(session_id)
 
     async def get_many(self, session_ids: Sequence[str]) -> list[PaymentSession]:
+        if self._store.failing_reads:
+            self._store.failing_reads -= 1
+            raise ConnectionError("store connection lost during a read")
         return [s for i in session_ids if (s := self._current(i)) is not None]
 
     async def lock_many(self, session_ids: Sequence[str]) -> list[PaymentSession]:

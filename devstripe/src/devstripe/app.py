@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -60,7 +61,7 @@ class DevStripeApp:
     ) -> None:
         self.store = CheckoutStore(clock)
         self.faults = Faults(clock)
-        self.calls = CallLog()
+        self.calls = CallLog(clock)
         self.idempotency = IdempotencyCache(clock)
         self.webhooks = WebhookSender(webhook_url, webhook_secret)
         # A Connect endpoint: events on connected accounts, signed with its own secret.
@@ -75,6 +76,7 @@ class DevStripeApp:
             ("POST", re.compile(r"/_test/faults"), self._add_fault),
             ("DELETE", re.compile(r"/_test/faults"), self._clear_faults),
             ("GET", re.compile(r"/_test/calls"), lambda **_: self.calls.snapshot()),
+            ("GET", re.compile(r"/_test/calls/timeline"), lambda **_: self.calls.timeline()),
             ("DELETE", re.compile(r"/_test/calls"), self._reset_calls),
             ("POST", re.compile(r"/_test/reset"), self._reset),
             ("POST", re.compile(r"/_test/seed"), self._seed),
@@ -97,6 +99,8 @@ class DevStripeApp:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"request-id", random_id("req_", 14).encode()),
+                    # Stripe's clock, as every answer of Stripe's carries it.
+                    (b"date", formatdate(self._clock(), usegmt=True).encode()),
                     *((k.lower().encode(), v.encode()) for k, v in headers.items()),
                 ],
             }
@@ -122,6 +126,7 @@ class DevStripeApp:
             self.deliver_events()
         if fault is not None and fault.after and fault.kind is FaultKind.DROP:
             raise _DropConnection
+        self.calls.answered(status)
         return status, body, headers
 
     async def _stripe_call(

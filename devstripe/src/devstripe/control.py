@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -84,22 +84,41 @@ class Faults:
 
 
 class CallLog:
-    """How many requests each `METHOD /path` received, faults included."""
+    """How many requests each `METHOD /path` received, faults included; when each arrived
+    (the latest `TIMELINE` of them) and the statuses answered."""
 
-    def __init__(self) -> None:
+    TIMELINE = 100_000
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._requests: list[tuple[str, str, str | None]] = []
+        self._times: deque[tuple[float, str]] = deque(maxlen=self.TIMELINE)
+        self._statuses: Counter[int] = Counter()
 
     def record(self, method: str, path: str, account: str | None = None) -> None:
         with self._lock:
             self._counts[f"{method} {path}"] += 1
             self._requests.append((method, path, account))
+            self._times.append((self._clock(), f"{method} {path}"))
 
     def requests(self, path_contains: str = "") -> list[tuple[str, str, str | None]]:
         """Every request so far as `(method, path, Stripe-Account or None)`, oldest first."""
         with self._lock:
             return [r for r in self._requests if path_contains in r[1]]
+
+    def answered(self, status: int) -> None:
+        with self._lock:
+            self._statuses[status] += 1
+
+    def timeline(self) -> dict[str, Any]:
+        """`{"calls": [[epoch seconds, "METHOD /path"], ...], "statuses": {"200": n, ...}}`."""
+        with self._lock:
+            return {
+                "calls": [[at, key] for at, key in self._times],
+                "statuses": {str(status): n for status, n in self._statuses.items()},
+            }
 
     def count(self, path_suffix: str = "", method: str | None = None) -> int:
         """Requests whose path ends with `path_suffix` (and, if given, used `method`)."""
@@ -118,3 +137,5 @@ class CallLog:
         with self._lock:
             self._counts.clear()
             self._requests.clear()
+            self._times.clear()
+            self._statuses.clear()

@@ -25,6 +25,8 @@ def _config(app: DevStripeApp, log_level: str, http: str = "h11") -> uvicorn.Con
         log_level=log_level,
         access_log=log_level == "info",
         timeout_graceful_shutdown=1,
+        # The app stamps its own `Date`, by its own clock (tests give it a skewed one).
+        date_header=False,
     )
 
 

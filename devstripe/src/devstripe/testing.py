@@ -132,6 +132,15 @@ class RunningStripe:
         """The parameters a session was created with."""
         return self.app.store.params_of(session_id)
 
+    def call_times(self, path_suffix: str = "") -> list[float]:
+        """When each Stripe call whose path ends with `path_suffix` arrived (epoch seconds)."""
+        calls = self.app.calls.timeline()["calls"]
+        return [at for at, key in calls if key.endswith(path_suffix)]
+
+    def statuses(self) -> dict[int, int]:
+        """How many Stripe calls were answered with each status."""
+        return {int(k): n for k, n in self.app.calls.timeline()["statuses"].items()}
+
     def reset_calls(self) -> None:
         self.app.calls.reset()
 

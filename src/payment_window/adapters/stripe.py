@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +16,9 @@ import stripe
 import structlog
 from stripe.checkout import SessionService
 
+from payment_window.adapters.clock import StripeClock
 from payment_window.config import Settings
+from payment_window.domain import stripe_calls
 from payment_window.domain.errors import (
     CheckoutNotOpen,
     CheckoutRefused,
@@ -22,7 +26,7 @@ from payment_window.domain.errors import (
     InvalidWebhook,
     PaymentProviderUnavailable,
 )
-from payment_window.domain.ports import CheckoutSession
+from payment_window.domain.ports import CheckoutSession, Metrics, StripeBudget
 from payment_window.domain.session import PaymentSession
 
 log = structlog.get_logger(__name__)
@@ -30,6 +34,78 @@ log = structlog.get_logger(__name__)
 WEBHOOK_TOLERANCE_SECONDS = 300
 _NOT_OPEN = re.compile(r"Only Checkout Sessions with a status in .* can be expired")
 _NOT_OPEN_STATUS = re.compile(r"has a status of `?(\w+)`?")
+# A call made while a row is locked gives up after this long (and is not retried in the lock).
+LOCKED_CALL_SECONDS = 5.0
+
+
+class PacedHTTPClient(stripe.AIOHTTPClient):
+    """The one place every Stripe request passes, the SDK's own retries included: each takes
+    its slot in the deployment's budget (buyer-facing or background, as the use case said), a
+    request made while a row is locked is bounded and never retried, a 429 slows everyone, and
+    every answer's `Date` teaches us Stripe's clock."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        budget: StripeBudget | None = None,
+        stripe_clock: StripeClock | None = None,
+        metrics: Metrics | None = None,
+        locked_timeout: float = LOCKED_CALL_SECONDS,
+    ) -> None:
+        super().__init__(timeout=timeout)
+        self._budget = budget
+        self._stripe_clock = stripe_clock
+        self._metrics = metrics
+        self._locked_timeout = locked_timeout
+
+    async def request_async(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None
+    ) -> tuple[bytes, int, Mapping[str, str]]:
+        if self._budget is not None and not stripe_calls.take_prepaid():
+            await self._budget.acquire(stripe_calls.call_class())
+        sent = self._stripe_clock.process_now() if self._stripe_clock else None
+        request = super().request_async(method, url, headers, post_data)
+        if stripe_calls.holding_row_lock():
+            try:
+                answer = await asyncio.wait_for(request, self._locked_timeout)
+            except TimeoutError:
+                raise stripe.APIConnectionError(  # type: ignore[no-untyped-call]
+                    f"Request timed out after {self._locked_timeout} s (a call under a row lock)",
+                    should_retry=False,
+                ) from None
+        else:
+            answer = await request
+        content, status, answer_headers = answer
+        if self._stripe_clock is not None and sent is not None:
+            received = self._stripe_clock.process_now()
+            self._stripe_clock.observe_date_header(answer_headers.get("date"), sent, received)
+            if status == 200 and method.lower() == "post" and url.endswith("/checkout/sessions"):
+                # What Stripe made carries its own clock's second too.
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    created = json.loads(content).get("created")
+                    if type(created) is int:
+                        self._stripe_clock.observe(
+                            datetime.fromtimestamp(created, UTC), sent, received
+                        )
+        rate_limited = status == 429 and answer_headers.get("stripe-should-retry") != "true"
+        if rate_limited and self._budget is not None:
+            # The account's rate limit (a lock timeout is one object's, and retried).
+            await self._budget.slow_down()
+        return content, status, answer_headers
+
+    def _should_retry(
+        self,
+        response: Any,
+        api_connection_error: Any,
+        num_retries: int,
+        max_network_retries: int | None,
+    ) -> bool:
+        if stripe_calls.holding_row_lock():
+            return False  # the next attempt is the caller's, with a new idempotency key
+        return bool(
+            super()._should_retry(response, api_connection_error, num_retries, max_network_retries)
+        )
 
 
 class StripeGateway:
@@ -37,7 +113,10 @@ class StripeGateway:
 
     Retries are the SDK's (`PW_STRIPE_MAX_NETWORK_RETRIES`): connection errors, timeouts, 409,
     5xx, and 429s that Stripe marks `Stripe-Should-Retry` (lock timeouts). A plain rate-limit
-    429 is not retried by the SDK, on purpose; it surfaces as PaymentProviderUnavailable.
+    429 is not retried by the SDK, on purpose; it surfaces as PaymentProviderUnavailable (and
+    halves the shared budget). Every request, retries included, passes `PacedHTTPClient`: a
+    request made while the caller holds a row lock is bounded (`LOCKED_CALL_SECONDS`) and never
+    retried there.
     """
 
     def __init__(
@@ -49,10 +128,16 @@ class StripeGateway:
         max_network_retries: int = 2,
         public_base_url: str = "http://127.0.0.1:8000",
         timeout_seconds: float = 30.0,
+        budget: StripeBudget | None = None,
+        stripe_clock: StripeClock | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         # aiohttp: measured five times the calls per second of the SDK's httpx client at the
         # expiry path's concurrency (bench/, Stripe calls against the local server).
-        self._http = stripe.AIOHTTPClient(timeout=timeout_seconds)
+        self._http = PacedHTTPClient(
+            timeout=timeout_seconds, budget=budget, stripe_clock=stripe_clock, metrics=metrics
+        )
+        self.stripe_clock = stripe_clock
         # Without a key the integration is off: every call is "provider unavailable".
         self._client: stripe.StripeClient | None = None
         if api_key:
@@ -76,6 +161,9 @@ class StripeGateway:
         settings: Settings,
         *,
         timeout_seconds: float = 30.0,
+        budget: StripeBudget | None = None,
+        stripe_clock: StripeClock | None = None,
+        metrics: Metrics | None = None,
     ) -> StripeGateway:
         """The gateway `PW_STRIPE_*` describes; off (and said so once) without an API key."""
         if settings.stripe_api_key is None:
@@ -88,6 +176,9 @@ class StripeGateway:
             max_network_retries=settings.stripe_max_network_retries,
             public_base_url=settings.public_base_url,
             timeout_seconds=timeout_seconds,
+            budget=budget,
+            stripe_clock=stripe_clock,
+            metrics=metrics,
         )
 
     @property
@@ -351,7 +442,8 @@ def _refused_as_checkout_refused() -> Iterator[None]:
         yield
     except stripe.InvalidRequestError as error:
         message = (error.error.message if error.error else None) or error.user_message or ""
-        raise CheckoutRefused(error.code, message or str(error)) from error
+        param = error.error.param if error.error else None
+        raise CheckoutRefused(error.code, message or str(error), param) from error
 
 
 @contextmanager

@@ -154,10 +154,12 @@ class CheckoutRefused(DomainError):
 
     code = "checkout_refused"
 
-    def __init__(self, stripe_code: str | None, message: str) -> None:
+    def __init__(self, stripe_code: str | None, message: str, param: str | None = None) -> None:
         super().__init__(message)
         # Stripe's own code (`amount_too_small`, `parameter_invalid_integer`, ...) when it gave one.
         self.stripe_code = stripe_code
+        # The parameter Stripe refused (`expires_at`, ...) when it named one.
+        self.param = param
 
 
 class WindowUnreadable(DomainError):

@@ -13,6 +13,7 @@ from payment_window.domain.buyers import BuyerRecord, Period, RepeatNonPayer
 from payment_window.domain.events import AuditEntry, OutboxEnvelope, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.session import PaymentSession, Status
+from payment_window.domain.stripe_calls import CallClass
 from payment_window.domain.views import (
     AuditRecord,
     EndpointStatus,
@@ -318,6 +319,22 @@ class LiveChanges(ChangeFeed, ChangeSubscriptions, Protocol):
 class RateLimiter(Protocol):
     async def acquire(self) -> None:
         """Wait until one more call fits the budget."""
+        ...
+
+
+class StripeBudget(Protocol):
+    """Every Stripe call of the deployment, one pace: buyer-facing calls first."""
+
+    async def acquire(self, call_class: CallClass) -> None:
+        """Wait for this call's slot."""
+        ...
+
+    async def slow_down(self) -> float:
+        """Stripe answered 429: halve the shared pace (once per moment); the new pace."""
+        ...
+
+    async def pace(self) -> float:
+        """The calls per second the deployment may make now."""
         ...
 
 

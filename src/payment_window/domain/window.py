@@ -53,26 +53,30 @@ def _whole_second_after(moment: datetime) -> datetime:
     )
 
 
-def latest_checkout_end(now: datetime) -> datetime:
+def latest_checkout_end(now: datetime, margin: timedelta = STRIPE_CLOCK_MARGIN) -> datetime:
     """The latest `expires_at` Stripe accepts for a session created now (whole seconds)."""
-    return (now + STRIPE_MAX_LIFETIME - STRIPE_CLOCK_MARGIN).replace(microsecond=0)
+    return (now + STRIPE_MAX_LIFETIME - margin).replace(microsecond=0)
 
 
-def stripe_session_expiry(window_ends: datetime, now: datetime) -> datetime:
+def stripe_session_expiry(
+    window_ends: datetime, now: datetime, margin: timedelta = STRIPE_CLOCK_MARGIN
+) -> datetime:
     """The Checkout Session `expires_at` for a window: never before the window's end when
     Stripe's range allows it, so a window that fits one session is never given a second.
 
     Stripe's `expires_at` is whole seconds and cannot be moved later: a window that outlives
-    its session needs a new one (rotation).
+    its session needs a new one (rotation). `now` is Stripe's clock, known within `margin`.
     """
-    earliest = _whole_second_after(now + STRIPE_MIN_LIFETIME + STRIPE_MARGIN)
-    return min(max(_whole_second_after(window_ends), earliest), latest_checkout_end(now))
+    earliest = _whole_second_after(now + STRIPE_MIN_LIFETIME + max(STRIPE_MARGIN, margin))
+    return min(max(_whole_second_after(window_ends), earliest), latest_checkout_end(now, margin))
 
 
-def fit_to_one_checkout(window_ends: datetime, now: datetime) -> datetime:
+def fit_to_one_checkout(
+    window_ends: datetime, now: datetime, margin: timedelta = STRIPE_CLOCK_MARGIN
+) -> datetime:
     """A window asked to last about as long as a Stripe session (the default 24 hours) ends
     with its one session rather than needing a second for its last seconds."""
-    latest = latest_checkout_end(now)
+    latest = latest_checkout_end(now, margin)
     if latest < window_ends <= _whole_second_after(now + STRIPE_MAX_LIFETIME):
         return latest
     return window_ends

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -117,6 +117,11 @@ class SummaryOut(Out):
         "unpaid, most first (ties by buyer id); buyers with none are not listed"
     )
     server_time: WireTime
+    stripe_budget_rps: float = Field(
+        description="Stripe calls per second the deployment may make now: PW_STRIPE_RPS, "
+        "halved by each 429 from Stripe and growing back"
+    )
+    stripe_budget_max_rps: float = Field(description="PW_STRIPE_RPS")
 
 
 class AuditEntryOut(Out):
@@ -215,6 +220,7 @@ async def list_windows(
     responses=error_responses(401, 403, 422),
 )
 async def windows_summary(
+    request: Request,
     response: Response,
     actor: CurrentActor,
     operations: OperationsDep,
@@ -224,7 +230,15 @@ async def windows_summary(
     the repeat non-payers: the buyers with the most windows opened (created) in the last `days`
     days and closed unpaid (admin only)."""
     response.headers["Cache-Control"] = NO_STORE
-    return SummaryOut.model_validate(await operations.summary(actor, days=days))
+    summary = await operations.summary(actor, days=days)
+    container = request.app.state.container
+    return SummaryOut.model_validate(
+        {
+            **{field.name: getattr(summary, field.name) for field in fields(summary)},
+            "stripe_budget_rps": round(await container.stripe_budget.pace(), 2),
+            "stripe_budget_max_rps": container.settings.stripe_rps,
+        }
+    )
 
 
 @router.get(

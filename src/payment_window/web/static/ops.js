@@ -139,6 +139,10 @@ async function loadSummary() {
   serverClock.dispatch({ type: 'snapshot', body: { serverTime: body.serverTime }, ...timing });
   for (const [key, node] of Object.entries(FIGURES)) node.textContent = String(body[key]);
   $('oldest-overdue').textContent = body.oldestOverdueSeconds == null ? '—' : formatRemaining(body.oldestOverdueSeconds, locale);
+  // The shared pace now, of the configured budget (below it after a 429 from Stripe).
+  const pace = new Intl.NumberFormat(locale, { maximumFractionDigits: 1 });
+  $('stripe-budget').textContent = `${pace.format(body.stripeBudgetRps)} / ${pace.format(body.stripeBudgetMaxRps)}`;
+  $('stripe-budget').parentElement.dataset.slowed = String(body.stripeBudgetRps < body.stripeBudgetMaxRps);
   el.root.querySelectorAll('.figures .alarm').forEach((node) => {
     node.dataset.alarm = String(node.querySelector('dd').textContent !== '0' && node.querySelector('dd').textContent !== '—');
   });
