@@ -30,7 +30,11 @@ locals {
       PW_ENV                           = "production"
       PW_AWS_REGION                    = var.aws_region
       PW_WINDOW_MINUTES                = tostring(var.window_minutes)
+      PW_STRIPE_RPS                    = tostring(var.stripe_rps)
       PW_STRIPE_EXPIRE_RPS             = tostring(var.stripe_expire_rps)
+      # Every process that records a change writes each notice's copy per webhook endpoint, so
+      # all read the endpoints (empty: webhooks off); only the relay holds the signing secret.
+      PW_WEBHOOK_ENDPOINTS             = join(",", var.webhook_endpoints)
       PW_SNS_MAKER_TOPIC_ARN           = aws_sns_topic.maker_notifications.arn
       PW_SNS_BUYER_TOPIC_ARN           = aws_sns_topic.buyer_notifications.arn
       PW_AUCTION_EVENTS_TOPIC_ARN      = aws_sns_topic.auction_events.arn
@@ -94,8 +98,7 @@ locals {
     relay = {
       command       = ["relay"]
       desired_count = var.relay_desired_count
-      # Empty when no endpoint is configured: outgoing webhooks stay off.
-      environment = { PW_WEBHOOK_ENDPOINTS = join(",", var.webhook_endpoints) }
+      environment   = {}
     }
   }
 

@@ -88,7 +88,7 @@ variable "api_desired_count" {
 }
 
 variable "worker_desired_count" {
-  description = "Expiry workers; they share the Redis claim lease and the Stripe budget (PW_STRIPE_EXPIRE_RPS)."
+  description = "Expiry workers; they share the Redis claim lease and the Stripe budget (PW_STRIPE_RPS, background share capped by PW_STRIPE_EXPIRE_RPS)."
   type        = number
   default     = 2
 }
@@ -117,8 +117,14 @@ variable "window_minutes" {
   default     = 1440
 }
 
+variable "stripe_rps" {
+  description = "PW_STRIPE_RPS: Stripe calls per second of the whole deployment together (buyer-facing calls first); keep it under Stripe's per-endpoint limit (25/s by default) less what the marketplace's own integration spends."
+  type        = number
+  default     = 20
+}
+
 variable "stripe_expire_rps" {
-  description = "PW_STRIPE_EXPIRE_RPS: Stripe calls per second the expiry path may spend, all workers and the Lambda together."
+  description = "PW_STRIPE_EXPIRE_RPS: cap on the background share (expiry, re-checks) of PW_STRIPE_RPS, all workers and the Lambda together; equal to stripe_rps, background calls take whatever buyer-facing calls leave."
   type        = number
   default     = 20
 }

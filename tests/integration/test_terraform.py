@@ -151,7 +151,14 @@ def _common_environment() -> dict[str, str]:
     expression = _parsed()["locals"]["common_environment"]
     variables = _parsed()["variable"]
     resolved: dict[str, str] = {}
+    for name, listed in re.findall(
+        r'\b(PW_[A-Z0-9_]+)\s*=\s*join\(",",\s*var\.(\w+)\)', expression
+    ):
+        resolved[name] = ",".join(variables[listed].get("default") or [])
+        expression = expression.replace(f'join(",", var.{listed})', '""')
     for name, value in re.findall(r"\b(PW_[A-Z0-9_]+)\s*=\s*([^,}]+)", expression):
+        if name in resolved:
+            continue
         value = value.strip()
         reference = re.fullmatch(r"(?:tostring\()?var\.(\w+)\)?", value)
         if value.startswith('"'):
@@ -264,17 +271,15 @@ def test_only_the_relay_holds_the_webhook_secret_and_it_starts_with_endpoints(
     assert "PW_WEBHOOK_SECRET" in _secret_names("relay")
     for process in ("api", "worker", "expire_due"):
         assert "PW_WEBHOOK_SECRET" not in _secret_names(process)
-    monkeypatch.setitem(
-        VARIABLE_DEFAULTS, '${join(",", var.webhook_endpoints)}', "https://hooks.example/pw"
-    )
-    given = _secret_names("relay")
-    settings = _production_settings("relay", monkeypatch, given)
+    assert _common_environment()["PW_WEBHOOK_ENDPOINTS"] == ""  # off by default, everywhere
+    _production_settings("relay", monkeypatch, _secret_names("relay"))
+    monkeypatch.setenv("PW_WEBHOOK_ENDPOINTS", "https://hooks.example/pw")
+    settings = Settings()
     assert settings.webhook_endpoints == ["https://hooks.example/pw"]
     require_for("relay", settings)
+    monkeypatch.delenv("PW_WEBHOOK_SECRET")
     with pytest.raises(StartupRefused, match="PW_WEBHOOK_SECRET"):
-        require_for(
-            "relay", _production_settings("relay", monkeypatch, given - {"PW_WEBHOOK_SECRET"})
-        )
+        require_for("relay", Settings())
 
 
 def test_the_redis_url_is_tls_and_the_topology_suits_the_client() -> None:
@@ -359,10 +364,6 @@ def test_checkov_finds_nothing_that_is_not_skipped_with_a_reason(
     assert {check for check, _ in _skip_comments()} <= used
 
 
-# Expressions of a task's own environment, as they read with the variables' defaults.
-VARIABLE_DEFAULTS = {'${join(",", var.webhook_endpoints)}': ""}
-
-
 def _service_processes() -> dict[str, tuple[str, dict[str, str]]]:
     """Each ECS service's `payment-window` command and its own environment (beside the common)."""
     services = _parsed()["locals"]["services"]
@@ -370,22 +371,18 @@ def _service_processes() -> dict[str, tuple[str, dict[str, str]]]:
     for service, body in services.items():
         environment = body.get("environment", {})
         assert isinstance(environment, dict), f"{service}: environment is not a map"
-        found[service] = (
-            body["command"][0],
-            {k: VARIABLE_DEFAULTS.get(str(v), str(v)) for k, v in environment.items()},
-        )
+        found[service] = (body["command"][0], {k: str(v) for k, v in environment.items()})
     return found
 
 
 def _loops(service: str) -> frozenset[Loop]:
     process, environment = _service_processes()[service]
     names = {"PW_SERVE_LOOPS": "serve_loops", "PW_WORKER_LOOPS": "worker_loops"}
-    # Besides the loops, only the relay's webhook endpoints (which decide no loop).
-    assert set(environment) - set(names) <= {"PW_WEBHOOK_ENDPOINTS"}, environment
+    assert set(environment) <= set(names), f"{service}: unexpected {environment}"
     settings = Settings(
         database_url="postgresql://pw:pw@db:5432/pw",
         redis_url="rediss://:token@redis:6379/0",
-        **{names[key]: value for key, value in environment.items() if key in names},  # type: ignore[arg-type]
+        **{names[key]: value for key, value in environment.items()},  # type: ignore[arg-type]
     )
     return loops_for(process, settings)
 
