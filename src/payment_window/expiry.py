@@ -63,8 +63,9 @@ GROUP_MAX = 32
 GROUP_WAIT_SECONDS = 0.02
 INDEX_CONCURRENCY = 64
 # Due windows being closed at once by one worker, each holding a store connection (and its row)
-# for its one Stripe call: well within the connection pool.
-CLOSE_CONCURRENCY = 16
+# for its one Stripe call: few, since every worker process of a deployment holds as many at
+# once (8 workers at 16 each exhausted a 100-connection PostgreSQL).
+CLOSE_CONCURRENCY = 4
 
 
 @dataclass
