@@ -96,7 +96,7 @@ test: install system-deps lint .venv-checkov/bin/checkov .venv-checkov/bin/hadol
 # Line coverage of the unit tests alone (fakes of the ports, no servers): the report lists each
 # module not fully covered; scripts/coverage_gate.py fails when service, transitions, expiry or
 # webhooks drop below 85 %.
-cover: install
+cover: install .venv-checkov/bin/checkov .venv-checkov/bin/hadolint
 	$(BIN)/pytest tests/unit --cov=payment_window --cov-report=term:skip-covered \
 	  --cov-report=json:.coverage-unit.json
 	$(BIN)/python scripts/coverage_gate.py .coverage-unit.json
