@@ -145,6 +145,13 @@ class Api:
         subprocess.run(command, env=environment, check=True, capture_output=True, timeout=60)
 
 
+YIELD_TO_THE_PAGE = """() => new Promise((resolve) => {
+  const channel = new MessageChannel();
+  channel.port1.onmessage = () => resolve();
+  channel.port2.postMessage(null);
+})"""
+
+
 @dataclass
 class StatusRoute:
     """Answers the page's status requests from the real server, with a server clock of our own.
@@ -221,12 +228,26 @@ class CheckoutPage:
         self.page.goto(f"{self.url_for(session_id)}#token={token}")
         expect(self.main).not_to_have_attribute("data-state", "loading")
         self.wait_for_status_requests(3)
-        deadline = time.monotonic() + 5
-        while self.status_done < 3:
-            assert time.monotonic() < deadline, "the start-up status requests never finished"
-            self.page.wait_for_timeout(20)
-        self.page.wait_for_timeout(50)  # their promise chains
+        self.settle()
         return self
+
+    def settle(self, timeout_s: float = 5) -> None:
+        """Wait until every status request made so far is answered and the page has read it.
+
+        A request still in flight absorbs the next resync (the page coalesces them), so a test
+        that fires lifecycle events one after another must let each answer land first.
+        """
+        deadline = time.monotonic() + timeout_s
+        while self.status_done < len(self.status_requests):
+            assert time.monotonic() < deadline, (
+                f"{len(self.status_requests) - self.status_done} status requests never finished"
+            )
+            self.page.wait_for_timeout(20)
+        # Reading the body and the promise chain after it take a few of the page's own tasks;
+        # messages it posts to itself queue behind them (the fake clock leaves them alone).
+        for _ in range(3):
+            self.page.evaluate(YIELD_TO_THE_PAGE)
+        self.page.wait_for_timeout(50)
 
     def route_status(self, **options: Any) -> StatusRoute:
         return StatusRoute(self.page, **options).install()

@@ -94,7 +94,7 @@ def test_device_clock_jump_does_not_move_the_countdown(open_page: OpenPage) -> N
     checkout.page.clock.run_for(1000)
     expect(checkout.countdown).to_have_text("29 mins 58 secs")
     checkout.wait_for_status_requests(requests_before + 1)
-    checkout.page.wait_for_timeout(200)
+    checkout.settle()
     # ...and the answer changes nothing.
     checkout.page.clock.run_for(1000)
     expect(checkout.countdown).to_have_text("29 mins 57 secs")
@@ -106,8 +106,7 @@ def test_page_resyncs_when_it_comes_back(open_page: OpenPage) -> None:
     checkout.page.clock.install()
     checkout.route_status(follow_device=True)
     checkout.open(window["sessionId"])
-    checkout.wait_for_status_requests(3)  # the start-up samples
-    checkout.page.wait_for_timeout(200)
+    checkout.settle()
     seen = len(checkout.status_requests)
     page = checkout.page
 
@@ -126,6 +125,7 @@ def test_page_resyncs_when_it_comes_back(open_page: OpenPage) -> None:
         checkout.wait_for_status_requests(seen)
         after_the_handlers_ran()
         assert len(checkout.status_requests) == seen
+        checkout.settle()
 
     comes_back(BECOME.replace("STATE", "visible"))
     comes_back("() => window.dispatchEvent(new Event('online'))")
