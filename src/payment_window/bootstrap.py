@@ -32,6 +32,7 @@ from payment_window.adapters.read_model import SqlReadModel
 from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.sinks import create_sinks, create_webhook_sinks
 from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
+from payment_window.adapters.store_probe import SqlStoreProbe
 from payment_window.adapters.stripe import StripeGateway
 from payment_window.adapters.webhook_endpoints import SqlWebhookEndpoints
 from payment_window.api.bodies import status_body
@@ -50,6 +51,7 @@ from payment_window.domain.ports import (
     Metrics,
     OutboxStore,
     RateLimiter,
+    Reachable,
     ReadModel,
     Sink,
     StripeBudget,
@@ -80,6 +82,7 @@ class Container:
     read_model: ReadModel
     idempotency_keys: SqlIdempotencyKeys
     webhook_endpoints: SqlWebhookEndpoints
+    store_probe: Reachable
     index: WindowIndex
     gateway: CheckoutGateway
     metrics: Metrics
@@ -308,6 +311,7 @@ def build_container(
         read_model=read_model,
         idempotency_keys=SqlIdempotencyKeys(engine),
         webhook_endpoints=webhook_endpoints,
+        store_probe=SqlStoreProbe(engine),
         index=index,
         gateway=gateway,
         metrics=metrics,
