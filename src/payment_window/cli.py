@@ -48,7 +48,7 @@ def _root(
 for name, command in (
     ("migrate", cli_processes.migrate),
     ("serve", cli_processes.serve),
-    ("worker", cli_processes.worker),
+    ("worker", cli_processes.worker_process),
     ("expire-due", cli_processes.expire_due),
     ("reconcile", cli_processes.reconcile),
     ("relay", cli_processes.relay),

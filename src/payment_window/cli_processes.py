@@ -59,21 +59,21 @@ def serve(
     serving.serve(create_app(settings, background=True), host, port)
 
 
-def worker() -> None:
+def worker_process() -> None:
     """Close windows as they fall due, until SIGTERM (and relay, if PW_WORKER_LOOPS asks).
 
     Needs PW_STRIPE_API_KEY. On the embedded default (SQLite without Redis) `serve` already
     runs the worker in-process (so does `serve` wherever PW_SERVE_LOOPS names it); a worker
     beside it is not needed there.
     """
-    from payment_window.runner import StartupRefused, require_for, run_worker
+    from payment_window.runner import StartupRefused, require_for, run_worker_process
 
     settings = load_settings()
     try:
         require_for("worker", settings)
     except StartupRefused as refused:
         refuse(refused)
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker_process(settings))
 
 
 def expire_due() -> None:

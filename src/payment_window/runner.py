@@ -214,7 +214,7 @@ def with_local_stripe(settings: Settings, api_url: str) -> Settings:
     )
 
 
-async def run_worker(settings: Settings) -> None:
+async def run_worker_process(settings: Settings) -> None:
     """Close windows as they fall due (and relay the outbox, if `PW_WORKER_LOOPS` asks) until
     SIGTERM or SIGINT."""
     loops = loops_for("worker", settings)

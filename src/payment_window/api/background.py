@@ -48,7 +48,7 @@ async def background_loops(container: Container) -> AsyncIterator[frozenset[Loop
     loops = loops_for("serve", container.settings)
     async with AsyncExitStack() as stack:
         if Loop.WORKER in loops:
-            await stack.enter_async_context(background_worker(container))
+            await stack.enter_async_context(background_expiry(container))
         if Loop.RELAY in loops:
             await stack.enter_async_context(background_relay(container))
         log.info("serve_loops", loops=sorted(loops))
@@ -56,8 +56,8 @@ async def background_loops(container: Container) -> AsyncIterator[frozenset[Loop
 
 
 @asynccontextmanager
-async def background_worker(container: Container) -> AsyncIterator[None]:
-    """Run the expiry worker until the app shuts down; a pass in flight may finish first."""
+async def background_expiry(container: Container) -> AsyncIterator[None]:
+    """Run the expiry loop until the app shuts down; a pass in flight may finish first."""
     task = container.expiry_task()
     expiry = container.expiry_loop(task)
     stopping = asyncio.Event()
