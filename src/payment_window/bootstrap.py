@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TypedDict, Unpack
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -229,21 +229,24 @@ def create_stripe_budget(
     return LocalStripeBudget(rps, background, metrics=metrics)
 
 
-def build_container(
-    settings: Settings,
-    *,
-    clock: Clock | None = None,
-    gateway: CheckoutGateway | None = None,
-    index: WindowIndex | None = None,
-    uow: UnitOfWorkFactory | None = None,
-    read_model: ReadModel | None = None,
-    outbox: OutboxStore | None = None,
-    metrics: Metrics | None = None,
-    changes: LiveChanges | None = None,
-    stripe_budget: StripeBudget | None = None,
-    expiry_budget: RateLimiter | None = None,
-    sinks: Mapping[str, Sink] | None = None,
-) -> Container:
+class Outside(TypedDict, total=False):
+    """The pieces of the outside world a caller may pass to `bootstrap` instead of those the
+    settings describe (the unit tests pass their fakes)."""
+
+    clock: Clock
+    gateway: CheckoutGateway
+    index: WindowIndex
+    uow: UnitOfWorkFactory
+    read_model: ReadModel
+    outbox: OutboxStore
+    metrics: Metrics
+    changes: LiveChanges
+    stripe_budget: StripeBudget
+    expiry_budget: RateLimiter
+    sinks: Mapping[str, Sink]
+
+
+def build_container(settings: Settings, **given: Unpack[Outside]) -> Container:
     """Build the adapters and use cases for `settings`. Connects lazily: nothing at import.
 
     Each keyword replaces one piece of the outside world (tests pass their fakes); whoever
@@ -252,6 +255,7 @@ def build_container(
     log.info("starting", version=__version__, env=settings.env)
     engine = create_engine(settings)
     closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
+    uow = given.get("uow")
     if uow is None:
         # In production a destination that is not configured gets no outbox rows (they would
         # wait for ever); in development they wait, for `relay --status` to show.
@@ -259,10 +263,14 @@ def build_container(
             configured_destinations(settings) if settings.env == Environment.PRODUCTION else None
         )
         uow = SqlUnitOfWorkFactory(engine, webhook_copies(settings), destinations)
-    read_model = read_model or SqlReadModel(engine)
+    read_model = given.get("read_model")
+    if read_model is None:
+        read_model = SqlReadModel(engine)
+    metrics = given.get("metrics")
     if metrics is None:
         built_metrics = metrics = create_metrics(settings)
         closers.append(_closing(built_metrics.close))
+    index = given.get("index")
     if index is None:
         built_index = index = create_resilient_index(
             settings, engine, metrics, rebuild=_rebuild_after_outage(read_model)
@@ -270,16 +278,22 @@ def build_container(
         closers.append(built_index.close)
     process_clock = SystemClock(settings.dev_clock_offset_seconds)
     # One clock decides and stamps: the index's (Redis's, or the store's), read through ours.
-    clock = clock or ReferenceClock(process_clock, index.now)
+    clock = given.get("clock")
+    if clock is None:
+        clock = ReferenceClock(process_clock, index.now)
     stripe_clock = StripeClock(process_clock)
-    stripe_budget = stripe_budget or create_stripe_budget(settings, index, metrics)
+    stripe_budget = given.get("stripe_budget")
+    if stripe_budget is None:
+        stripe_budget = create_stripe_budget(settings, index, metrics)
     livemode = None
+    gateway = given.get("gateway")
     if gateway is None:
         stripe = StripeGateway.from_settings(
             settings, budget=stripe_budget, stripe_clock=stripe_clock, metrics=metrics
         )
         closers.append(stripe.close)
         gateway, livemode = stripe, stripe.livemode
+    changes = given.get("changes")
     if changes is None:
         built_changes = changes = create_changes(settings)
         closers.append(built_changes.close)
@@ -307,7 +321,7 @@ def build_container(
         settings=settings,
         engine=engine,
         uow=uow,
-        outbox=outbox or SqlOutboxStore(engine),
+        outbox=given.get("outbox", SqlOutboxStore(engine)),
         read_model=read_model,
         idempotency_keys=SqlIdempotencyKeys(engine),
         webhook_endpoints=webhook_endpoints,
@@ -323,16 +337,16 @@ def build_container(
         operations=Operations(read_model, clock, webhook_endpoints, settings.webhook_endpoints),
         clock=clock,
         stripe_budget=stripe_budget,
-        expiry_budget=expiry_budget or BackgroundBudget(stripe_budget),
-        sinks=sinks,
+        expiry_budget=given.get("expiry_budget", BackgroundBudget(stripe_budget)),
+        sinks=given.get("sinks"),
         # Closed in the reverse order of building: the engine last.
         closers=closers[::-1],
     )
 
 
-async def bootstrap(settings: Settings, **overrides: Any) -> Container:
+async def bootstrap(settings: Settings, **given: Unpack[Outside]) -> Container:
     """`build_container` for the processes, which await it at start-up."""
-    return build_container(settings, **overrides)
+    return build_container(settings, **given)
 
 
 def _closing(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
