@@ -49,7 +49,7 @@ POLICY = ExtensionPolicy(
 )
 
 
-def settings(reminders: tuple[int, ...] = ()) -> Settings:
+def settings(reminders: tuple[int, ...] = (), batch_size: int = 10) -> Settings:
     """The settings the unit tests run with: POLICY as the default, 60-minute windows. The
     store is never opened (the fakes stand in for it): SQLite in memory, no Redis."""
     return Settings(
@@ -60,7 +60,7 @@ def settings(reminders: tuple[int, ...] = ()) -> Settings:
         default_makers_may_override=POLICY.makers_may_override,
         default_on_expiry=POLICY.on_expiry,
         confirmation_recheck_minutes=60,
-        expiry_batch_size=10,
+        expiry_batch_size=batch_size,
         claim_lease_seconds=30,
         reminder_offsets_minutes=list(reminders),
         dogstatsd_host=None,
@@ -72,6 +72,7 @@ class World:
     """The use cases as `bootstrap` wires them, with fakes for the outside world."""
 
     reminders: tuple[int, ...] = ()
+    batch_size: int = 10
     clock: FakeClock = field(default_factory=FakeClock)
     uow: FakeUnitOfWorkFactory = field(default_factory=FakeUnitOfWorkFactory)
     metrics: FakeMetrics = field(default_factory=FakeMetrics)
@@ -82,7 +83,7 @@ class World:
         self.index = FakeIndex(self.clock)
         self.stripe = FakeStripe(self.clock)
         self.container = build_container(
-            settings(self.reminders),
+            settings(self.reminders, self.batch_size),
             clock=self.clock,
             uow=self.uow,
             index=self.index,
