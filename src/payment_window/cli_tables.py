@@ -22,6 +22,7 @@ from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.session import PaymentSession
 from payment_window.domain.views import AuditRecord, WindowFilter
 from payment_window.operations import MAX_PAGE
+from payment_window.runner import running
 
 OPERATOR = Actor(subject="cli", role=Role.ADMIN)
 WINDOW_COLUMNS = (
@@ -54,7 +55,8 @@ async def maker_policy(
 ) -> tuple[ExtensionPolicy, bool]:
     """The maker's policy after `changes` (none: just read), and whether it is the maker's own
     row (False: the settings' defaults apply, as the API's GET says)."""
-    async with operating(settings) as container:
+    # The deployment's own clock (not the operator's): the change is stamped like any other.
+    async with running(settings) as container:
         async with container.uow() as uow:
             own = await uow.policies.get(maker_id)
         if not changes:
