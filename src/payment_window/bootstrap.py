@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypedDict, Unpack
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,65 +30,133 @@ from payment_window.adapters.ratelimit import (
 )
 from payment_window.adapters.read_model import SqlReadModel
 from payment_window.adapters.redis_index import RedisWindowIndex
+from payment_window.adapters.sinks import create_sinks, create_webhook_sinks
 from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
+from payment_window.adapters.store_probe import SqlStoreProbe
 from payment_window.adapters.stripe import StripeGateway
+from payment_window.adapters.webhook_endpoints import SqlWebhookEndpoints
 from payment_window.api.bodies import status_body
 from payment_window.config import Environment, Settings
 from payment_window.domain.outgoing_webhooks import (
+    PARK_AFTER,
     WebhookCopies,
     endpoint_destination,
     parse_events,
 )
 from payment_window.domain.policy import ExtensionPolicy
-from payment_window.domain.ports import LiveChanges, Metrics, StripeBudget, WindowIndex
+from payment_window.domain.ports import (
+    CheckoutGateway,
+    Clock,
+    LiveChanges,
+    Metrics,
+    OutboxStore,
+    RateLimiter,
+    Reachable,
+    ReadModel,
+    Sink,
+    StripeBudget,
+    UnitOfWorkFactory,
+    WindowIndex,
+)
 from payment_window.expiry import ExpiryTask
+from payment_window.operations import Operations
+from payment_window.outbox import OutboxRelay, RelayGroup
 from payment_window.reconcile import reconcile
 from payment_window.service import PaymentWindows
 from payment_window.transitions import IndexRepairs, Transitions
 from payment_window.webhooks import StripeWebhooks
+from payment_window.worker import Worker
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass
 class Container:
-    """Everything a process needs, built once from its settings."""
+    """Everything a process needs, built once from its settings. Fields are the ports where
+    one exists, so a test's fakes stand in for the adapters."""
 
     settings: Settings
     engine: AsyncEngine
-    uow: SqlUnitOfWorkFactory
-    outbox: SqlOutboxStore
-    read_model: SqlReadModel
+    uow: UnitOfWorkFactory
+    outbox: OutboxStore
+    read_model: ReadModel
     idempotency_keys: SqlIdempotencyKeys
+    webhook_endpoints: SqlWebhookEndpoints
+    store_probe: Reachable
     index: WindowIndex
-    gateway: StripeGateway
+    gateway: CheckoutGateway
     metrics: Metrics
     changes: LiveChanges
     transitions: Transitions
     repairs: IndexRepairs
     windows: PaymentWindows
     webhooks: StripeWebhooks
-    clock: ReferenceClock
+    operations: Operations
+    clock: Clock
     stripe_budget: StripeBudget
+    expiry_budget: RateLimiter
+    sinks: Mapping[str, Sink] | None = None
+    # What bootstrap made and must close; what a caller passed in, its caller closes.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def sync_clock(self) -> None:
+        """Measure the reference clock's offset before the first change is stamped (a clock a
+        test passed in needs none)."""
+        if isinstance(self.clock, ReferenceClock):
+            await self.clock.sync()
+
+    async def rebuild_index(self) -> int:
+        """Put every unsettled window of the store back in the index; how many it fixed."""
+        report = await reconcile(self.read_model, self.index)
+        return report.added + report.updated
 
     def expiry_task(self) -> ExpiryTask:
         """A new expiry task (each has its own stop switch) spending the shared Stripe budget."""
         settings = self.settings
-
-        async def rebuild() -> int:
-            report = await reconcile(self.read_model, self.index)
-            return report.added + report.updated
-
         return ExpiryTask(
             uow=self.uow,
             transitions=self.transitions,
             index=self.index,
-            budget=BackgroundBudget(self.stripe_budget),
+            budget=self.expiry_budget,
             batch_size=settings.expiry_batch_size,
             lease_seconds=settings.claim_lease_seconds,
             reminder_offsets=tuple(settings.reminder_offsets_minutes),
-            rebuild=rebuild,
+            rebuild=self.rebuild_index,
         )
+
+    def expiry_loop(self, task: ExpiryTask) -> Worker:
+        """The long-running expiry: `task`'s passes back to back, sleeping until the next
+        deadline (`task.stop()` ends it)."""
+        return Worker(
+            task,
+            self.index,
+            max_sleep_seconds=self.settings.worker_max_sleep_seconds,
+            metrics=self.metrics,
+        )
+
+    def outbox_relay(self) -> RelayGroup:
+        """The vendor sinks' relay, and one relay per webhook endpoint beside it: each endpoint
+        claims only its own messages, skips its passes while disabled (a 410), and parks a
+        message that still fails after three days."""
+        sinks = self.sinks if self.sinks is not None else create_sinks(self.settings)
+        vendor = OutboxRelay(self.outbox, dict(sinks), self.metrics, self.clock)
+        state = self.webhook_endpoints
+        webhooks = create_webhook_sinks(self.settings, state, self.clock, self.metrics)
+        relays = [vendor]
+        for sink in webhooks:
+            relays.append(
+                OutboxRelay(
+                    self.outbox,
+                    {sink.destination: sink},
+                    self.metrics,
+                    self.clock,
+                    park_after=PARK_AFTER,
+                    active=functools.partial(state.is_active, sink.destination),
+                    reports=False,
+                )
+            )
+        closers = [webhooks[0].close] if webhooks else []
+        return RelayGroup(relays, closers)
 
     @asynccontextmanager
     async def repairing(self) -> AsyncIterator[None]:
@@ -101,11 +171,8 @@ class Container:
                 await running
 
     async def close(self) -> None:
-        await self.gateway.close()
-        await self.index.close()
-        await self.changes.close()
-        await self.engine.dispose()
-        self.metrics.close()
+        for close in self.closers:
+            await close()
 
 
 def default_policy(settings: Settings) -> ExtensionPolicy:
@@ -162,27 +229,74 @@ def create_stripe_budget(
     return LocalStripeBudget(rps, background, metrics=metrics)
 
 
-async def bootstrap(settings: Settings) -> Container:
-    """Build the adapters and use cases for `settings`. Connects lazily: nothing at import."""
+class Outside(TypedDict, total=False):
+    """The pieces of the outside world a caller may pass to `bootstrap` instead of those the
+    settings describe (the unit tests pass their fakes)."""
+
+    clock: Clock
+    gateway: CheckoutGateway
+    index: WindowIndex
+    uow: UnitOfWorkFactory
+    read_model: ReadModel
+    outbox: OutboxStore
+    metrics: Metrics
+    changes: LiveChanges
+    stripe_budget: StripeBudget
+    expiry_budget: RateLimiter
+    sinks: Mapping[str, Sink]
+
+
+def build_container(settings: Settings, **given: Unpack[Outside]) -> Container:
+    """Build the adapters and use cases for `settings`. Connects lazily: nothing at import.
+
+    Each keyword replaces one piece of the outside world (tests pass their fakes); whoever
+    passes a piece closes it, `Container.close` closes only what was built here. Plain, not
+    async: it awaits nothing, so a test can build its world in a constructor."""
     log.info("starting", version=__version__, env=settings.env)
     engine = create_engine(settings)
-    # In production a destination that is not configured gets no outbox rows (they would wait
-    # for ever); in development they wait, for `relay --status` to show.
-    destinations = (
-        configured_destinations(settings) if settings.env == Environment.PRODUCTION else None
-    )
-    uow = SqlUnitOfWorkFactory(engine, webhook_copies(settings), destinations)
-    metrics = create_metrics(settings)
-    index = create_resilient_index(settings, engine, metrics)
+    closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
+    uow = given.get("uow")
+    if uow is None:
+        # In production a destination that is not configured gets no outbox rows (they would
+        # wait for ever); in development they wait, for `relay --status` to show.
+        destinations = (
+            configured_destinations(settings) if settings.env == Environment.PRODUCTION else None
+        )
+        uow = SqlUnitOfWorkFactory(engine, webhook_copies(settings), destinations)
+    read_model = given.get("read_model")
+    if read_model is None:
+        read_model = SqlReadModel(engine)
+    metrics = given.get("metrics")
+    if metrics is None:
+        built_metrics = metrics = create_metrics(settings)
+        closers.append(_closing(built_metrics.close))
+    index = given.get("index")
+    if index is None:
+        built_index = index = create_resilient_index(
+            settings, engine, metrics, rebuild=_rebuild_after_outage(read_model)
+        )
+        closers.append(built_index.close)
     process_clock = SystemClock(settings.dev_clock_offset_seconds)
     # One clock decides and stamps: the index's (Redis's, or the store's), read through ours.
-    clock = ReferenceClock(process_clock, index.now)
+    clock = given.get("clock")
+    if clock is None:
+        clock = ReferenceClock(process_clock, index.now)
     stripe_clock = StripeClock(process_clock)
-    stripe_budget = create_stripe_budget(settings, index, metrics)
-    gateway = StripeGateway.from_settings(
-        settings, budget=stripe_budget, stripe_clock=stripe_clock, metrics=metrics
-    )
-    changes = create_changes(settings)
+    stripe_budget = given.get("stripe_budget")
+    if stripe_budget is None:
+        stripe_budget = create_stripe_budget(settings, index, metrics)
+    livemode = None
+    gateway = given.get("gateway")
+    if gateway is None:
+        stripe = StripeGateway.from_settings(
+            settings, budget=stripe_budget, stripe_clock=stripe_clock, metrics=metrics
+        )
+        closers.append(stripe.close)
+        gateway, livemode = stripe, stripe.livemode
+    changes = given.get("changes")
+    if changes is None:
+        built_changes = changes = create_changes(settings)
+        closers.append(built_changes.close)
     repairs = IndexRepairs(uow, index, metrics)
     transitions = Transitions(
         index=index,
@@ -202,13 +316,16 @@ async def bootstrap(settings: Settings) -> Container:
         window_minutes=settings.window_minutes,
         reminder_offsets=tuple(settings.reminder_offsets_minutes),
     )
+    webhook_endpoints = SqlWebhookEndpoints(engine)
     return Container(
         settings=settings,
         engine=engine,
         uow=uow,
-        outbox=SqlOutboxStore(engine),
-        read_model=SqlReadModel(engine),
+        outbox=given.get("outbox", SqlOutboxStore(engine)),
+        read_model=read_model,
         idempotency_keys=SqlIdempotencyKeys(engine),
+        webhook_endpoints=webhook_endpoints,
+        store_probe=SqlStoreProbe(engine),
         index=index,
         gateway=gateway,
         metrics=metrics,
@@ -216,7 +333,35 @@ async def bootstrap(settings: Settings) -> Container:
         transitions=transitions,
         repairs=repairs,
         windows=windows,
-        webhooks=StripeWebhooks(uow, transitions, livemode=gateway.livemode),
+        webhooks=StripeWebhooks(uow, transitions, livemode=livemode),
+        operations=Operations(read_model, clock, webhook_endpoints, settings.webhook_endpoints),
         clock=clock,
         stripe_budget=stripe_budget,
+        expiry_budget=given.get("expiry_budget", BackgroundBudget(stripe_budget)),
+        sinks=given.get("sinks"),
+        # Closed in the reverse order of building: the engine last.
+        closers=closers[::-1],
     )
+
+
+async def bootstrap(settings: Settings, **given: Unpack[Outside]) -> Container:
+    """`build_container` for the processes, which await it at start-up."""
+    return build_container(settings, **given)
+
+
+def _closing(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def closed() -> None:
+        close()
+
+    return closed
+
+
+def _rebuild_after_outage(read_model: ReadModel) -> Callable[[WindowIndex], Awaitable[object]]:
+    """What the failover index runs when Redis answers again: the store's windows put back."""
+
+    async def rebuild(redis_index: WindowIndex) -> object:
+        report = await reconcile(read_model, redis_index)
+        log.warning("window_index_rebuilt_after_outage", **report.as_dict())
+        return report
+
+    return rebuild

@@ -8,21 +8,21 @@ everything, as an admin would) through the operations queries; no Redis, no Stri
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from payment_window.adapters.clock import SystemClock
-from payment_window.adapters.read_model import SqlReadModel
-from payment_window.adapters.store import create_engine
-from payment_window.bootstrap import bootstrap, default_policy
+from payment_window.bootstrap import Container, bootstrap, default_policy
 from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.buyers import BuyerRecord, RepeatNonPayer
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.session import PaymentSession
 from payment_window.domain.views import AuditRecord, WindowFilter
-from payment_window.operations import MAX_PAGE, Operations
+from payment_window.operations import MAX_PAGE
+from payment_window.runner import running
 
 OPERATOR = Actor(subject="cli", role=Role.ADMIN)
 WINDOW_COLUMNS = (
@@ -39,13 +39,24 @@ AUDIT_COLUMNS = ("TIME", "ACTION", "ACTOR", "STATUS", "DETAILS")
 NON_PAYER_COLUMNS = ("BUYER", "UNPAID", "OPENED", "UNPAID SHARE")
 
 
+@asynccontextmanager
+async def operating(settings: Settings) -> AsyncIterator[Container]:
+    """The wiring every operator command reads through, on the operator's own clock: the
+    tables never touch Redis or Stripe (the container connects only to what is used)."""
+    container = await bootstrap(settings, clock=SystemClock())
+    try:
+        yield container
+    finally:
+        await container.close()
+
+
 async def maker_policy(
     settings: Settings, maker_id: str, changes: Mapping[str, object]
 ) -> tuple[ExtensionPolicy, bool]:
     """The maker's policy after `changes` (none: just read), and whether it is the maker's own
     row (False: the settings' defaults apply, as the API's GET says)."""
-    container = await bootstrap(settings)
-    try:
+    # The deployment's own clock (not the operator's): the change is stamped like any other.
+    async with running(settings) as container:
         async with container.uow() as uow:
             own = await uow.policies.get(maker_id)
         if not changes:
@@ -54,8 +65,6 @@ async def maker_policy(
         # Through the use case, as the API's PUT: the admin rule, the audit entry, the log.
         await container.windows.set_policy(maker_id, changed, OPERATOR)
         return changed, True
-    finally:
-        await container.close()
 
 
 def policy_lines(maker_id: str, policy: ExtensionPolicy, own: bool) -> list[str]:
@@ -77,14 +86,12 @@ class Listing:
 
 async def read_windows(settings: Settings, query: WindowFilter, limit: int) -> Listing:
     """Up to `limit` windows matching `query`, by deadline, page by page from the store."""
-    engine = create_engine(settings)
-    try:
-        operations = Operations(SqlReadModel(engine), SystemClock())
+    async with operating(settings) as container:
         sessions: list[PaymentSession] = []
         cursor: str | None = None
         now: datetime | None = None
         while True:
-            page = await operations.windows(
+            page = await container.operations.windows(
                 query, OPERATOR, limit=min(MAX_PAGE, limit - len(sessions)), cursor=cursor
             )
             now = now or page.now
@@ -92,36 +99,21 @@ async def read_windows(settings: Settings, query: WindowFilter, limit: int) -> L
             cursor = page.next_cursor
             if cursor is None or len(sessions) >= limit:
                 return Listing(sessions, now, more=cursor is not None)
-    finally:
-        await engine.dispose()
 
 
 async def read_audit(settings: Settings, session_id: str) -> list[AuditRecord]:
-    engine = create_engine(settings)
-    try:
-        return await Operations(SqlReadModel(engine), SystemClock()).audit_trail(
-            session_id, OPERATOR
-        )
-    finally:
-        await engine.dispose()
+    async with operating(settings) as container:
+        return await container.operations.audit_trail(session_id, OPERATOR)
 
 
 async def read_repeat_non_payers(settings: Settings, days: int) -> list[RepeatNonPayer]:
-    engine = create_engine(settings)
-    try:
-        operations = Operations(SqlReadModel(engine), SystemClock())
-        return await operations.repeat_non_payers(OPERATOR, days=days)
-    finally:
-        await engine.dispose()
+    async with operating(settings) as container:
+        return await container.operations.repeat_non_payers(OPERATOR, days=days)
 
 
 async def read_buyer_record(settings: Settings, buyer_id: str, days: int) -> BuyerRecord:
-    engine = create_engine(settings)
-    try:
-        operations = Operations(SqlReadModel(engine), SystemClock())
-        return await operations.buyer_record(buyer_id, OPERATOR, days=days)
-    finally:
-        await engine.dispose()
+    async with operating(settings) as container:
+        return await container.operations.buyer_record(buyer_id, OPERATOR, days=days)
 
 
 def duration(seconds: float) -> str:

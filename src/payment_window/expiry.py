@@ -125,6 +125,10 @@ class ExpiryTask:
         """Finish the windows in hand, give the rest of the claims back, and return."""
         self._stopping.set()
 
+    def now(self) -> datetime:
+        """The one clock every due-ness decision and timestamp of the pass comes from."""
+        return self._t.clock.now()
+
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
@@ -177,7 +181,7 @@ class ExpiryTask:
             if unreadable:
                 await self._set_aside(unreadable, report)
                 handed.update(row.session_id for row in unreadable)
-            now = await self._index.now()
+            now = self._t.clock.now()
             in_flight = asyncio.Semaphore(IN_FLIGHT)
             group: list[str] = []
 
@@ -277,7 +281,7 @@ class ExpiryTask:
     async def sweep_store(self) -> int:
         """Re-index scheduled windows whose due moment passed without the index holding them
         (a lost Redis key, a crash between commit and index update): the backstop."""
-        now = await self._index.now()
+        now = self._t.clock.now()
         async with self._uow() as uow:
             overdue = await uow.sessions.overdue_scheduled(now - SWEEP_GRACE, 10_000)
         scheduled = await self._index.scheduled_ids() if overdue else set()
@@ -312,7 +316,7 @@ class ExpiryTask:
                 await self._failed(session_id, error, report)
 
     async def _act(self, session_ids: list[str], report: PassReport) -> None:
-        now = await self._index.now()
+        now = self._t.clock.now()
         stripe_failed: dict[str, Exception] = {}
         changed: list[PaymentSession] = []
         # The group's bookkeeping (reminders, policies): one short transaction, no Stripe call.
@@ -481,7 +485,7 @@ class ExpiryTask:
             attach = (
                 current is not None
                 and current.version == session.version
-                and current.needs_new_checkout(await self._index.now())
+                and current.needs_new_checkout(self._t.clock.now())
             )
             if current is not None and attach:
                 rotated = current.with_checkout(
@@ -565,7 +569,7 @@ class ExpiryTask:
         )
         async with self._uow() as uow:
             current = await uow.sessions.get(session.id, for_update=True)
-            if current is None or not current.confirmation_check_due(await self._index.now()):
+            if current is None or not current.confirmation_check_due(self._t.clock.now()):
                 changed = current
             elif checkout is not None and checkout.payment_status in PAID:
                 changed = self._t.apply_payment(uow, current, checkout, ACTOR)
@@ -612,7 +616,7 @@ class ExpiryTask:
         # window straight back and settles the index from the store.
         delay = stripe_backoff(attempts) if attempts else timedelta(0)
         try:
-            await self._index.retry_at(session_id, await self._index.now() + delay)
+            await self._index.retry_at(session_id, self._t.clock.now() + delay)
         except Exception:
             self._t.metrics.increment(
                 "payments.window.expiry_failures_unrecorded", tags=["step:schedule"]

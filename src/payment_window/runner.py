@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import secrets
 import signal
 import sys
@@ -13,32 +12,25 @@ from contextlib import asynccontextmanager
 import structlog
 from pydantic import SecretStr
 
-from payment_window.adapters.sinks import create_sinks, create_webhook_sinks
 from payment_window.adapters.webhook import signers
-from payment_window.adapters.webhook_endpoints import SqlWebhookEndpoints
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Environment, Settings
-from payment_window.domain.outgoing_webhooks import PARK_AFTER, endpoint_problem, parse_events
-from payment_window.expiry import ExpiryTask, PassReport
+from payment_window.domain.outgoing_webhooks import endpoint_problem, parse_events
+from payment_window.expiry import PassReport
 from payment_window.loops import Loop, loops_for
-from payment_window.outbox import OutboxRelay, OutboxStatus, RelayGroup
+from payment_window.outbox import OutboxStatus
 from payment_window.outbox import status as outbox_status
 from payment_window.reconcile import reconcile
 from payment_window.retention import prune, prune_hourly
-from payment_window.worker import Worker
 
 log = structlog.get_logger(__name__)
-
-
-def expiry_task(container: Container) -> ExpiryTask:
-    return container.expiry_task()
 
 
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Container]:
     container = await bootstrap(settings)
     try:
-        await container.clock.sync()  # the one clock that stamps, before the first change
+        await container.sync_clock()  # the one clock that stamps, before the first change
         yield container
     finally:
         await container.close()
@@ -47,7 +39,7 @@ async def running(settings: Settings) -> AsyncIterator[Container]:
 async def expire_due_once(settings: Settings) -> PassReport:
     """One pass, as the EventBridge schedule runs it: sweep the store, then close what is due."""
     async with running(settings) as container:
-        return await expiry_task(container).run_pass(sweep=True)
+        return await container.expiry_task().run_pass(sweep=True)
 
 
 async def reconcile_index(settings: Settings, *, progress: bool = False) -> dict[str, int]:
@@ -70,32 +62,6 @@ async def reconcile_index(settings: Settings, *, progress: bool = False) -> dict
     return report.as_dict()
 
 
-def outbox_relay(container: Container) -> RelayGroup:
-    """The vendor sinks' relay, and one relay per webhook endpoint beside it: each endpoint
-    claims only its own messages, skips its passes while disabled (a 410), and parks a message
-    that still fails after three days."""
-    vendor = OutboxRelay(
-        container.outbox, create_sinks(container.settings), container.metrics, container.clock
-    )
-    state = SqlWebhookEndpoints(container.engine)
-    webhooks = create_webhook_sinks(container.settings, state, container.clock, container.metrics)
-    relays = [vendor]
-    for sink in webhooks:
-        relays.append(
-            OutboxRelay(
-                container.outbox,
-                {sink.destination: sink},
-                container.metrics,
-                container.clock,
-                park_after=PARK_AFTER,
-                active=functools.partial(state.is_active, sink.destination),
-                reports=False,
-            )
-        )
-    closers = [webhooks[0].close] if webhooks else []
-    return RelayGroup(relays, closers)
-
-
 async def run_relay(settings: Settings) -> None:
     """Deliver outbox messages until SIGTERM or SIGINT."""
     async with running(settings) as container:
@@ -106,7 +72,7 @@ async def run_relay(settings: Settings) -> None:
         # The relay also keeps the store's size bounded: a retention pass every hour.
         pruning = asyncio.create_task(prune_hourly(container, stop), name="payment-window-prune")
         try:
-            await outbox_relay(container).run(stop)
+            await container.outbox_relay().run(stop)
         finally:
             stop.set()
             await pruning
@@ -120,7 +86,7 @@ async def prune_store(settings: Settings) -> dict[str, int]:
 
 async def outbox_backlog(settings: Settings) -> OutboxStatus:
     async with running(settings) as container:
-        endpoints = await SqlWebhookEndpoints(container.engine).statuses(settings.webhook_endpoints)
+        endpoints = await container.webhook_endpoints.statuses(settings.webhook_endpoints)
         return await outbox_status(container.outbox, metrics=container.metrics, endpoints=endpoints)
 
 
@@ -135,7 +101,7 @@ async def enable_endpoint(settings: Settings, url: str) -> bool:
     from payment_window.domain.outgoing_webhooks import endpoint_destination
 
     async with running(settings) as container:
-        return await SqlWebhookEndpoints(container.engine).enable(endpoint_destination(url))
+        return await container.webhook_endpoints.enable(endpoint_destination(url))
 
 
 class StartupRefused(Exception):
@@ -248,12 +214,12 @@ def with_local_stripe(settings: Settings, api_url: str) -> Settings:
     )
 
 
-async def run_worker(settings: Settings) -> None:
+async def run_worker_process(settings: Settings) -> None:
     """Close windows as they fall due (and relay the outbox, if `PW_WORKER_LOOPS` asks) until
     SIGTERM or SIGINT."""
     loops = loops_for("worker", settings)
     async with running(settings) as container:
-        task = expiry_task(container)
+        task = container.expiry_task()
         relay_stop = asyncio.Event()
 
         def stop() -> None:
@@ -268,16 +234,11 @@ async def run_worker(settings: Settings) -> None:
             max_sleep_seconds=settings.worker_max_sleep_seconds,
             loops=sorted(loops),
         )
-        worker = Worker(
-            task,
-            container.index,
-            max_sleep_seconds=settings.worker_max_sleep_seconds,
-            metrics=container.metrics,
-        )
+        expiry = container.expiry_loop(task)
         running_loops = []
         if Loop.WORKER in loops:
-            running_loops.append(worker.run())
+            running_loops.append(expiry.run())
         if Loop.RELAY in loops:
-            running_loops.append(outbox_relay(container).run(relay_stop))
+            running_loops.append(container.outbox_relay().run(relay_stop))
         await asyncio.gather(*running_loops)
         log.info("worker_stopped")

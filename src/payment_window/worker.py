@@ -44,7 +44,7 @@ class Worker:
         """Gauges an operator trusts the system by: the backlog, and how overdue the worst is."""
         if self._metrics is None:
             return
-        now = await self._index.now()
+        now = self._task.now()
         self._metrics.gauge("payments.window.pending", await self._index.pending_count())
         oldest = await self._task.oldest_open_deadline()
         overdue = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
@@ -94,7 +94,7 @@ class Worker:
             next_due = await self._index.next_due()
             if next_due is None:
                 return self._max_sleep
-            wait = (next_due - await self._index.now()).total_seconds()
+            wait = (next_due - self._task.now()).total_seconds()
         except Exception:
             return self._max_sleep
         return min(self._max_sleep, max(0.0, wait))

@@ -15,7 +15,6 @@ from api_harness import Api, api_settings, assert_error_shape, running_api
 from devstripe.testing import RunningStripe
 
 from payment_window.config import Settings
-from payment_window.runner import expiry_task
 
 MAKER_ACCOUNT = "acct_1MakerAttach"
 
@@ -106,7 +105,7 @@ async def test_an_attached_window_on_a_connected_account_is_expired_there_by_the
     stripe.reset_calls()
     await asyncio.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.3)
 
-    report = await expiry_task(api.container).run_pass()
+    report = await api.container.expiry_task().run_pass()
 
     assert report.expired == 1
     assert stripe.session(checkout["id"])["status"] == "expired"

@@ -19,7 +19,6 @@ from payment_window.adapters.sinks import create_sinks
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
 from payment_window.outbox import OutboxRelay
-from payment_window.runner import expiry_task
 
 
 @pytest.fixture
@@ -52,7 +51,7 @@ async def test_an_expiry_asks_the_auction_service_to_relist(
     container, tap = wired
     [session] = await seed_windows(container, stripe, 1)
 
-    await expiry_task(container).run_pass()
+    await container.expiry_task().run_pass()
     [note] = await relay_and_read(container, tap, moto)
 
     body = json.loads(note["Message"])
@@ -89,7 +88,7 @@ async def test_a_payment_tells_the_auction_service_it_was_paid(
     assert session.checkout_session_id
     stripe.complete(session.checkout_session_id)  # the buyer paid just before the deadline
 
-    await expiry_task(container).run_pass()
+    await container.expiry_task().run_pass()
     [note] = await relay_and_read(container, tap, moto)
 
     body = json.loads(note["Message"])

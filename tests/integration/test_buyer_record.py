@@ -19,7 +19,6 @@ from seeding import seed_windows
 from payment_window.api.schemas import BuyerRecordOut
 from payment_window.config import Settings
 from payment_window.domain.session import CloseReason, PaymentSession, Status
-from payment_window.runner import expiry_task
 from payment_window.service import new_session_id
 
 WEBHOOK_SECRET = "whsec_buyer_record_0123456789"
@@ -118,7 +117,7 @@ async def test_the_record_counts_what_happened_to_a_buyers_windows(
     [elapsed] = await seed_windows(
         api.container, stripe, 1, deadline=datetime.now(UTC) - timedelta(minutes=5), buyer_id=repeat
     )
-    report = await expiry_task(api.container).run_pass()
+    report = await api.container.expiry_task().run_pass()
     assert report.claimed == 1
     by_maker = await api.open_window(buyerId=repeat, makerId="maker-lenient")
     await _terminate(api, by_maker["sessionId"], maker)

@@ -16,7 +16,6 @@ from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.session import Status
-from payment_window.runner import expiry_task
 from payment_window.service import OpenWindow
 
 ADMIN = Actor("ops-1", Role.ADMIN)
@@ -88,7 +87,7 @@ async def test_a_window_longer_than_a_stripe_session_is_rotated_before_the_sessi
         await uow.commit()
     await container.index.put(aged)
 
-    report = await expiry_task(container).run_pass()
+    report = await container.expiry_task().run_pass()
 
     async with container.uow() as uow:
         rotated = await uow.sessions.get(opened.id)

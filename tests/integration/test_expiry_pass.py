@@ -18,7 +18,6 @@ from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.errors import WindowElapsed
 from payment_window.domain.session import Status
-from payment_window.runner import expiry_task
 
 ADMIN = Actor("ops-1", Role.ADMIN)
 
@@ -53,7 +52,7 @@ async def test_a_due_window_is_expired_at_stripe_then_closed_with_one_audit_entr
 ) -> None:
     [window] = await seed_windows(container, stripe, 1)
 
-    report = await expiry_task(container).run_pass()
+    report = await container.expiry_task().run_pass()
 
     closed = await stored(container, window.id)
     assert report.expired == 1
@@ -77,7 +76,7 @@ async def test_each_window_costs_exactly_one_stripe_call(
     windows = await seed_windows(container, stripe, 40)
     stripe.reset_calls()
 
-    report = await expiry_task(container).run_pass()
+    report = await container.expiry_task().run_pass()
 
     assert report.expired == len(windows)
     assert stripe.calls("/expire") == len(windows)
@@ -90,7 +89,7 @@ async def test_a_window_before_its_deadline_is_left_open(
     now = container.clock.now()
     [window] = await seed_windows(container, stripe, 1, deadline=now + timedelta(minutes=10))
 
-    report = await expiry_task(container).run_pass()
+    report = await container.expiry_task().run_pass()
 
     assert report.claimed == 0
     assert (await stored(container, window.id)).status is Status.OPEN
@@ -104,7 +103,7 @@ async def test_a_buyer_who_paid_at_the_last_second_is_recorded_paid_not_expired(
     [window] = await seed_windows(container, stripe, 1)
     stripe.complete(window.checkout_session_id, paid=True)
 
-    report = await expiry_task(container).run_pass()
+    report = await container.expiry_task().run_pass()
 
     session = await stored(container, window.id)
     assert report.paid == 1 and report.expired == 0
@@ -123,7 +122,7 @@ async def test_a_delayed_payment_method_at_the_last_second_stops_the_window(
     [window] = await seed_windows(container, stripe, 1)
     stripe.complete(window.checkout_session_id, paid=False)
 
-    await expiry_task(container).run_pass()
+    await container.expiry_task().run_pass()
 
     session = await stored(container, window.id)
     assert session.status is Status.AWAITING_PAYMENT_CONFIRMATION
@@ -144,7 +143,7 @@ async def test_a_window_past_its_deadline_cannot_be_extended_while_a_worker_hold
 
     with pytest.raises(WindowElapsed):
         await container.windows.extend(window.id, 30, ADMIN)
-    report = await expiry_task(container).close_claims(claims)
+    report = await container.expiry_task().close_claims(claims)
 
     session = await stored(container, window.id)
     assert report.expired == 1
@@ -159,8 +158,8 @@ async def test_a_session_stripe_already_expired_is_closed_once(
     [window] = await seed_windows(container, stripe, 1)
     await container.gateway.expire(window.checkout_session_id, idempotency_key="elsewhere")
 
-    first = await expiry_task(container).run_pass()
-    second = await expiry_task(container).run_pass()
+    first = await container.expiry_task().run_pass()
+    second = await container.expiry_task().run_pass()
 
     assert first.expired == 1 and second.claimed == 0
     assert (await stored(container, window.id)).status is Status.EXPIRED
@@ -174,7 +173,7 @@ async def test_during_a_stripe_outage_windows_stay_open_and_indexed_then_all_exp
     stripe.reset_calls()
     stripe.fail_for(60, status=500, path="/expire")
 
-    outage = await expiry_task(container).run_pass()
+    outage = await container.expiry_task().run_pass()
 
     assert outage.retried == len(windows) and outage.expired == 0
     assert await container.index.pending_count() == len(windows)
@@ -190,7 +189,7 @@ async def test_during_a_stripe_outage_windows_stay_open_and_indexed_then_all_exp
     stripe.clear_faults()
     expired = 0
     for _ in range(40):
-        expired += (await expiry_task(container).run_pass()).expired
+        expired += (await container.expiry_task().run_pass()).expired
         if expired == len(windows):
             break
         await asyncio.sleep(0.25)
@@ -207,7 +206,7 @@ async def test_rate_limits_and_dropped_connections_delay_but_lose_nothing(
 
     expired = 0
     for _ in range(40):
-        expired += (await expiry_task(container).run_pass()).expired
+        expired += (await container.expiry_task().run_pass()).expired
         if expired == len(windows):
             break
         await asyncio.sleep(0.25)
@@ -224,7 +223,7 @@ async def test_an_overdue_window_missing_from_the_index_is_swept_back_and_expire
     [window] = await seed_windows(container, stripe, 1, deadline=long_ago)
     await container.index.forget(window.id)
 
-    report = await expiry_task(container).run_pass(sweep=True)
+    report = await container.expiry_task().run_pass(sweep=True)
 
     assert report.reindexed in (0, 1)  # the SQL index is the store: nothing to re-index
     assert report.expired == 1
@@ -240,7 +239,7 @@ async def test_one_windows_stripe_failure_does_not_hold_back_the_others_closed_w
     # Its one try (a call under a row lock is not retried inside the lock) fails.
     stripe.fail_next(1, status=500, path=f"{failing.checkout_session_id}/expire")
 
-    first = await expiry_task(container).run_pass()
+    first = await container.expiry_task().run_pass()
 
     assert (first.expired, first.retried) == (len(windows) - 1, 1)
     for window in windows:
@@ -255,7 +254,7 @@ async def test_one_windows_stripe_failure_does_not_hold_back_the_others_closed_w
 
     expired = 0
     for _ in range(40):
-        expired += (await expiry_task(container).run_pass()).expired
+        expired += (await container.expiry_task().run_pass()).expired
         if expired:
             break
         await asyncio.sleep(0.25)
@@ -291,7 +290,7 @@ async def test_a_failure_the_store_cannot_record_is_logged_with_its_window_and_b
         stripe.fail_next(1, status=500, path="/expire")
 
         with structlog.testing.capture_logs() as logs:
-            report = await expiry_task(container).run_pass()
+            report = await container.expiry_task().run_pass()
 
         assert report.retried == 1 and report.expired == 0
         unrecorded = [e for e in logs if e["event"] == "expiry_failure_not_recorded"]

@@ -21,7 +21,6 @@ from sqlalchemy import func, select, text
 from payment_window.adapters.tables import audit_log, outbox, payment_sessions
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
-from payment_window.runner import expiry_task
 
 pytestmark = pytest.mark.slow
 
@@ -216,7 +215,7 @@ async def test_sigterm_finishes_the_window_in_hand_and_gives_the_rest_back(
 
         # With a ten-minute lease, anything still claimed would be stuck; released claims are
         # due again at once.
-        report = await expiry_task(container).run_pass()
+        report = await container.expiry_task().run_pass()
         assert report.expired > 0
         await wait_until_all_closed(container, total, seconds=5)
         await assert_each_expired_exactly_once(container, total)

@@ -13,7 +13,7 @@ from seeding import seed_windows
 from payment_window.bootstrap import bootstrap
 from payment_window.config import Settings
 from payment_window.domain.session import Status
-from payment_window.runner import expiry_task, reconcile_index
+from payment_window.runner import reconcile_index
 
 
 async def test_after_a_flush_the_next_pass_restores_every_open_window_and_they_expire_on_time(
@@ -30,7 +30,7 @@ async def test_after_a_flush_the_next_pass_restores_every_open_window_and_they_e
         await client.aclose()
         assert await container.index.pending_count() == 0
 
-        task = expiry_task(container)
+        task = container.expiry_task()
         first = await task.run_pass()
         assert first.reindexed == len(windows) and first.expired == 0
         assert await container.index.pending_count() == len(windows)

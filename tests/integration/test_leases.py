@@ -26,7 +26,6 @@ from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
 from payment_window.domain.ports import WindowIndex
 from payment_window.domain.session import PaymentSession
-from payment_window.runner import expiry_task
 from payment_window.service import new_session_id
 
 
@@ -134,7 +133,7 @@ async def test_a_worker_slower_than_its_lease_keeps_its_claims(
     slow, other = await bootstrap(settings), await bootstrap(settings)
     try:
         windows = await seed_windows(slow, stripe, 10)
-        closing = asyncio.create_task(expiry_task(slow).run_pass())
+        closing = asyncio.create_task(slow.expiry_task().run_pass())
         deadline = time.monotonic() + 10
         while await slow.index.pending_count() and not await _all_claimed(slow, len(windows)):
             assert time.monotonic() < deadline, "the slow worker never claimed the windows"

@@ -26,7 +26,6 @@ from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
 from payment_window.logs import configure_logging
 from payment_window.redaction import JWT_MASK, Redactor, mask
-from payment_window.runner import expiry_task
 
 REQUEST_ID = "req-logs-0001"
 # Recognisable, and never printed whole anywhere the tests look.
@@ -238,7 +237,7 @@ async def test_the_lines_of_an_expiry_pass_name_their_window(
     stripe.fail_for(60, status=500, path=f"/{windows[0].checkout_session_id}/expire")
     json_lines(capfd)
 
-    await expiry_task(container).run_pass()
+    await container.expiry_task().run_pass()
     everything, lines = json_lines(capfd)
 
     ids = {window.id for window in windows}
@@ -257,7 +256,7 @@ async def test_every_line_of_an_expiry_pass_carries_a_correlation_id(
     await seed_windows(container, stripe, 2, deadline=container.clock.now() - timedelta(seconds=1))
     json_lines(capfd)
 
-    await expiry_task(container).run_pass()
+    await container.expiry_task().run_pass()
     _, lines = json_lines(capfd)
 
     assert lines

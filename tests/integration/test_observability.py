@@ -36,7 +36,6 @@ from payment_window.domain.messages import iso
 from payment_window.domain.ports import Claim
 from payment_window.domain.session import PaymentSession, Status
 from payment_window.outbox import OutboxRelay, status
-from payment_window.runner import expiry_task
 
 ADMIN = Actor("ops-1", Role.ADMIN)
 WRITE_KEY = "wk_test_observability"
@@ -142,7 +141,7 @@ async def test_committed_changes_are_counted_once_each_with_bounded_tags(
     to_extend, to_terminate = await seed_windows(observed, stripe, 2, deadline=later)
     statsd.clear()
 
-    report = await expiry_task(observed).run_pass()
+    report = await observed.expiry_task().run_pass()
     await observed.windows.extend(to_extend.id, 15, ADMIN, reason="buyer asked")
     await observed.windows.terminate(to_terminate.id, ADMIN, reason="fraud check")
     received = statsd.take()
@@ -169,9 +168,9 @@ async def test_committed_changes_are_counted_once_each_with_bounded_tags(
     past = await observed.index.now() - timedelta(seconds=5)
     for window in due:
         await observed.index.retry_at(window.id, past)
-    again = await expiry_task(observed).run_pass()
+    again = await observed.expiry_task().run_pass()
     # A replayed expiry of a window already expired, as a retried Lambda invocation does it.
-    replayed = await expiry_task(observed).close_claims([Claim(due[0].id, past)])
+    replayed = await observed.expiry_task().close_claims([Claim(due[0].id, past)])
     received = statsd.take()
 
     assert (again.claimed, again.expired) == (3, 0)
@@ -190,14 +189,14 @@ async def test_racing_expiries_of_one_window_count_it_once(
 
     # Two workers holding the same claim (one's lease ran out while it was still working).
     first, second = await asyncio.gather(
-        expiry_task(observed).close_claims([claim]),
-        expiry_task(observed).close_claims([claim]),
+        observed.expiry_task().close_claims([claim]),
+        observed.expiry_task().close_claims([claim]),
     )
     # Whichever found the row busy put it back on the schedule: let that retry run too.
     later_expired = 0
     deadline = time.monotonic() + 10
     while await observed.index.next_due() is not None and time.monotonic() < deadline:
-        later_expired += (await expiry_task(observed).run_pass()).expired
+        later_expired += (await observed.expiry_task().run_pass()).expired
         await asyncio.sleep(0.1)
     received = statsd.take()
 
@@ -214,7 +213,7 @@ async def test_a_refused_override_is_not_counted(
     observed: Container, stripe: RunningStripe, statsd: StatsdServer
 ) -> None:
     [window] = await seed_windows(observed, stripe, 1)
-    await expiry_task(observed).run_pass()
+    await observed.expiry_task().run_pass()
     statsd.clear()
 
     with pytest.raises(WindowNotOpen):
@@ -238,7 +237,7 @@ async def test_expired_checkouts_reach_segment_once_each_through_an_outage(
     due = await seed_windows(observed, stripe, 3)
     later = observed.clock.now() + timedelta(minutes=30)
     [to_terminate] = await seed_windows(observed, stripe, 1, deadline=later)
-    await expiry_task(observed).run_pass()
+    await observed.expiry_task().run_pass()
     await observed.windows.terminate(to_terminate.id, ADMIN)
     closed = {s.id: await stored(observed, s.id) for s in [*due, to_terminate]}
     async with observed.engine.connect() as connection:

@@ -20,7 +20,6 @@ from payment_window.api.routes.operations import (
     WindowListOut,
 )
 from payment_window.config import Settings
-from payment_window.runner import expiry_task
 
 
 @pytest.fixture
@@ -308,7 +307,7 @@ async def test_summary_figures_match_a_known_set_of_windows(
     )
     assert response.status_code == 200
     await seed_windows(container, stripe, 4, deadline=now - timedelta(minutes=30))
-    report = await expiry_task(container).run_pass()
+    report = await container.expiry_task().run_pass()
     assert report.claimed == 4
 
     # Two more overdue windows, which Stripe then refuses to expire: they stay open, failing.
@@ -317,7 +316,7 @@ async def test_summary_figures_match_a_known_set_of_windows(
     )
     stripe.fail_for(60, path="/expire")
     try:
-        await expiry_task(container).run_pass()
+        await container.expiry_task().run_pass()
     finally:
         stripe.clear_faults()
 

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from payment_window.adapters.redis_index import due_key, window_key
 from payment_window.adapters.tables import outbox
 from payment_window.config import Settings
-from payment_window.runner import expiry_task
 
 
 @pytest.fixture
@@ -55,7 +54,7 @@ async def test_lost_hashes_and_schedule_entries_still_remind_and_close(
 
     deadline = asyncio.get_running_loop().time() + 45
     while True:
-        await expiry_task(api.container).run_pass(sweep=True)
+        await api.container.expiry_task().run_pass(sweep=True)
         done = (
             "payment_window.reminder" in await events_of(api, reminded["sessionId"]),
             "payment_window.expired" in await events_of(api, unscheduled["sessionId"]),

@@ -16,7 +16,6 @@ from payment_window.adapters.tables import audit_log, outbox
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
-from payment_window.runner import expiry_task
 
 ADMIN = Actor("ops-1", Role.ADMIN)
 ONE_MINUTE = (1,)
@@ -47,8 +46,8 @@ async def test_four_workers_send_each_reminder_exactly_once(
         await asyncio.sleep(1.2)
 
         reports = await asyncio.gather(
-            *(expiry_task(worker).run_pass() for worker in workers),
-            *(expiry_task(worker).run_pass() for worker in workers),
+            *(worker.expiry_task().run_pass() for worker in workers),
+            *(worker.expiry_task().run_pass() for worker in workers),
         )
 
         assert sum(report.reminded for report in reports) == len(windows)
@@ -89,7 +88,7 @@ async def test_a_reminder_is_replanned_when_the_window_is_extended(
     extended = await container.windows.extend(window.id, 5, ADMIN)
     await asyncio.sleep(1.2)
 
-    report = await expiry_task(container).run_pass()
+    report = await container.expiry_task().run_pass()
 
     assert report.reminded == 0
     assert await reminders_sent(container) == {}
@@ -105,7 +104,7 @@ async def test_a_sent_reminder_is_not_sent_again_after_an_extension(
         container, stripe, 1, deadline=deadline, reminder_offsets=ONE_MINUTE
     )
     await asyncio.sleep(1.2)
-    assert (await expiry_task(container).run_pass()).reminded == 1
+    assert (await container.expiry_task().run_pass()).reminded == 1
 
     extended = await container.windows.extend(window.id, 2, ADMIN)
 
@@ -131,7 +130,7 @@ async def test_no_reminder_for_a_window_that_is_no_longer_open(
     await container.index.put(paid)
     await asyncio.sleep(1.2)
 
-    report = await expiry_task(container).run_pass()
+    report = await container.expiry_task().run_pass()
 
     assert report.reminded == 0
     assert await reminders_sent(container) == {}

@@ -26,7 +26,6 @@ from payment_window.adapters.outbox_store import SqlOutboxStore
 from payment_window.adapters.sinks import create_sinks
 from payment_window.config import Settings
 from payment_window.outbox import OutboxRelay
-from payment_window.runner import expiry_task
 
 MAKER = "maker-second-chance"
 POLICY = {"maxExtensionMinutes": 60, "makersMayOverride": False, "onExpiry": "offer_next_bidder"}
@@ -76,7 +75,7 @@ async def test_an_unpaid_window_asks_for_a_second_chance_offer_once_instead_of_a
     opened = await open_window(api, seconds=1.5)
 
     for _ in range(100):  # the worker's passes, until the real deadline has passed
-        await expiry_task(api.container).run_pass()
+        await api.container.expiry_task().run_pass()
         status = await api.client.get(
             f"/payments/checkout/{opened['sessionId']}/status", headers=api.admin
         )
@@ -85,7 +84,7 @@ async def test_an_unpaid_window_asks_for_a_second_chance_offer_once_instead_of_a
         await asyncio.sleep(0.1)
     assert status.json()["status"] == "expired"
     delivered = await deliver(api, tap, moto)
-    await expiry_task(api.container).run_pass()  # a later pass sends nothing more
+    await api.container.expiry_task().run_pass()  # a later pass sends nothing more
     delivered += await deliver(api, tap, moto)
 
     assert [body["event"] for body in delivered] == ["auction.second_chance_requested"]

@@ -25,7 +25,7 @@ from test_expiry_workers import assert_each_expired_exactly_once
 from payment_window.adapters.tables import audit_log, outbox, payment_sessions
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
-from payment_window.runner import expiry_task, reconcile_index
+from payment_window.runner import reconcile_index
 from payment_window.worker import Worker
 
 pytestmark = pytest.mark.slow
@@ -89,7 +89,7 @@ async def wait_closed(container: Container, ids: list[str], seconds: float) -> N
 async def test_windows_due_during_a_store_outage_close_within_seconds_of_its_return(
     container: Container, proxy: TcpProxy, stripe: RunningStripe, fault: str
 ) -> None:
-    task = expiry_task(container)
+    task = container.expiry_task()
     worker = Worker(task, container.index, max_sleep_seconds=0.5)
     running = asyncio.create_task(worker.run())
     try:
@@ -138,7 +138,7 @@ async def test_an_unreadable_row_is_set_aside_alerted_and_counted_and_holds_no_o
                     .where(payment_sessions.c.id == newer.id)
                     .values(status="refunded")
                 )
-            report = await expiry_task(container).run_pass()
+            report = await container.expiry_task().run_pass()
 
             assert report.expired == 7
             assert report.set_aside == 1
@@ -177,7 +177,7 @@ async def test_an_unreadable_row_is_set_aside_alerted_and_counted_and_holds_no_o
                 10,
             )
             # Set aside once: the next pass neither claims nor alerts it again.
-            again = await expiry_task(container).run_pass()
+            again = await container.expiry_task().run_pass()
             assert again.claimed == 0 and again.set_aside == 0
         finally:
             await container.close()
@@ -189,7 +189,7 @@ async def test_the_store_records_no_expiry_failure_on_a_closed_window(
     container = await bootstrap(with_stripe(redis_settings, stripe))
     try:
         (window,) = await seed_windows(container, stripe, 1)
-        assert (await expiry_task(container).run_pass()).expired == 1
+        assert (await container.expiry_task().run_pass()).expired == 1
         async with container.uow() as uow:
             assert await uow.sessions.record_expiry_failure(window.id, "late error") == 0
             await uow.commit()

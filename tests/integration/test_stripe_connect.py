@@ -22,7 +22,6 @@ from sqlalchemy import select
 
 from payment_window.adapters.tables import outbox
 from payment_window.config import Settings
-from payment_window.runner import expiry_task
 
 MAKER_ACCOUNT = "acct_1MakerDirect"
 OTHER_ACCOUNT = "acct_1SomeoneElse"
@@ -229,7 +228,7 @@ async def test_the_worker_expires_a_direct_charge_window_on_its_account(
     stripe.reset_calls()
     await asyncio.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.3)
 
-    report = await expiry_task(api.container).run_pass()
+    report = await api.container.expiry_task().run_pass()
 
     assert report.expired == 1
     closed = await window_row(api, body["sessionId"])
@@ -268,13 +267,13 @@ async def test_a_pending_direct_payment_is_rechecked_on_its_account(
     await asyncio.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.3)
 
     # At the deadline Stripe refuses to expire a complete session: the buyer paid (pending).
-    await expiry_task(api.container).run_pass()
+    await api.container.expiry_task().run_pass()
     pending = await window_row(api, body["sessionId"])
     assert pending.status.value == "awaiting_payment_confirmation"
     stripe.app.store.settle_delayed_payment(checkout_id, succeeded=True)
     await asyncio.sleep(0.2)
 
-    report = await expiry_task(api.container).run_pass()
+    report = await api.container.expiry_task().run_pass()
 
     assert report.rechecked == 1
     assert (await window_row(api, body["sessionId"])).status.value == "paid"
@@ -383,14 +382,14 @@ async def test_paid_on_an_old_link_the_worker_expires_the_current_one_on_the_acc
 
     # Stripe fails the first try: retried with the expiry backoff, as any expiry.
     stripe.fail_next(1, path="/expire")
-    failed = await expiry_task(api.container).run_pass()
+    failed = await api.container.expiry_task().run_pass()
     assert failed.retried == 1 and failed.expired_other == 0
     row = await window_row(api, session_id)
     assert row.expire_checkout_id == current and row.expiry_attempts == 1
     assert stripe.session(current)["status"] == "open"
     await asyncio.sleep(2.1)
 
-    retried = await expiry_task(api.container).run_pass()
+    retried = await api.container.expiry_task().run_pass()
 
     assert retried.expired_other == 1
     assert stripe.session(current)["status"] == "expired"

@@ -23,7 +23,6 @@ from test_stripe_webhooks import COMPLETED, SECRET, send, stripe_event
 from payment_window.adapters.tables import audit_log, outbox
 from payment_window.config import Settings
 from payment_window.domain.session import PaymentSession
-from payment_window.runner import expiry_task
 
 
 @pytest.fixture
@@ -72,7 +71,7 @@ async def until_closed(api: Api, session_id: str, seconds: float = 15.0) -> dict
     """Run expiry passes, as a worker would, until the window leaves `open`."""
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
-        await expiry_task(api.container).run_pass()
+        await api.container.expiry_task().run_pass()
         body = await status(api, session_id)
         if body["status"] != "open" or asyncio.get_running_loop().time() > deadline:
             return body
@@ -214,7 +213,7 @@ async def test_a_payment_awaiting_confirmation_is_settled_from_stripe_without_a_
     deadline = asyncio.get_running_loop().time() + 15
     while (await status(api, opened["sessionId"]))["status"] != "paid":
         assert asyncio.get_running_loop().time() < deadline, "never re-checked at Stripe"
-        await expiry_task(api.container).run_pass()
+        await api.container.expiry_task().run_pass()
         await asyncio.sleep(0.2)
 
     actions = [action for action, _ in await audit_details(api, opened["sessionId"])]
@@ -234,7 +233,7 @@ async def test_a_failed_delayed_payment_found_at_stripe_closes_the_window(
     deadline = asyncio.get_running_loop().time() + 15
     while (body := await status(api, opened["sessionId"]))["status"] != "expired":
         assert asyncio.get_running_loop().time() < deadline, "never re-checked at Stripe"
-        await expiry_task(api.container).run_pass()
+        await api.container.expiry_task().run_pass()
         await asyncio.sleep(0.2)
     assert body["reason"] == "payment_failed"
 

@@ -20,7 +20,6 @@ from sqlalchemy import select
 
 from payment_window.adapters.tables import audit_log, outbox, stripe_events
 from payment_window.config import Settings
-from payment_window.runner import expiry_task
 
 SECRET = "whsec_test_0123456789abcdef"
 URL = "/payments/stripe/webhook"
@@ -345,7 +344,7 @@ async def test_events_for_a_rotated_away_session_find_their_window(
     # The handler answered without calling Stripe; the worker expires the current link.
     assert stripe.calls() == 0
     assert stripe.session(rotated.checkout_session_id)["status"] == "open"
-    report = await expiry_task(api.container).run_pass()
+    report = await api.container.expiry_task().run_pass()
     assert report.expired_other == 1
     assert stripe.session(rotated.checkout_session_id)["status"] == "expired"
     async with api.container.uow() as uow:

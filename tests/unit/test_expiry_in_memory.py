@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from test_use_cases import ADMIN, World
 
 from payment_window.domain.session import ROTATE_AHEAD, PaymentSession, Status
-from payment_window.expiry import BUSY_RETRY, GROUP_MAX, SWEEP_GRACE, ExpiryTask
+from payment_window.expiry import BUSY_RETRY, GROUP_MAX, SWEEP_GRACE
 from payment_window.webhooks import Outcome
 
 
@@ -175,18 +175,9 @@ async def test_an_index_that_lost_its_contents_is_rebuilt_before_claiming() -> N
     world.index.schedule.clear()
     world.index.entries.clear()
     world.index.lost = True
-    task = ExpiryTask(
-        uow=world.uow,
-        transitions=world.transitions,
-        index=world.index,
-        budget=world.budget,
-        batch_size=10,
-        lease_seconds=30,
-        rebuild=world.expiry.sweep_store,
-    )
     world.clock.advance(timedelta(minutes=31))
 
-    report = await task.run_pass()
+    report = await world.expiry.run_pass()
 
     assert (report.reindexed, report.expired) == (1, 1)
     assert world.store[session.id].status is Status.EXPIRED
@@ -196,15 +187,7 @@ async def test_an_index_that_lost_its_contents_is_rebuilt_before_claiming() -> N
 
 
 async def test_more_windows_than_a_group_holds_all_close_once() -> None:
-    world = World()
-    world.expiry = ExpiryTask(
-        uow=world.uow,
-        transitions=world.transitions,
-        index=world.index,
-        budget=world.budget,
-        batch_size=100,
-        lease_seconds=30,
-    )
+    world = World(batch_size=100)
     sessions = [await world.open(auction=f"auc-{n}", minutes=30) for n in range(GROUP_MAX + 8)]
     world.clock.advance(timedelta(minutes=30))
 

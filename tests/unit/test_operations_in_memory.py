@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from fakes import FakeReadModel
 from test_use_cases import ADMIN, BUYER, MAKER, SERVICE, World
 
 from payment_window.domain.access import Actor, Role
@@ -21,7 +20,7 @@ OTHER_MAKER = Actor("maker-2-user", Role.MAKER, maker_id="maker-2")
 
 
 def _operations(world: World) -> Operations:
-    return Operations(FakeReadModel(world.uow.store), world.clock)
+    return world.container.operations
 
 
 async def _open(world: World, auction: str, minutes: int, buyer: str = "buyer-1") -> PaymentSession:

@@ -16,12 +16,14 @@ from fakes import (
     FakeIndex,
     FakeMetrics,
     FakeRateLimiter,
+    FakeReadModel,
     FakeStripe,
     FakeUnitOfWorkFactory,
     sign,
 )
 
-from payment_window.api.bodies import status_body
+from payment_window.bootstrap import build_container
+from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.errors import (
     ExtensionExceedsPolicy,
@@ -33,20 +35,9 @@ from payment_window.domain.errors import (
     WindowNotOpen,
 )
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
-from payment_window.domain.ports import (
-    ChangeFeed,
-    CheckoutGateway,
-    Clock,
-    Metrics,
-    RateLimiter,
-    UnitOfWorkFactory,
-    WindowIndex,
-)
 from payment_window.domain.session import PaymentSession, Status
-from payment_window.expiry import ExpiryTask
-from payment_window.service import OpenWindow, PaymentWindows
-from payment_window.transitions import IndexRepairs, Transitions
-from payment_window.webhooks import Outcome, StripeWebhooks
+from payment_window.service import OpenWindow
+from payment_window.webhooks import Outcome
 
 ADMIN = Actor("ops-1", Role.ADMIN)
 SERVICE = Actor("marketplace", Role.SERVICE)
@@ -58,11 +49,30 @@ POLICY = ExtensionPolicy(
 )
 
 
+def settings(reminders: tuple[int, ...] = (), batch_size: int = 10) -> Settings:
+    """The settings the unit tests run with: POLICY as the default, 60-minute windows. The
+    store is never opened (the fakes stand in for it): SQLite in memory, no Redis."""
+    return Settings(
+        database_url="sqlite+aiosqlite://",
+        redis_url=None,
+        window_minutes=60,
+        default_max_extension_minutes=POLICY.max_extension_minutes,
+        default_makers_may_override=POLICY.makers_may_override,
+        default_on_expiry=POLICY.on_expiry,
+        confirmation_recheck_minutes=60,
+        expiry_batch_size=batch_size,
+        claim_lease_seconds=30,
+        reminder_offsets_minutes=list(reminders),
+        dogstatsd_host=None,
+    )
+
+
 @dataclass
 class World:
-    """The use cases wired to fakes, as `bootstrap` wires them to the real adapters."""
+    """The use cases as `bootstrap` wires them, with fakes for the outside world."""
 
     reminders: tuple[int, ...] = ()
+    batch_size: int = 10
     clock: FakeClock = field(default_factory=FakeClock)
     uow: FakeUnitOfWorkFactory = field(default_factory=FakeUnitOfWorkFactory)
     metrics: FakeMetrics = field(default_factory=FakeMetrics)
@@ -72,41 +82,21 @@ class World:
     def __post_init__(self) -> None:
         self.index = FakeIndex(self.clock)
         self.stripe = FakeStripe(self.clock)
-        # Typed as the ports: mypy checks that each fake implements its Protocol.
-        uow: UnitOfWorkFactory = self.uow
-        index: WindowIndex = self.index
-        gateway: CheckoutGateway = self.stripe
-        clock: Clock = self.clock
-        metrics: Metrics = self.metrics
-        changes: ChangeFeed = self.changes
-        budget: RateLimiter = self.budget
-        self.transitions = Transitions(
-            index=index,
-            gateway=gateway,
-            clock=clock,
-            metrics=metrics,
-            changes=changes,
-            repairs=IndexRepairs(uow, index, metrics),
-            default_policy=POLICY,
-            confirmation_recheck=timedelta(hours=1),
-            render=status_body,
+        self.container = build_container(
+            settings(self.reminders, self.batch_size),
+            clock=self.clock,
+            uow=self.uow,
+            index=self.index,
+            gateway=self.stripe,
+            metrics=self.metrics,
+            changes=self.changes,  # type: ignore[arg-type]  # publishes; no one subscribes
+            read_model=FakeReadModel(self.uow.store),
+            expiry_budget=self.budget,
         )
-        self.windows = PaymentWindows(
-            uow=uow,
-            transitions=self.transitions,
-            window_minutes=60,
-            reminder_offsets=self.reminders,
-        )
-        self.expiry = ExpiryTask(
-            uow=uow,
-            transitions=self.transitions,
-            index=index,
-            budget=budget,
-            batch_size=10,
-            lease_seconds=30,
-            reminder_offsets=self.reminders,
-        )
-        self.webhooks = StripeWebhooks(uow, self.transitions)
+        self.transitions = self.container.transitions
+        self.windows = self.container.windows
+        self.webhooks = self.container.webhooks
+        self.expiry = self.container.expiry_task()
 
     @property
     def store(self) -> dict[str, PaymentSession]:

@@ -8,19 +8,16 @@ any one node being enough to discover the rest. The scheme, rather than asking t
 from __future__ import annotations
 
 import redis.asyncio
-import structlog
 from redis.asyncio.cluster import RedisCluster
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from payment_window.adapters.failover_index import FailoverWindowIndex
+from payment_window.adapters.failover_index import FailoverWindowIndex, Rebuild
 from payment_window.adapters.leases import RenewingIndex
 from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.redis_options import client_options
 from payment_window.adapters.sql_index import SqlWindowIndex
 from payment_window.config import Settings
 from payment_window.domain.ports import Metrics, WindowIndex
-
-log = structlog.get_logger(__name__)
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
@@ -50,22 +47,18 @@ def create_window_index(settings: Settings, engine: AsyncEngine) -> WindowIndex:
 
 
 def create_resilient_index(
-    settings: Settings, engine: AsyncEngine, metrics: Metrics | None = None
+    settings: Settings,
+    engine: AsyncEngine,
+    metrics: Metrics | None = None,
+    *,
+    rebuild: Rebuild | None = None,
 ) -> WindowIndex:
     """The index a process runs on: claims in hand are renewed until given back; with Redis, it
     claims from the store while Redis is unreachable (the store keeps `due_at` on every row, so
-    it can always serve claims) and Redis is rebuilt from the store when it answers again."""
+    it can always serve claims) and `rebuild` refills Redis from the store when it answers
+    again (the wiring passes it: an adapter does not run a use case)."""
     index = create_window_index(settings, engine)
     if not isinstance(index, RedisWindowIndex):
         return RenewingIndex(index)
-
-    async def rebuild(redis_index: WindowIndex) -> object:
-        from payment_window.adapters.read_model import SqlReadModel
-        from payment_window.reconcile import reconcile
-
-        report = await reconcile(SqlReadModel(engine), redis_index)
-        log.warning("window_index_rebuilt_after_outage", **report.as_dict())
-        return report
-
     failover = FailoverWindowIndex(index, SqlWindowIndex(engine), rebuild=rebuild, metrics=metrics)
     return RenewingIndex(failover)

@@ -67,7 +67,7 @@ def create_app(
                 built = await bootstrap(resolved)
                 stack.push_async_callback(built.close)
                 app.state.container = built
-            await built.clock.sync()  # the one clock that stamps, before the first request
+            await built.sync_clock()  # the one clock that stamps, before the first request
             await stack.enter_async_context(built.repairing())
             if background:
                 await stack.enter_async_context(background_loops(built))

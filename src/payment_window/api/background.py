@@ -16,8 +16,7 @@ import structlog
 from payment_window.bootstrap import Container
 from payment_window.loops import Loop, loops_for
 from payment_window.retention import prune_hourly
-from payment_window.runner import expiry_task, outbox_relay
-from payment_window.worker import Worker, loop_backoff
+from payment_window.worker import loop_backoff
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +48,7 @@ async def background_loops(container: Container) -> AsyncIterator[frozenset[Loop
     loops = loops_for("serve", container.settings)
     async with AsyncExitStack() as stack:
         if Loop.WORKER in loops:
-            await stack.enter_async_context(background_worker(container))
+            await stack.enter_async_context(background_expiry(container))
         if Loop.RELAY in loops:
             await stack.enter_async_context(background_relay(container))
         log.info("serve_loops", loops=sorted(loops))
@@ -57,18 +56,13 @@ async def background_loops(container: Container) -> AsyncIterator[frozenset[Loop
 
 
 @asynccontextmanager
-async def background_worker(container: Container) -> AsyncIterator[None]:
-    """Run the expiry worker until the app shuts down; a pass in flight may finish first."""
-    task = expiry_task(container)
-    worker = Worker(
-        task,
-        container.index,
-        max_sleep_seconds=container.settings.worker_max_sleep_seconds,
-        metrics=container.metrics,
-    )
+async def background_expiry(container: Container) -> AsyncIterator[None]:
+    """Run the expiry loop until the app shuts down; a pass in flight may finish first."""
+    task = container.expiry_task()
+    expiry = container.expiry_loop(task)
     stopping = asyncio.Event()
     running = asyncio.create_task(
-        _supervised("expiry_worker", worker.run, stopping), name="payment-window-expiry-worker"
+        _supervised("expiry_worker", expiry.run, stopping), name="payment-window-expiry-worker"
     )
     log.info("background_worker_started")
     try:
@@ -85,7 +79,7 @@ async def background_worker(container: Container) -> AsyncIterator[None]:
 async def background_relay(container: Container) -> AsyncIterator[None]:
     """Deliver outbox messages until the app shuts down."""
     stop = asyncio.Event()
-    relay = outbox_relay(container)
+    relay = container.outbox_relay()
     running = asyncio.create_task(
         _supervised("outbox_relay", lambda: relay.run(stop), stop), name="payment-window-relay"
     )

@@ -437,3 +437,9 @@ class ReadModel(Protocol):
     async def sessions(self, session_ids: Sequence[str]) -> list[PaymentSession]:
         """Those of these sessions that exist, in any order."""
         ...
+
+
+class Reachable(Protocol):
+    """A server a readiness check asks: `ping` returns once it answered."""
+
+    async def ping(self) -> None: ...

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BeforeValidator, Field
 
-from payment_window.adapters.webhook_endpoints import SqlWebhookEndpoints
 from payment_window.api.auth import CurrentActor
 from payment_window.api.bodies import status_body
 from payment_window.api.deps import SessionId
@@ -37,13 +36,8 @@ QueryTime = Annotated[datetime, BeforeValidator(aware_utc_time)]
 
 
 async def get_operations(request: Request) -> Operations:
-    container = request.app.state.container
-    return Operations(
-        container.read_model,
-        container.clock,
-        SqlWebhookEndpoints(container.engine),
-        container.settings.webhook_endpoints,
-    )
+    operations: Operations = request.app.state.container.operations
+    return operations
 
 
 OperationsDep = Annotated[Operations, Depends(get_operations)]
