@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from payment_window.backoff import backoff_delay
 from payment_window.concurrency import each
 from payment_window.domain import access, messages, stripe_calls
 from payment_window.domain.errors import (
@@ -49,6 +49,9 @@ from payment_window.transitions import PAID, Transitions
 log = structlog.get_logger(__name__)
 
 ACTOR = access.SYSTEM_EXPIRY
+# A window whose Stripe call failed is tried again 2 s later, doubling up to 5 minutes, so a
+# Stripe outage is not met with a synchronized storm.
+STRIPE_RETRY_FIRST = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=5)
 # How long past its due moment a window may sit unindexed before the sweep re-indexes it; the
 # grace keeps the sweep out of the way of a worker that is about to act on it anyway.
@@ -87,12 +90,6 @@ class PassReport:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def stripe_backoff(attempts: int) -> timedelta:
-    """Exponential backoff with jitter, so a Stripe outage is not met with a synchronized storm."""
-    base = min(MAX_BACKOFF.total_seconds(), 2.0 ** min(attempts, 10))
-    return timedelta(seconds=base * random.uniform(0.5, 1.0))
 
 
 class ExpiryTask:
@@ -610,7 +607,11 @@ class ExpiryTask:
             attempts = await self._attempts_so_far(session_id)
         # 0: settled meanwhile (or gone), so no failure is recorded; the next pass takes the
         # window straight back and settles the index from the store.
-        delay = stripe_backoff(attempts) if attempts else timedelta(0)
+        delay = (
+            backoff_delay(attempts, first=STRIPE_RETRY_FIRST, cap=MAX_BACKOFF)
+            if attempts
+            else timedelta(0)
+        )
         try:
             await self._index.retry_at(session_id, await self._index.now() + delay)
         except Exception:
