@@ -17,6 +17,7 @@ FLOOR = 85.0
 MONEY_PATH = (
     "src/payment_window/service.py",
     "src/payment_window/transitions.py",
+    "src/payment_window/index_repairs.py",
     "src/payment_window/expiry.py",
     "src/payment_window/webhooks.py",
 )

@@ -40,9 +40,10 @@ from payment_window.domain.outgoing_webhooks import (
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.ports import LiveChanges, Metrics, StripeBudget, WindowIndex
 from payment_window.expiry import ExpiryTask
+from payment_window.index_repairs import IndexRepairs
 from payment_window.reconcile import reconcile
 from payment_window.service import PaymentWindows
-from payment_window.transitions import IndexRepairs, Transitions
+from payment_window.transitions import Transitions
 from payment_window.webhooks import StripeWebhooks
 
 log = structlog.get_logger(__name__)

@@ -44,8 +44,9 @@ from payment_window.domain.ports import (
 )
 from payment_window.domain.session import PaymentSession, Status
 from payment_window.expiry import ExpiryTask
+from payment_window.index_repairs import IndexRepairs
 from payment_window.service import OpenWindow, PaymentWindows
-from payment_window.transitions import IndexRepairs, Transitions
+from payment_window.transitions import Transitions
 from payment_window.webhooks import Outcome, StripeWebhooks
 
 ADMIN = Actor("ops-1", Role.ADMIN)
