@@ -19,10 +19,11 @@ from payment_window.adapters.webhook_endpoints import SqlWebhookEndpoints
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Environment, Settings
 from payment_window.domain.outgoing_webhooks import PARK_AFTER, endpoint_problem, parse_events
-from payment_window.expiry import ExpiryTask, PassReport
+from payment_window.expiry import ExpiryTask
 from payment_window.loops import Loop, loops_for
 from payment_window.outbox import OutboxRelay, OutboxStatus, RelayGroup
 from payment_window.outbox import status as outbox_status
+from payment_window.pass_report import PassReport
 from payment_window.reconcile import reconcile
 from payment_window.retention import prune, prune_hourly
 from payment_window.worker import Worker
