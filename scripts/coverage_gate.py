@@ -17,6 +17,8 @@ FLOOR = 85.0
 MONEY_PATH = (
     "src/payment_window/service.py",
     "src/payment_window/transitions.py",
+    "src/payment_window/checkouts.py",
+    "src/payment_window/after_commit.py",
     "src/payment_window/index_repairs.py",
     "src/payment_window/expiry.py",
     "src/payment_window/expiry_group.py",

@@ -144,7 +144,7 @@ class GroupExpiry:
         await self._settle(changed)
         for closed in changed:
             structlog.contextvars.bind_contextvars(session_id=closed.id)
-            await self._t.announce_closed(closed, reindex=False)
+            await self._t.after_commit.announce_closed(closed, reindex=False)
             if closed.status is Status.EXPIRED:
                 report.expired += 1
             else:
@@ -195,8 +195,8 @@ class GroupExpiry:
             await self._index.settle_many(sessions)
         except Exception as error:
             for session in sessions:
-                self._t.after_commit_failed("index", session.id, error)
-                self._t.repairs.add(session.id)
+                self._t.after_commit.step_failed("index", session.id, error)
+                self._t.after_commit.repairs.add(session.id)
 
     async def _close_due(
         self, session_id: str, now: datetime, policy: ExtensionPolicy, report: PassReport
@@ -216,7 +216,7 @@ class GroupExpiry:
                 return False, session
             try:
                 with stripe_calls.under_row_lock(prepaid=True):
-                    answer = await self._t.expire_at_stripe(session)
+                    answer = await self._t.checkouts.expire_at_stripe(session)
             except CheckoutSessionMissing:
                 closed = self._t.close_missing_checkout(uow, session, policy, ACTOR)
             else:

@@ -38,7 +38,7 @@ class OtherCheckoutExpiry:
         checkout_id = session.expire_checkout_id
         assert checkout_id is not None
         try:
-            await self._t.gateway.expire(
+            await self._t.checkouts.gateway.expire(
                 checkout_id,
                 idempotency_key=f"paid-elsewhere:{checkout_id}:{session.stripe_attempt_key}",
                 account=session.stripe_account,

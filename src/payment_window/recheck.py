@@ -23,7 +23,7 @@ class ConfirmationRecheck:
         """No webhook settled a pending payment: ask Stripe and settle from its answer."""
         checkout_id = session.checkout_session_id
         checkout = (
-            await self._t.gateway.retrieve(checkout_id, account=session.stripe_account)
+            await self._t.checkouts.gateway.retrieve(checkout_id, account=session.stripe_account)
             if checkout_id
             else None
         )
@@ -48,7 +48,7 @@ class ConfirmationRecheck:
             return
         await self._index.settle_many([changed])
         if changed.version != session.version:
-            await self._t.announce_closed(changed, reindex=False)
+            await self._t.after_commit.announce_closed(changed, reindex=False)
 
 
 def _payment_failed(checkout: CheckoutSession) -> bool:

@@ -24,7 +24,7 @@ class CheckoutRotation:
         """The new session is made without holding the row; it is attached only if nothing
         moved."""
         now = self._t.clock.now()
-        checkout = await self._t.create_checkout(
+        checkout = await self._t.checkouts.create(
             session, session.expires_at, f"rotate:{session.stripe_attempt_key}:v{session.version}"
         )
         async with self._uow() as uow:
@@ -55,17 +55,17 @@ class CheckoutRotation:
                 await uow.commit()
         if not attach or current is None:
             # The window moved on meanwhile: nobody has this session's link.
-            await self._t.expire_quietly(
+            await self._t.checkouts.expire_quietly(
                 checkout.id, f"unused:{checkout.id}", account=session.stripe_account
             )
             if current is not None:
                 await self._index.settle_many([current])
             return
         await self._index.settle_many([rotated])
-        await self._t.announce(rotated, "rotated", reindex=False)
+        await self._t.after_commit.announce(rotated, "rotated", reindex=False)
         report.rotated += 1
         if current.checkout_session_id:
-            await self._t.expire_quietly(
+            await self._t.checkouts.expire_quietly(
                 current.checkout_session_id,
                 f"rotated:{current.checkout_session_id}",
                 account=current.stripe_account,
