@@ -87,5 +87,6 @@ class AfterCommit:
             self.repairs.add(session.id, wake=True)
 
     def step_failed(self, step: str, session_id: str, error: Exception) -> None:
+        """Count and log a step after the commit that failed (the change itself stands)."""
         self.metrics.increment("payments.window.after_commit_failures", tags=[f"step:{step}"])
         log.warning("after_commit_step_failed", step=step, session_id=session_id, error=repr(error))

@@ -63,6 +63,7 @@ class GroupExpiry:
         self._closing = asyncio.Semaphore(CLOSE_CONCURRENCY)
 
     async def act_guarded(self, session_ids: list[str], report: PassReport) -> None:
+        """`act`, with a failure of the group's own transaction retried window by window."""
         try:
             await self.act(session_ids, report)
         except Exception as error:
@@ -80,6 +81,7 @@ class GroupExpiry:
                 await self._retries.retry_later(session_id, error, report)
 
     async def act(self, session_ids: list[str], report: PassReport) -> None:
+        """Lock the group, send its due reminders, close its due windows, follow up the rest."""
         now = await self._index.now()
         # The group's bookkeeping (reminders, policies): one short transaction, no Stripe call.
         async with self._uow() as uow:

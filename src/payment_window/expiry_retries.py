@@ -29,6 +29,7 @@ class ExpiryRetries:
         self._metrics = metrics
 
     async def retry_later(self, session_id: str, error: Exception, report: PassReport) -> None:
+        """Count and record the failed attempt, then schedule the window again, backed off."""
         kind = error.kind if isinstance(error, PaymentProviderUnavailable) else "other"
         self._metrics.increment("payments.window.stripe_errors", tags=[f"kind:{kind}"])
         try:
