@@ -17,7 +17,16 @@ FLOOR = 85.0
 MONEY_PATH = (
     "src/payment_window/service.py",
     "src/payment_window/transitions.py",
+    "src/payment_window/checkouts.py",
+    "src/payment_window/after_commit.py",
+    "src/payment_window/index_repairs.py",
     "src/payment_window/expiry.py",
+    "src/payment_window/expiry_group.py",
+    "src/payment_window/expiry_retries.py",
+    "src/payment_window/reminders.py",
+    "src/payment_window/rotation.py",
+    "src/payment_window/recheck.py",
+    "src/payment_window/paid_elsewhere.py",
     "src/payment_window/webhooks.py",
 )
 

@@ -59,11 +59,12 @@ from payment_window.domain.ports import (
     WindowIndex,
 )
 from payment_window.expiry import ExpiryTask
+from payment_window.index_repairs import IndexRepairs
 from payment_window.operations import Operations
 from payment_window.outbox import OutboxRelay, RelayGroup
 from payment_window.reconcile import reconcile
 from payment_window.service import PaymentWindows
-from payment_window.transitions import IndexRepairs, Transitions
+from payment_window.transitions import Transitions
 from payment_window.webhooks import StripeWebhooks
 from payment_window.worker import Worker
 

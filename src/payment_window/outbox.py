@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from payment_window.backoff import backoff_delay
 from payment_window.domain.events import Destination, OutboxEnvelope
 from payment_window.domain.ports import Clock, DeliveryFailed, Metrics, OutboxStore, Sink
 from payment_window.domain.views import EndpointStatus, FailingMessage
@@ -27,6 +27,8 @@ log = structlog.get_logger(__name__)
 LEASE = timedelta(seconds=60)
 RETRY_BASE = timedelta(seconds=2)
 RETRY_CAP = timedelta(hours=1)
+# The longest a relay waits before trying an unreachable store again.
+STORE_BACKOFF_CAP = timedelta(seconds=30)
 IDLE_SECONDS = 0.75
 BACKLOG_GAUGE_SECONDS = 15.0
 
@@ -57,14 +59,6 @@ class OutboxStatus:
     by_destination: dict[str, int]
     failing: list[FailingMessage]
     endpoints: list[EndpointStatus] = field(default_factory=list)
-
-
-def retry_delay(
-    attempts: int, base: timedelta = RETRY_BASE, cap: timedelta = RETRY_CAP
-) -> timedelta:
-    """Exponential backoff after `attempts` failures, capped, with jitter in its upper half."""
-    ceiling = min(cap.total_seconds(), base.total_seconds() * 2 ** min(attempts - 1, 30))
-    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
 class OutboxRelay:
@@ -151,8 +145,12 @@ class OutboxRelay:
                 store_failures += 1
                 log.exception("outbox_pass_failed", consecutive=store_failures)
                 # Bounded and jittered: relays that failed together do not retry together.
-                backoff = min(30.0, self._idle_seconds * 2 ** min(store_failures, 10))
-                await _wait(stop_event, backoff * random.uniform(0.5, 1.0))
+                backoff = backoff_delay(
+                    store_failures,
+                    first=timedelta(seconds=2 * self._idle_seconds),
+                    cap=STORE_BACKOFF_CAP,
+                )
+                await _wait(stop_event, backoff.total_seconds())
                 continue
             store_failures = 0
             if report.claimed or report.failed:
@@ -200,7 +198,7 @@ class OutboxRelay:
                 "payments.outbox.parked", tags=[f"destination:{message.destination}"]
             )
             return
-        delay = retry_delay(message.attempts + 1, self._retry_base, self._retry_cap)
+        delay = backoff_delay(message.attempts + 1, first=self._retry_base, cap=self._retry_cap)
         await self._store.mark_failed(message.id, error, self._clock.now() + delay)
 
     async def _report_backlog(self) -> None:

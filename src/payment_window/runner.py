@@ -16,10 +16,10 @@ from payment_window.adapters.webhook import signers
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Environment, Settings
 from payment_window.domain.outgoing_webhooks import endpoint_problem, parse_events
-from payment_window.expiry import PassReport
 from payment_window.loops import Loop, loops_for
 from payment_window.outbox import OutboxStatus
 from payment_window.outbox import status as outbox_status
+from payment_window.pass_report import PassReport
 from payment_window.reconcile import reconcile
 from payment_window.retention import prune, prune_hourly
 

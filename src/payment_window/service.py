@@ -97,9 +97,12 @@ class PaymentWindows:
         knows its entry for the window may be stale."""
         now = self._t.clock.now()
         viewed: Viewed | None = None
-        if session_id not in self._t.repairs and time.monotonic() >= self._index_down_until:
+        if (
+            session_id not in self._t.after_commit.repairs
+            and time.monotonic() >= self._index_down_until
+        ):
             try:
-                viewed = await self._t.index.snapshot(session_id)
+                viewed = await self._t.after_commit.index.snapshot(session_id)
             except Exception as error:
                 # The store answers every read for a moment, rather than each read paying the
                 # client's connect retries to an index that is down (the store is the truth).
@@ -152,7 +155,7 @@ class PaymentWindows:
         if request.amount is None or request.currency is None:
             raise InvalidWindow("give amount and currency, or a checkoutSessionId to attach to")
         now = self._t.clock.now()
-        ends = self._t.plan_window_end(self._window_end(request, now), now)
+        ends = self._t.checkouts.plan_window_end(self._window_end(request, now), now)
         amount = money.checked_amount(request.amount)
         session = (
             PaymentSession(
@@ -173,7 +176,7 @@ class PaymentWindows:
         money.check_minimum(session.amount, session.currency)
         money.check_three_decimal(session.amount, session.currency)
         await self._refuse_second_window(session.auction_id)
-        checkout = await self._t.create_checkout(session, ends, f"open:{session.id}")
+        checkout = await self._t.checkouts.create(session, ends, f"open:{session.id}")
         session = replace(
             session,
             checkout_session_id=checkout.id,
@@ -184,11 +187,11 @@ class PaymentWindows:
             await self._store_opened(session, actor)
         except BaseException:
             # Nothing was stored, so nobody could pay through this session: close it at Stripe.
-            await self._t.expire_quietly(
+            await self._t.checkouts.expire_quietly(
                 checkout.id, f"abandon:{session.id}", account=session.stripe_account
             )
             raise
-        await self._t.announce(session, "opened")
+        await self._t.after_commit.announce(session, "opened")
         log.info("payment_window_opened", session_id=session.id, expires_at=messages.iso(ends))
         return session
 
@@ -214,7 +217,7 @@ class PaymentWindows:
         if other is not None:
             raise CheckoutAlreadyAttached(checkout_id, other.id)
         try:
-            checkout = await self._t.gateway.retrieve(checkout_id, account=account)
+            checkout = await self._t.checkouts.gateway.retrieve(checkout_id, account=account)
         except CheckoutSessionMissing:
             raise CheckoutNotFound(checkout_id, account) from None
         check_attachable(checkout, ends)
@@ -241,7 +244,7 @@ class PaymentWindows:
         )
         # Not ours to expire should the store refuse: the other integration still owns it.
         await self._store_opened(session, actor)
-        await self._t.announce(session, "opened")
+        await self._t.after_commit.announce(session, "opened")
         log.info(
             "payment_window_attached",
             session_id=session.id,
@@ -312,17 +315,17 @@ class PaymentWindows:
         except BaseException:
             if made:
                 # Not stored, so nobody can pay through it: close it at Stripe.
-                await self._t.expire_quietly(made, f"abandon:{made}")
+                await self._t.checkouts.expire_quietly(made, f"abandon:{made}")
             raise
         tags = [f"role:{actor.role.value}"]
         self._t.metrics.increment("payments.window.extension_count", tags=tags)
         self._t.metrics.increment("payments.window.override_count", tags=[*tags, "action:extend"])
-        await self._t.announce(extended, "extended")
+        await self._t.after_commit.announce(extended, "extended")
         rotated_from = session.checkout_session_id
         if extended.checkout_session_id != rotated_from:
-            await self._t.announce(extended, "rotated")
+            await self._t.after_commit.announce(extended, "rotated")
             if rotated_from:
-                await self._t.expire_quietly(
+                await self._t.checkouts.expire_quietly(
                     rotated_from, f"rotated:{rotated_from}", account=extended.stripe_account
                 )
         return extended
@@ -360,7 +363,7 @@ class PaymentWindows:
         """Stripe cannot move a session's end: a new one, attached within this change (made
         while the row is locked, so bounded and not retried inside the lock)."""
         with stripe_calls.under_row_lock():
-            checkout = await self._t.create_checkout(
+            checkout = await self._t.checkouts.create(
                 session,
                 session.expires_at,
                 # Each extension is its own request: a window extended (and rotated) again must
@@ -392,7 +395,7 @@ class PaymentWindows:
         async with self._counting_stripe_attempts(session_id), self._uow() as uow:
             session, policy = await self._load_for_override(uow, session_id, actor, if_match)
             with stripe_calls.under_row_lock():
-                completed = await self._t.expire_at_stripe(session)
+                completed = await self._t.checkouts.expire_at_stripe(session)
             if completed is not None:
                 closed = self._t.apply_payment(uow, session, completed, actor.label)
             else:
@@ -401,7 +404,7 @@ class PaymentWindows:
             await uow.commit()
         tags = [f"role:{actor.role.value}", "action:terminate"]
         self._t.metrics.increment("payments.window.override_count", tags=tags)
-        await self._t.announce_closed(closed)
+        await self._t.after_commit.announce_closed(closed)
         return closed
 
     # --- helpers -------------------------------------------------------------------------------

@@ -1,25 +1,23 @@
 """The steps every use case closes or pays a window with, shared by the requests, the expiry
 task and the Stripe webhooks, so each change audits, announces and indexes the same way.
 
-Inside a transaction: ask Stripe first, then record the change with its audit entry and outbox
-messages. After the commit: tell the index and live viewers. Those last steps never fail the
-change: what they miss is repaired from the store (`IndexRepairs`, the expiry task's sweep).
+Inside a transaction: ask Stripe first (`checkouts.py`), then record the change with its audit
+entry and outbox messages (here). After the commit: tell the index and live viewers
+(`after_commit.py`). Those last steps never fail the change: what they miss is repaired from the
+store (`IndexRepairs`, the expiry task's sweep).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import math
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 
 import structlog
 
-from payment_window.domain import messages, stripe_calls, window
-from payment_window.domain.errors import CheckoutNotOpen, CheckoutRefused
+from payment_window.after_commit import AfterCommit
+from payment_window.checkouts import StripeCheckouts, StripeTime
+from payment_window.domain import messages
 from payment_window.domain.events import AuditEntry
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.ports import (
@@ -29,88 +27,21 @@ from payment_window.domain.ports import (
     Clock,
     Metrics,
     UnitOfWork,
-    UnitOfWorkFactory,
-    WindowChange,
     WindowIndex,
 )
-from payment_window.domain.session import CloseReason, PaymentSession, Status, closed_event
+from payment_window.domain.session import CloseReason, PaymentSession, Status
 from payment_window.domain.status import WindowStatus
-from payment_window.domain.window import STRIPE_CLOCK_MARGIN
+from payment_window.index_repairs import IndexRepairs
 
 log = structlog.get_logger(__name__)
 
 PAID = frozenset({"paid", "no_payment_required"})
-REPAIR_EVERY_SECONDS = 1.0
-
-
-class StripeTime(Protocol):
-    """Stripe's clock as learnt from its answers."""
-
-    def now(self) -> datetime: ...
-
-    @property
-    def uncertainty(self) -> timedelta | None:
-        """How far off the learnt clock may be; None before Stripe first answered."""
-        ...
-
-
-class IndexRepairs:
-    """Windows whose index entry may be stale because an update failed after a commit.
-
-    A short loop puts them again from the store until the index takes them; until then the
-    status read of this process serves them from the store.
-    """
-
-    def __init__(self, uow: UnitOfWorkFactory, index: WindowIndex, metrics: Metrics) -> None:
-        self._uow = uow
-        self._index = index
-        self._metrics = metrics
-        self._pending: set[str] = set()
-        self._wake_pending = False
-
-    def add(self, session_id: str, *, wake: bool = False) -> None:
-        self._pending.add(session_id)
-        self._wake_pending = self._wake_pending or wake
-
-    def __contains__(self, session_id: object) -> bool:
-        return session_id in self._pending
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    async def repair(self) -> int:
-        """Put every pending window as the store has it now; how many the index took."""
-        repaired = 0
-        for session_id in list(self._pending):
-            async with self._uow() as uow:
-                session = await uow.sessions.get(session_id)
-            if session is None:
-                self._pending.discard(session_id)
-                continue
-            await self._index.put(session)
-            self._pending.discard(session_id)
-            repaired += 1
-        if self._wake_pending:
-            await self._index.wake()
-            self._wake_pending = False
-        if repaired:
-            log.info("index_repaired", windows=repaired)
-        return repaired
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Repair every second until `stop`; an index still down is tried again next time."""
-        while not stop.is_set():
-            if self._pending or self._wake_pending:
-                try:
-                    await self.repair()
-                except Exception as error:
-                    log.warning("index_repair_failed", error=repr(error), pending=len(self))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), REPAIR_EVERY_SECONDS)
 
 
 class Transitions:
-    """Stripe first, record, audit, announce: the building blocks of every state change."""
+    """Records closes and payments inside the caller's transaction, with their audit entries
+    and messages; holds the Stripe steps before (`checkouts`) and the steps after the commit
+    (`after_commit`) every change takes."""
 
     def __init__(
         self,
@@ -126,95 +57,19 @@ class Transitions:
         render: Callable[[WindowStatus], dict[str, Any]],
         stripe_clock: StripeTime | None = None,
     ) -> None:
-        self.index = index
-        self.gateway = gateway
         self.clock = clock
-        self.stripe_clock = stripe_clock
         self.metrics = metrics
-        self.changes = changes
-        self.repairs = repairs
         self.default_policy = default_policy
         self.confirmation_recheck = confirmation_recheck
-        # How live viewers are shown a status (the API's body), so they see what a read shows.
-        self.render = render
-
-    # --- Stripe's clock ---------------------------------------------------------------------------
-
-    def _stripe_view(self) -> tuple[timedelta, timedelta]:
-        """Stripe's clock minus ours (whole seconds), and the margin planning needs."""
-        learnt = self.stripe_clock
-        uncertainty = learnt.uncertainty if learnt is not None else None
-        if learnt is None or uncertainty is None:
-            # Before Stripe first answered: its clock is taken to be the deciding one (a server's,
-            # not this host's); a refusal teaches the offset and is planned again once.
-            return timedelta(0), STRIPE_CLOCK_MARGIN
-        skew = timedelta(seconds=round((learnt.now() - self.clock.now()).total_seconds()))
-        margin = STRIPE_CLOCK_MARGIN + timedelta(seconds=math.ceil(uncertainty.total_seconds()))
-        return skew, margin
-
-    def plan_window_end(self, ends: datetime, now: datetime) -> datetime:
-        """A new window's deadline: one that lasts about as long as a Stripe session ends
-        with its one session (judged on Stripe's clock)."""
-        skew, margin = self._stripe_view()
-        return window.fit_to_one_checkout(ends + skew, now + skew, margin) - skew
-
-    def checkout_expiry(self, window_ends: datetime) -> tuple[datetime, timedelta]:
-        """The `expires_at` (Stripe's clock) of a Checkout Session for a window ending at
-        `window_ends` (ours): the same moment, within Stripe's range; and the skew used."""
-        skew, margin = self._stripe_view()
-        return window.stripe_session_expiry(
-            window_ends + skew, self.clock.now() + skew, margin
-        ), skew
-
-    async def create_checkout(
-        self, session: PaymentSession, window_ends: datetime, idempotency_key: str
-    ) -> CheckoutSession:
-        """A Checkout Session for the window, its `expires_at` given back on our clock. When
-        Stripe refuses the `expires_at` (our idea of its clock was off), its answer taught us
-        its clock: planned again and asked once more."""
-        expires_at, skew = self.checkout_expiry(window_ends)
-        try:
-            created = await self.gateway.create(
-                session, expires_at, idempotency_key=idempotency_key
-            )
-        except CheckoutRefused as refused:
-            again, skew = self.checkout_expiry(window_ends)
-            if refused.param != "expires_at" or again == expires_at:
-                raise
-            log.warning(
-                "checkout_expiry_replanned",
-                session_id=session.id,
-                refused=messages.iso(expires_at),
-                planned=messages.iso(again),
-            )
-            created = await self.gateway.create(
-                session, again, idempotency_key=f"{idempotency_key}:replanned"
-            )
-        # Compared with the window's deadline and our clock from now on: on our clock.
-        return replace(created, expires_at=created.expires_at - skew)
-
-    # --- inside the transaction -----------------------------------------------------------------
-
-    async def expire_at_stripe(self, session: PaymentSession) -> CheckoutSession | None:
-        """Stripe first: None once Stripe can no longer take the money for this window, or the
-        completed Checkout Session when the buyer paid before Stripe could expire it.
-
-        Raises CheckoutSessionMissing when Stripe does not know the session at all."""
-        if not session.checkout_session_id:
-            return None
-        try:
-            await self.gateway.expire(
-                session.checkout_session_id,
-                idempotency_key=f"expire:{session.checkout_session_id}:{session.stripe_attempt_key}",
-                account=session.stripe_account,
-            )
-        except CheckoutNotOpen as refused:
-            if refused.status == "complete":
-                return await self.gateway.retrieve(
-                    session.checkout_session_id, account=session.stripe_account
-                )
-            # Already expired at Stripe (by us before a crash, or by Stripe itself): carry on.
-        return None
+        self.checkouts = StripeCheckouts(gateway, clock, stripe_clock)
+        self.after_commit = AfterCommit(
+            index=index,
+            changes=changes,
+            repairs=repairs,
+            metrics=metrics,
+            clock=clock,
+            render=render,
+        )
 
     def close(
         self,
@@ -377,75 +232,3 @@ class Transitions:
             details={key: value for key, value in details.items() if value is not None},
             at=self.clock.now(),
         )
-
-    # --- after the commit -----------------------------------------------------------------------
-
-    async def announce_closed(self, session: PaymentSession, *, reindex: bool = True) -> None:
-        """Metrics, index and live viewers for a committed close or payment."""
-        if session.status is Status.EXPIRED:
-            self.metrics.increment(
-                "payments.window.expired_count", tags=[f"reason:{session.reason}"]
-            )
-            if session.reason == CloseReason.WINDOW_ELAPSED and session.expired_at:
-                lateness = (session.expired_at - session.expires_at).total_seconds()
-                self.metrics.distribution("payments.window.expiry_lateness", max(0.0, lateness))
-            await self.announce(session, closed_event(session.reason), reindex=reindex)
-        else:
-            await self.announce(session, session.status.value, reindex=reindex)
-        log.info(
-            "payment_window_closed",
-            session_id=session.id,
-            status=session.status.value,
-            reason=session.reason,
-        )
-
-    async def announce(self, session: PaymentSession, event: str, *, reindex: bool = True) -> None:
-        """Tell the index (unless the caller settles it itself) and live viewers of a committed
-        change. Never raises: the change is stored, and what fails here is repaired."""
-        wake = event in ("opened", "extended", "rotated")
-        if reindex:
-            try:
-                await self.index.put(session)
-                if wake:
-                    await self.index.wake()
-            except Exception as error:
-                self.after_commit_failed("index", session.id, error)
-                self.repairs.add(session.id, wake=wake)
-        try:
-            await self.changes.publish(
-                WindowChange(
-                    session.id, event, self.render(WindowStatus.of(session, self.clock.now()))
-                )
-            )
-        except Exception as error:
-            self.after_commit_failed("live_events", session.id, error)
-
-    async def wake_workers(self, session: PaymentSession) -> None:
-        """Tell sleeping workers a committed change left them Stripe work to do now."""
-        try:
-            await self.index.wake()
-        except Exception as error:
-            self.after_commit_failed("index", session.id, error)
-            self.repairs.add(session.id, wake=True)
-
-    def after_commit_failed(self, step: str, session_id: str, error: Exception) -> None:
-        self.metrics.increment("payments.window.after_commit_failures", tags=[f"step:{step}"])
-        log.warning("after_commit_step_failed", step=step, session_id=session_id, error=repr(error))
-
-    async def expire_quietly(
-        self, checkout_session_id: str, idempotency_key: str, *, account: str | None = None
-    ) -> None:
-        """Expire a session nobody should pay through any more (rotated away, unused): a
-        background call."""
-        try:
-            with stripe_calls.background():
-                await self.gateway.expire(
-                    checkout_session_id, idempotency_key=idempotency_key, account=account
-                )
-        except CheckoutNotOpen:
-            pass
-        except Exception:
-            # Best effort: Stripe ends the session by itself at its own expires_at anyway.
-            log.warning(
-                "checkout_expire_failed", checkout_session_id=checkout_session_id, exc_info=True
-            )

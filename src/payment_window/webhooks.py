@@ -70,7 +70,7 @@ class StripeWebhooks:
 
     async def handle(self, payload: bytes, signature: str | None) -> WebhookResult:
         """Verify the raw body's signature, then act on the event at most once."""
-        event = self._t.gateway.parse_webhook(payload, signature)
+        event = self._t.checkouts.gateway.parse_webhook(payload, signature)
         if is_thin_event(event):
             # A thin notification carries no snapshot to act on; Stripe retries a refusal.
             result = WebhookResult(str(event.get("id")), str(event.get("type")), Outcome.IGNORED)
@@ -120,9 +120,9 @@ class StripeWebhooks:
             await uow.commit()
         if changed is None:
             return self._done(WebhookResult(event_id, event_type, Outcome.UNCHANGED, session))
-        await self._t.announce_closed(changed)
+        await self._t.after_commit.announce_closed(changed)
         if changed.expire_checkout_id is not None:
-            await self._t.wake_workers(changed)
+            await self._t.after_commit.wake_workers(changed)
         return self._done(WebhookResult(event_id, event_type, Outcome.APPLIED, changed))
 
     async def _apply(

@@ -4,24 +4,16 @@ wake-up, through outages of the index or the store."""
 from __future__ import annotations
 
 import asyncio
-import random
 
 import structlog
 
+from payment_window.backoff import loop_backoff
 from payment_window.domain.ports import Metrics, WindowIndex
 from payment_window.expiry import ExpiryTask
 
 log = structlog.get_logger(__name__)
 
 GAUGE_EVERY_SECONDS = 15.0
-LOOP_BACKOFF_CAP_SECONDS = 5.0
-
-
-def loop_backoff(failures: int) -> float:
-    """Seconds a long-running loop waits after its n-th failure in a row: 0.25 s doubling to
-    a few seconds, jittered so workers that failed together do not retry together."""
-    base = min(LOOP_BACKOFF_CAP_SECONDS, 0.25 * 2.0 ** min(failures - 1, 8))
-    return base * random.uniform(0.5, 1.0)
 
 
 class Worker:

@@ -30,8 +30,8 @@ from payment_window.redaction import JWT_MASK, Redactor, mask
 REQUEST_ID = "req-logs-0001"
 # Recognisable, and never printed whole anywhere the tests look.
 STRIPE_KEY = "sk_test_SECRET" + secrets.token_hex(12)
-# Lines about a pass or the index as a whole, not about one window (keep in step with expiry.py
-# and worker.py).
+# Lines about a pass or the index as a whole, not about one window (keep in step with expiry.py,
+# expiry_group.py and worker.py).
 PASS_EVENTS = {
     "expiry_pass",
     "expiry_loop_failed",

@@ -12,7 +12,8 @@ from structlog.testing import capture_logs
 from test_use_cases import ADMIN, World
 
 from payment_window.domain.session import ROTATE_AHEAD, PaymentSession, Status
-from payment_window.expiry import BUSY_RETRY, GROUP_MAX, SWEEP_GRACE
+from payment_window.expiry import GROUP_MAX, SWEEP_GRACE
+from payment_window.expiry_group import BUSY_RETRY
 from payment_window.webhooks import Outcome
 
 

@@ -154,7 +154,10 @@ async def test_an_extension_committed_while_the_index_is_down_succeeds_and_is_re
         extended = await world.windows.extend(session.id, 20, ADMIN)
 
     assert world.store[session.id] == extended  # the store has it: the request succeeded
-    assert session.id in world.transitions.repairs and len(world.transitions.repairs) == 1
+    assert (
+        session.id in world.transitions.after_commit.repairs
+        and len(world.transitions.after_commit.repairs) == 1
+    )
     # Two announcements missed the index: `extended`, and `rotated` (a new Stripe session).
     assert world.metrics.counts["payments.window.after_commit_failures"] == 2
     assert "after_commit_step_failed" in [line["event"] for line in logs]
@@ -163,11 +166,11 @@ async def test_an_extension_committed_while_the_index_is_down_succeeds_and_is_re
     assert status.expires_at == extended.expires_at
 
     with pytest.raises(ConnectionError):  # still down: the repair loop logs it and waits
-        await world.transitions.repairs.repair()
+        await world.transitions.after_commit.repairs.repair()
     world.index.down = False
-    repaired = await world.transitions.repairs.repair()
+    repaired = await world.transitions.after_commit.repairs.repair()
 
-    assert repaired == 1 and len(world.transitions.repairs) == 0
+    assert repaired == 1 and len(world.transitions.after_commit.repairs) == 0
     assert world.index.schedule[session.id] == extended.expires_at
     assert world.index.wakes >= 1  # a sleeping worker hears of the new deadline
 
@@ -181,19 +184,19 @@ async def test_the_repair_loop_retries_until_the_index_takes_the_window() -> Non
     stop = asyncio.Event()
 
     with capture_logs() as logs:
-        loop = asyncio.create_task(world.transitions.repairs.run(stop))
+        loop = asyncio.create_task(world.transitions.after_commit.repairs.run(stop))
         await asyncio.sleep(0.05)
         assert "index_repair_failed" in [line["event"] for line in logs]
-        assert session.id in world.transitions.repairs
+        assert session.id in world.transitions.after_commit.repairs
         world.index.down = False
         for _ in range(40):
-            if session.id not in world.transitions.repairs:
+            if session.id not in world.transitions.after_commit.repairs:
                 break
             await asyncio.sleep(0.05)
         stop.set()
         await loop
 
-    assert session.id not in world.transitions.repairs
+    assert session.id not in world.transitions.after_commit.repairs
     assert world.index.schedule[session.id] == extended.expires_at
 
 

@@ -57,7 +57,8 @@ class Store:
 async def test_reads_go_to_the_store_while_the_index_is_down(monkeypatch: Any) -> None:
     index, store = DownIndex(), Store()
     transitions = SimpleNamespace(
-        clock=SimpleNamespace(now=lambda: NOW), repairs=set(), index=index
+        clock=SimpleNamespace(now=lambda: NOW),
+        after_commit=SimpleNamespace(repairs=set(), index=index),
     )
     windows = PaymentWindows(uow=lambda: store, transitions=transitions, window_minutes=60)  # type: ignore[arg-type]
     buyer = Actor(subject="by_1", role=Role.BUYER)

@@ -267,8 +267,8 @@ async def test_an_index_error_after_the_expiry_commit_is_repaired_not_reported_a
     assert [change.event for change in world.changes.published][-1] == "expired"
     assert world.metrics.counts["payments.window.after_commit_failures"] == 1
     # Repaired from the store once the index answers again.
-    assert session.id in world.transitions.repairs
-    assert await world.transitions.repairs.repair() == 1
+    assert session.id in world.transitions.after_commit.repairs
+    assert await world.transitions.after_commit.repairs.repair() == 1
     assert session.id not in world.index.schedule
     assert (await world.expiry.run_pass()).claimed == 0
 

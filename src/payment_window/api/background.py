@@ -13,10 +13,10 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
 import structlog
 
+from payment_window.backoff import loop_backoff
 from payment_window.bootstrap import Container
 from payment_window.loops import Loop, loops_for
 from payment_window.retention import prune_hourly
-from payment_window.worker import loop_backoff
 
 log = structlog.get_logger(__name__)
 
