@@ -29,7 +29,7 @@ from payment_window.api.auth import mint_token
 from payment_window.config import Settings
 from payment_window.domain.outgoing_webhooks import endpoint_destination
 from payment_window.outbox import RelayGroup
-from payment_window.runner import enable_endpoint, outbox_backlog, outbox_relay
+from payment_window.runner import enable_endpoint, outbox_backlog
 
 NEW_SECRET = "whsec_" + base64.b64encode(b"the-new-signing-secret-0123456789").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"the-old-signing-secret-9876543210").decode()
@@ -97,7 +97,7 @@ async def test_notices_arrive_signed_once_per_change_and_verify_with_standardweb
                 headers=api.admin,
             )
             assert terminated.status_code == 200, terminated.text
-            relays = outbox_relay(api.container)
+            relays = api.container.outbox_relay()
             await relays.run_once()
             await relays.close()
             row_ids = await webhook_row_ids(api, receiver.url)
@@ -134,7 +134,7 @@ async def test_a_receiver_that_fails_then_recovers_gets_every_message_once(
         async with running_api(settings) as api:
             sessions = await expire_through_worker(api, 3)
             clock = ManualClock()
-            relays = outbox_relay(replace(api.container, clock=clock))
+            relays = replace(api.container, clock=clock).outbox_relay()
             row_ids = await webhook_row_ids(api, receiver.url)
             assert len(row_ids) == 6
             await relay_until(relays, clock, lambda: len(receiver.delivered()) >= 6)
@@ -165,7 +165,7 @@ async def test_410_disables_one_endpoint_and_the_other_keeps_receiving(
         async with running_api(settings) as api:
             await expire_through_worker(api, 2)
             clock = ManualClock()
-            relays = outbox_relay(replace(api.container, clock=clock))
+            relays = replace(api.container, clock=clock).outbox_relay()
             await relays.run_once()
             asked = len(gone.received)  # the first pass's messages went out side by side
             assert 1 <= asked <= 4 and {r.status for r in gone.received} == {410}
@@ -210,7 +210,7 @@ async def test_a_message_failing_for_three_days_is_parked_and_redelivered_from_t
         async with running_api(settings) as api:
             await expire_through_worker(api, 1)
             clock = ManualClock()
-            relays = outbox_relay(replace(api.container, clock=clock))
+            relays = replace(api.container, clock=clock).outbox_relay()
             for _ in range(40):
                 await relays.run_once()
                 clock.advance(timedelta(hours=2))
