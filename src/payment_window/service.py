@@ -9,7 +9,6 @@ committed, and a failure there never fails the request (see `transitions`).
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -63,10 +62,6 @@ def new_session_id() -> str:
     return "pw_" + secrets.token_hex(12)
 
 
-# After the index fails a status read, reads go straight to the store for this long.
-INDEX_DOWN_SECONDS = 1.0
-
-
 class PaymentWindows:
     """The payment-window use cases a request can ask for."""
 
@@ -82,7 +77,6 @@ class PaymentWindows:
         self._t = transitions
         self._window_minutes = window_minutes
         self._reminder_offsets = reminder_offsets
-        self._index_down_until = 0.0  # time.monotonic(): status reads skip the index until then
 
     @property
     def default_policy(self) -> ExtensionPolicy:
@@ -93,23 +87,13 @@ class PaymentWindows:
     async def status(self, session_id: str, viewer: Actor) -> WindowStatus:
         """The window as the viewer may see it; someone else's window does not exist for them.
 
-        Served from the index; from the store when the index is unreachable or this process
-        knows its entry for the window may be stale."""
+        Served from the index (which itself answers from the store while Redis is down: see
+        `FailoverWindowIndex`); from the store when this process knows its index entry for the
+        window may be stale, or the index has none."""
         now = self._t.clock.now()
         viewed: Viewed | None = None
-        if session_id not in self._t.repairs and time.monotonic() >= self._index_down_until:
-            try:
-                viewed = await self._t.index.snapshot(session_id)
-            except Exception as error:
-                # The store answers every read for a moment, rather than each read paying the
-                # client's connect retries to an index that is down (the store is the truth).
-                self._index_down_until = time.monotonic() + INDEX_DOWN_SECONDS
-                log.warning(
-                    "status_from_store",
-                    session_id=session_id,
-                    error=repr(error),
-                    for_seconds=INDEX_DOWN_SECONDS,
-                )
+        if session_id not in self._t.repairs:
+            viewed = await self._t.index.snapshot(session_id)
         if viewed is None:
             async with self._uow() as uow:
                 viewed = await uow.sessions.get(session_id)
