@@ -138,20 +138,13 @@ class PaymentWindows:
         now = self._t.clock.now()
         ends = self._t.plan_window_end(self._window_end(request, now), now)
         amount = money.checked_amount(request.amount)
-        session = (
-            PaymentSession(
-                id=new_session_id(),
-                auction_id=request.auction_id,
-                maker_id=request.maker_id,
-                buyer_id=request.buyer_id,
-                amount=amount,
-                currency=money.checked_currency(request.currency),
-                expires_at=ends,
-                created_at=now,
-                updated_at=now,
-            )
-            .with_reminders_planned(self._reminder_offsets)
-            .with_connect(checked_connect(request.connect, amount) if request.connect else None)
+        session = self._new_session(
+            request,
+            amount,
+            money.checked_currency(request.currency),
+            ends,
+            now,
+            checked_connect(request.connect, amount) if request.connect else None,
         )
         # Refused here with the minimum named, rather than by Stripe after a round trip.
         money.check_minimum(session.amount, session.currency)
@@ -204,24 +197,14 @@ class PaymentWindows:
         check_attachable(checkout, ends)
         if checkout.amount_total is None or not checkout.currency:
             raise InvalidWindow(f"checkout session {checkout_id} has no amount to enforce")
-        session = (
-            PaymentSession(
-                id=new_session_id(),
-                auction_id=request.auction_id,
-                maker_id=request.maker_id,
-                buyer_id=request.buyer_id,
-                amount=checkout.amount_total,
-                currency=checkout.currency.lower(),
-                expires_at=ends,
-                created_at=now,
-                updated_at=now,
-                checkout_session_id=checkout.id,
-                checkout_url=checkout.url,
-                checkout_expires_at=checkout.expires_at,
-                attached=True,
-            )
-            .with_reminders_planned(self._reminder_offsets)
-            .with_connect(connect)
+        session = replace(
+            self._new_session(
+                request, checkout.amount_total, checkout.currency.lower(), ends, now, connect
+            ),
+            checkout_session_id=checkout.id,
+            checkout_url=checkout.url,
+            checkout_expires_at=checkout.expires_at,
+            attached=True,
         )
         # Not ours to expire should the store refuse: the other integration still owns it.
         await self._store_opened(session, actor)
@@ -234,6 +217,32 @@ class PaymentWindows:
             expires_at=messages.iso(ends),
         )
         return session
+
+    def _new_session(
+        self,
+        request: OpenWindow,
+        amount: int,
+        currency: str,
+        ends: datetime,
+        now: datetime,
+        connect: Connect | None,
+    ) -> PaymentSession:
+        """A new window's row, its first reminder planned, before its Checkout Session."""
+        return (
+            PaymentSession(
+                id=new_session_id(),
+                auction_id=request.auction_id,
+                maker_id=request.maker_id,
+                buyer_id=request.buyer_id,
+                amount=amount,
+                currency=currency,
+                expires_at=ends,
+                created_at=now,
+                updated_at=now,
+            )
+            .with_reminders_planned(self._reminder_offsets)
+            .with_connect(connect)
+        )
 
     def _window_end(self, request: OpenWindow, now: datetime) -> datetime:
         minutes = request.window_minutes
