@@ -59,7 +59,7 @@ def _settings() -> Settings:
 @app.command()
 def migrate() -> None:
     """Create or upgrade the store's tables (Alembic)."""
-    from payment_window.adapters.store import migrate as run_migrations
+    from payment_window.adapters.migrate import migrate as run_migrations
 
     settings = _settings()
     applied = run_migrations(settings)

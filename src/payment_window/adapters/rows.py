@@ -6,7 +6,9 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_window.domain.errors import WindowUnreadable
 from payment_window.domain.events import AuditEntry, OutboxMessage
@@ -65,3 +67,9 @@ def outbox_values(message: OutboxMessage, session_id: str | None, now: datetime)
         "next_attempt_at": now,
         "created_at": now,
     }
+
+
+def insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING on either backend."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
