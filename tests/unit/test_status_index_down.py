@@ -37,7 +37,7 @@ def expired_session(clock: FakeClock) -> PaymentSession:
         created_at=now - timedelta(hours=1),
         updated_at=now,
         status=Status.EXPIRED,
-        reason=CloseReason.WINDOW_ELAPSED.value,
+        reason=CloseReason.WINDOW_ELAPSED,
         version=2,
     )
 

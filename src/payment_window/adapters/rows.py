@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_window.domain.errors import WindowUnreadable
 from payment_window.domain.events import AuditEntry, OutboxMessage
-from payment_window.domain.session import PaymentSession, Status
+from payment_window.domain.session import PaymentSession, Status, close_reason
 
 _SESSION_FIELDS = [f.name for f in fields(PaymentSession)]
 _AUDIT_FIELDS = [f.name for f in fields(AuditEntry)]
@@ -26,6 +26,7 @@ def session_from_row(row: Row[Any]) -> PaymentSession:
     data = {name: values[name] for name in _SESSION_FIELDS}
     try:
         data["status"] = Status(data["status"])
+        data["reason"] = close_reason(data["reason"])
     except ValueError as error:
         raise WindowUnreadable(str(data["id"]), str(error)) from None
     data["reminders_sent"] = tuple(data["reminders_sent"] or ())

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from payment_window.domain.session import PaymentSession, Status
+from payment_window.domain.session import CloseReason, PaymentSession, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class WindowSnapshot:
     status: Status
     expires_at: datetime
     version: int
-    reason: str | None
+    reason: CloseReason | None
     checkout_url: str | None
 
 
