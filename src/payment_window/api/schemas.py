@@ -25,7 +25,6 @@ from payment_window.domain.connect import Charge, Connect
 from payment_window.domain.money import MAX_AMOUNT
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
 from payment_window.domain.session import MAX_EXTENSION_MINUTES_PER_REQUEST, Status
-from payment_window.domain.status import WindowStatus
 from payment_window.service import OpenWindow
 
 # Printable: PostgreSQL refuses NUL in text, and control characters have no business in an id.
@@ -230,7 +229,7 @@ class Out(BaseModel):
 
 class StatusOut(Out):
     """A payment window as its viewer sees it (times in ISO 8601 UTC with `Z`): the one status
-    body, answered by the status route, the changes, live events and the operations list."""
+    body (built by `bodies.status_out`) of every answer, live event and operations list."""
 
     session_id: str
     auction_id: str
@@ -244,23 +243,6 @@ class StatusOut(Out):
     amount: int
     currency: str
     maker_id: str
-
-    @classmethod
-    def from_status(cls, status: WindowStatus) -> StatusOut:
-        return cls(
-            session_id=status.session_id,
-            auction_id=status.auction_id,
-            status=status.status,
-            expires_at=status.expires_at,
-            remaining_time=status.remaining_seconds,
-            server_time=status.server_time,
-            version=status.version,
-            reason=status.reason,
-            checkout_url=status.checkout_url,
-            amount=status.amount,
-            currency=status.currency,
-            maker_id=status.maker_id,
-        )
 
 
 class UnpaidWindowOut(Out):
