@@ -39,12 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATABASE_URL, percentile, pg_schema, progress, run, write_result
 
 from payment_window.adapters.clock import SystemClock
+from payment_window.adapters.migrate import migrate
 from payment_window.adapters.read_model import (
     SqlReadModel,
     buyer_record_statements,
     repeat_non_payers_statement,
 )
-from payment_window.adapters.store import create_engine, migrate
+from payment_window.adapters.store import create_engine
 from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.buyers import DEFAULT_DAYS

@@ -29,7 +29,8 @@ from devstripe.testing import TEST_API_KEY
 from pydantic import SecretStr
 from sqlalchemy import insert
 
-from payment_window.adapters.store import migrate, session_values
+from payment_window.adapters.migrate import migrate
+from payment_window.adapters.rows import session_values
 from payment_window.adapters.tables import payment_sessions
 from payment_window.bootstrap import Container
 from payment_window.config import Settings

@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATABASE_URL, percentile, pg_schema, progress, run, write_result
 from sqlalchemy import text
 
+from payment_window.adapters.migrate import migrate
 from payment_window.adapters.outbox_store import SqlOutboxStore
-from payment_window.adapters.store import create_engine, migrate
+from payment_window.adapters.store import create_engine
 from payment_window.config import Settings
 from payment_window.domain.events import Destination
 

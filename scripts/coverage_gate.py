@@ -16,6 +16,7 @@ from pathlib import Path
 FLOOR = 85.0
 MONEY_PATH = (
     "src/payment_window/service.py",
+    "src/payment_window/overrides.py",
     "src/payment_window/transitions.py",
     "src/payment_window/checkouts.py",
     "src/payment_window/after_commit.py",

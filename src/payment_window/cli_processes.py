@@ -14,7 +14,7 @@ from payment_window.cli_common import load_settings, refuse
 
 def migrate() -> None:
     """Create or upgrade the store's tables (Alembic)."""
-    from payment_window.adapters.store import migrate as run_migrations
+    from payment_window.adapters.migrate import migrate as run_migrations
 
     settings = load_settings()
     applied = run_migrations(settings)

@@ -1,5 +1,5 @@
 """The request use cases: open a window, read its status, extend it, terminate it, and the
-makers' policies.
+makers' policies. Extending and terminating live in `overrides`.
 
 Every state change is one transaction holding the row (locked while Stripe is asked, once), its
 audit entry and its outbox messages. The index and live viewers hear of a change only after it
@@ -9,15 +9,12 @@ committed, and a failure there never fails the request (see `transitions`).
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 import structlog
 
-from payment_window.domain import access, messages, money, stripe_calls, window
+from payment_window.domain import access, messages, money, window
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.attach import check_attachable
 from payment_window.domain.connect import Connect, checked_connect
@@ -28,16 +25,14 @@ from payment_window.domain.errors import (
     CheckoutSessionMissing,
     InvalidWindow,
     OverrideNotAllowed,
-    PaymentProviderUnavailable,
-    PreconditionFailed,
     SessionNotFound,
     WindowAlreadyOpen,
-    WindowNotOpen,
 )
 from payment_window.domain.policy import ExtensionPolicy
-from payment_window.domain.ports import UnitOfWork, UnitOfWorkFactory
-from payment_window.domain.session import CloseReason, PaymentSession
+from payment_window.domain.ports import UnitOfWorkFactory
+from payment_window.domain.session import PaymentSession
 from payment_window.domain.status import Viewed, WindowStatus
+from payment_window.overrides import WindowOverrides
 from payment_window.transitions import Transitions
 
 log = structlog.get_logger(__name__)
@@ -63,10 +58,6 @@ def new_session_id() -> str:
     return "pw_" + secrets.token_hex(12)
 
 
-# After the index fails a status read, reads go straight to the store for this long.
-INDEX_DOWN_SECONDS = 1.0
-
-
 class PaymentWindows:
     """The payment-window use cases a request can ask for."""
 
@@ -82,7 +73,9 @@ class PaymentWindows:
         self._t = transitions
         self._window_minutes = window_minutes
         self._reminder_offsets = reminder_offsets
-        self._index_down_until = 0.0  # time.monotonic(): status reads skip the index until then
+        self._overrides = WindowOverrides(
+            uow=uow, transitions=transitions, reminder_offsets=reminder_offsets
+        )
 
     @property
     def default_policy(self) -> ExtensionPolicy:
@@ -93,26 +86,13 @@ class PaymentWindows:
     async def status(self, session_id: str, viewer: Actor) -> WindowStatus:
         """The window as the viewer may see it; someone else's window does not exist for them.
 
-        Served from the index; from the store when the index is unreachable or this process
-        knows its entry for the window may be stale."""
+        Served from the index (which itself answers from the store while Redis is down: see
+        `FailoverWindowIndex`); from the store when this process knows its index entry for the
+        window may be stale, or the index has none."""
         now = self._t.clock.now()
         viewed: Viewed | None = None
-        if (
-            session_id not in self._t.after_commit.repairs
-            and time.monotonic() >= self._index_down_until
-        ):
-            try:
-                viewed = await self._t.after_commit.index.snapshot(session_id)
-            except Exception as error:
-                # The store answers every read for a moment, rather than each read paying the
-                # client's connect retries to an index that is down (the store is the truth).
-                self._index_down_until = time.monotonic() + INDEX_DOWN_SECONDS
-                log.warning(
-                    "status_from_store",
-                    session_id=session_id,
-                    error=repr(error),
-                    for_seconds=INDEX_DOWN_SECONDS,
-                )
+        if session_id not in self._t.after_commit.repairs:
+            viewed = await self._t.after_commit.index.snapshot(session_id)
         if viewed is None:
             async with self._uow() as uow:
                 viewed = await uow.sessions.get(session_id)
@@ -157,20 +137,13 @@ class PaymentWindows:
         now = self._t.clock.now()
         ends = self._t.checkouts.plan_window_end(self._window_end(request, now), now)
         amount = money.checked_amount(request.amount)
-        session = (
-            PaymentSession(
-                id=new_session_id(),
-                auction_id=request.auction_id,
-                maker_id=request.maker_id,
-                buyer_id=request.buyer_id,
-                amount=amount,
-                currency=money.checked_currency(request.currency),
-                expires_at=ends,
-                created_at=now,
-                updated_at=now,
-            )
-            .with_reminders_planned(self._reminder_offsets)
-            .with_connect(checked_connect(request.connect, amount) if request.connect else None)
+        session = self._new_session(
+            request,
+            amount,
+            money.checked_currency(request.currency),
+            ends,
+            now,
+            checked_connect(request.connect, amount) if request.connect else None,
         )
         # Refused here with the minimum named, rather than by Stripe after a round trip.
         money.check_minimum(session.amount, session.currency)
@@ -223,24 +196,14 @@ class PaymentWindows:
         check_attachable(checkout, ends)
         if checkout.amount_total is None or not checkout.currency:
             raise InvalidWindow(f"checkout session {checkout_id} has no amount to enforce")
-        session = (
-            PaymentSession(
-                id=new_session_id(),
-                auction_id=request.auction_id,
-                maker_id=request.maker_id,
-                buyer_id=request.buyer_id,
-                amount=checkout.amount_total,
-                currency=checkout.currency.lower(),
-                expires_at=ends,
-                created_at=now,
-                updated_at=now,
-                checkout_session_id=checkout.id,
-                checkout_url=checkout.url,
-                checkout_expires_at=checkout.expires_at,
-                attached=True,
-            )
-            .with_reminders_planned(self._reminder_offsets)
-            .with_connect(connect)
+        session = replace(
+            self._new_session(
+                request, checkout.amount_total, checkout.currency.lower(), ends, now, connect
+            ),
+            checkout_session_id=checkout.id,
+            checkout_url=checkout.url,
+            checkout_expires_at=checkout.expires_at,
+            attached=True,
         )
         # Not ours to expire should the store refuse: the other integration still owns it.
         await self._store_opened(session, actor)
@@ -253,6 +216,32 @@ class PaymentWindows:
             expires_at=messages.iso(ends),
         )
         return session
+
+    def _new_session(
+        self,
+        request: OpenWindow,
+        amount: int,
+        currency: str,
+        ends: datetime,
+        now: datetime,
+        connect: Connect | None,
+    ) -> PaymentSession:
+        """A new window's row, its first reminder planned, before its Checkout Session."""
+        return (
+            PaymentSession(
+                id=new_session_id(),
+                auction_id=request.auction_id,
+                maker_id=request.maker_id,
+                buyer_id=request.buyer_id,
+                amount=amount,
+                currency=currency,
+                expires_at=ends,
+                created_at=now,
+                updated_at=now,
+            )
+            .with_reminders_planned(self._reminder_offsets)
+            .with_connect(connect)
+        )
 
     def _window_end(self, request: OpenWindow, now: datetime) -> datetime:
         minutes = request.window_minutes
@@ -287,7 +276,7 @@ class PaymentWindows:
             )
             await uow.commit()
 
-    # --- extending -----------------------------------------------------------------------------
+    # --- overriding: the maker's or an admin's word ------------------------------------------
 
     async def extend(
         self,
@@ -298,84 +287,10 @@ class PaymentWindows:
         reason: str | None = None,
         if_match: int | None = None,
     ) -> PaymentSession:
-        """Move the deadline later within the maker's policy. When the window then outlives
-        its Stripe session, the new session is made now, as part of the extension."""
-        now = self._t.clock.now()
-        made: str | None = None  # a Checkout Session this extension made
-        try:
-            async with self._counting_stripe_attempts(session_id), self._uow() as uow:
-                session, policy = await self._load_for_override(uow, session_id, actor, if_match)
-                extended = session.extend(minutes, policy, now).with_reminders_planned(
-                    self._reminder_offsets
-                )
-                if extended.outlives_checkout():
-                    extended = await self._with_new_checkout(extended, now)
-                    made = extended.checkout_session_id
-                await self._record_extension(uow, session, extended, actor, minutes, reason)
-        except BaseException:
-            if made:
-                # Not stored, so nobody can pay through it: close it at Stripe.
-                await self._t.checkouts.expire_quietly(made, f"abandon:{made}")
-            raise
-        tags = [f"role:{actor.role.value}"]
-        self._t.metrics.increment("payments.window.extension_count", tags=tags)
-        self._t.metrics.increment("payments.window.override_count", tags=[*tags, "action:extend"])
-        await self._t.after_commit.announce(extended, "extended")
-        rotated_from = session.checkout_session_id
-        if extended.checkout_session_id != rotated_from:
-            await self._t.after_commit.announce(extended, "rotated")
-            if rotated_from:
-                await self._t.checkouts.expire_quietly(
-                    rotated_from, f"rotated:{rotated_from}", account=extended.stripe_account
-                )
-        return extended
-
-    async def _record_extension(
-        self,
-        uow: UnitOfWork,
-        session: PaymentSession,
-        extended: PaymentSession,
-        actor: Actor,
-        minutes: int,
-        reason: str | None,
-    ) -> None:
-        await uow.sessions.update(extended)
-        uow.record(
-            self._t.audit(
-                extended,
-                "payment_window_extended",
-                actor.label,
-                session.status,
-                {
-                    "role": actor.role.value,
-                    "minutes": minutes,
-                    "reason": reason,
-                    "previousExpiresAt": messages.iso(session.expires_at),
-                    "expiresAt": messages.iso(extended.expires_at),
-                    "checkoutSessionId": extended.checkout_session_id,
-                },
-            ),
-            messages.on_extend(session, extended, minutes, actor.label, reason),
+        """Move the deadline later within the maker's policy (see `WindowOverrides.extend`)."""
+        return await self._overrides.extend(
+            session_id, minutes, actor, reason=reason, if_match=if_match
         )
-        await uow.commit()
-
-    async def _with_new_checkout(self, session: PaymentSession, now: datetime) -> PaymentSession:
-        """Stripe cannot move a session's end: a new one, attached within this change (made
-        while the row is locked, so bounded and not retried inside the lock)."""
-        with stripe_calls.under_row_lock():
-            checkout = await self._t.checkouts.create(
-                session,
-                session.expires_at,
-                # Each extension is its own request: a window extended (and rotated) again must
-                # not reuse the first rotation's key, which Stripe would refuse for other
-                # parameters.
-                f"rotate:{session.stripe_attempt_key}:extend-v{session.version}",
-            )
-        rotated = session.with_checkout(checkout.id, checkout.url or "", checkout.expires_at, now)
-        # Part of the same change as the extension: one stored version step, not two.
-        return replace(rotated, version=session.version)
-
-    # --- closing -------------------------------------------------------------------------------
 
     async def terminate(
         self,
@@ -385,58 +300,5 @@ class PaymentWindows:
         reason: str | None = None,
         if_match: int | None = None,
     ) -> PaymentSession:
-        """End a window now, on an admin's or (within policy) the maker's word. Stripe first:
-        a buyer who completed checkout meanwhile has paid."""
-        close_reason = (
-            CloseReason.ADMIN_TERMINATED
-            if actor.role is Role.ADMIN
-            else CloseReason.MAKER_TERMINATED
-        )
-        async with self._counting_stripe_attempts(session_id), self._uow() as uow:
-            session, policy = await self._load_for_override(uow, session_id, actor, if_match)
-            with stripe_calls.under_row_lock():
-                completed = await self._t.checkouts.expire_at_stripe(session)
-            if completed is not None:
-                closed = self._t.apply_payment(uow, session, completed, actor.label)
-            else:
-                closed = self._t.close(uow, session, policy, close_reason, actor.label, note=reason)
-            await uow.sessions.update(closed)
-            await uow.commit()
-        tags = [f"role:{actor.role.value}", "action:terminate"]
-        self._t.metrics.increment("payments.window.override_count", tags=tags)
-        await self._t.after_commit.announce_closed(closed)
-        return closed
-
-    # --- helpers -------------------------------------------------------------------------------
-
-    async def _load_for_override(
-        self, uow: UnitOfWork, session_id: str, actor: Actor, if_match: int | None
-    ) -> tuple[PaymentSession, ExtensionPolicy]:
-        if actor.role not in (Role.ADMIN, Role.MAKER):
-            raise OverrideNotAllowed(f"a {actor.role.value} may not override payment windows")
-        session = await uow.sessions.get(session_id, for_update=True)
-        if session is None or not access.may_view(actor, session):
-            raise SessionNotFound(session_id)
-        policy = await self._t.policy_for(uow, session.maker_id)
-        if not access.may_override(actor, session, policy):
-            raise OverrideNotAllowed("this role may not override this payment window")
-        if if_match is not None and if_match != session.version:
-            raise PreconditionFailed(f"session is at version {session.version}, not {if_match}")
-        if not session.is_open:
-            raise WindowNotOpen(session.id, session.status.value)
-        return session, policy
-
-    @asynccontextmanager
-    async def _counting_stripe_attempts(self, session_id: str) -> AsyncIterator[None]:
-        """A Stripe failure counts an attempt on the window, so the next try uses a new
-        idempotency key (Stripe would replay this answer for the old one). Recorded once the
-        change's own transaction has let go of the row."""
-        try:
-            yield
-        except PaymentProviderUnavailable as error:
-            async with self._uow() as uow:
-                await uow.sessions.record_expiry_failure(
-                    session_id, f"{type(error).__name__}: {error}"
-                )
-                await uow.commit()
-            raise
+        """End a window now (see `WindowOverrides.terminate`)."""
+        return await self._overrides.terminate(session_id, actor, reason=reason, if_match=if_match)

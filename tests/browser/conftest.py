@@ -27,7 +27,7 @@ from marketplace_site import MarketplaceSite
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from pydantic import SecretStr
 
-from payment_window.adapters.store import migrate
+from payment_window.adapters.migrate import migrate
 from payment_window.api.app import create_app
 from payment_window.config import Settings
 

@@ -13,7 +13,8 @@ from pydantic import SecretStr
 from redisserver import RedisServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from payment_window.adapters.store import create_engine, migrate
+from payment_window.adapters.migrate import migrate
+from payment_window.adapters.store import create_engine
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
 

@@ -54,7 +54,9 @@ async def close_windows(
             created_at=now - timedelta(days=1),
             updated_at=now,
         )
-        session = replace(session, status=Status.EXPIRED, reason="window_elapsed", expired_at=now)
+        session = replace(
+            session, status=Status.EXPIRED, reason=CloseReason.WINDOW_ELAPSED, expired_at=now
+        )
         audit = AuditEntry(session.id, "payment_expired", "system", "open", "expired", {}, now)
         async with SqlUnitOfWork(engine) as uow:
             uow.record(audit, on_close(session, CloseReason.WINDOW_ELAPSED, POLICY, "system"))

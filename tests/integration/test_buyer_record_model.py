@@ -16,7 +16,8 @@ from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.read_model import SqlReadModel
-from payment_window.adapters.store import create_engine, session_values
+from payment_window.adapters.rows import session_values
+from payment_window.adapters.store import create_engine
 from payment_window.adapters.tables import payment_sessions
 from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role

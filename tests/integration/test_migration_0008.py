@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 from test_migrations import _downgrade
 
-from payment_window.adapters.store import create_engine, migrate
+from payment_window.adapters.migrate import migrate
+from payment_window.adapters.store import create_engine
 from payment_window.config import Settings
 
 

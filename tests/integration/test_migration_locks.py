@@ -17,7 +17,8 @@ from devstripe.testing import RunningStripe
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from payment_window.adapters.store import MigrationLockTimeout, create_engine, migrate
+from payment_window.adapters.migrate import MigrationLockTimeout, migrate
+from payment_window.adapters.store import create_engine
 from payment_window.config import Settings
 
 pytestmark = pytest.mark.slow

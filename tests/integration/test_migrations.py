@@ -12,7 +12,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import column, func, inspect, select, table
 
-from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine, migrate
+from payment_window.adapters.migrate import migrate
+from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
 from payment_window.adapters.tables import payment_sessions
 from payment_window.config import Settings
 from payment_window.domain.session import PaymentSession

@@ -1,75 +1,62 @@
-"""A status read whose index is down is answered from the store, and the next reads go straight
-to the store for a moment instead of each paying the index client's connect retries."""
+"""While Redis is unreachable, status reads are answered from the store: the first read that
+finds Redis down switches the index over, and the next reads go straight to the store instead of
+each paying the Redis client's connect retries. This is the only index-down fallback; the
+status use case just asks the index."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
-from typing import Any
+import socket
+from datetime import timedelta
 
-from payment_window import service
-from payment_window.domain.access import Actor, Role
+import redis.asyncio
+from fakes import FakeClock, FakeIndex, FakeMetrics
+
+from payment_window.adapters.failover_index import FALLBACK_GAUGE, FailoverWindowIndex
+from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.domain.session import CloseReason, PaymentSession, Status
-from payment_window.service import PaymentWindows
-
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-CLOSED = PaymentSession(
-    id="pw_1",
-    auction_id="auc_1",
-    maker_id="mk_1",
-    buyer_id="by_1",
-    amount=1000,
-    currency="eur",
-    expires_at=NOW - timedelta(seconds=1),
-    created_at=NOW - timedelta(hours=1),
-    updated_at=NOW,
-    status=Status.EXPIRED,
-    reason=CloseReason.WINDOW_ELAPSED.value,
-    version=2,
-)
 
 
-class DownIndex:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def snapshot(self, session_id: str) -> Any:
-        self.calls += 1
-        raise ConnectionError("index unreachable")
-
-
-class Store:
-    def __init__(self) -> None:
-        self.sessions = self
-        self.reads = 0
-
-    async def get(self, session_id: str) -> PaymentSession | None:
-        self.reads += 1
-        return CLOSED if session_id == CLOSED.id else None
-
-    async def __aenter__(self) -> Store:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
-async def test_reads_go_to_the_store_while_the_index_is_down(monkeypatch: Any) -> None:
-    index, store = DownIndex(), Store()
-    transitions = SimpleNamespace(
-        clock=SimpleNamespace(now=lambda: NOW),
-        after_commit=SimpleNamespace(repairs=set(), index=index),
+def expired_session(clock: FakeClock) -> PaymentSession:
+    now = clock.now()
+    return PaymentSession(
+        id="pw_1",
+        auction_id="auc_1",
+        maker_id="mk_1",
+        buyer_id="by_1",
+        amount=1000,
+        currency="eur",
+        expires_at=now - timedelta(seconds=1),
+        created_at=now - timedelta(hours=1),
+        updated_at=now,
+        status=Status.EXPIRED,
+        reason=CloseReason.WINDOW_ELAPSED,
+        version=2,
     )
-    windows = PaymentWindows(uow=lambda: store, transitions=transitions, window_minutes=60)  # type: ignore[arg-type]
-    buyer = Actor(subject="by_1", role=Role.BUYER)
 
-    for _ in range(3):
-        status = await windows.status(CLOSED.id, buyer)
-        assert status.status is Status.EXPIRED  # never shown open once the store closed it
-    assert index.calls == 1 and store.reads == 3
 
-    clock = [1_000_000.0]
-    monkeypatch.setattr(service.time, "monotonic", lambda: clock[0])
-    clock[0] += service.INDEX_DOWN_SECONDS + 0.1
-    await windows.status(CLOSED.id, buyer)
-    assert index.calls == 2  # after the pause the index is asked again
+async def test_status_reads_come_from_the_store_while_redis_is_unreachable() -> None:
+    clock, metrics = FakeClock(), FakeMetrics()
+    store_index = FakeIndex(clock)
+    closed = expired_session(clock)
+    await store_index.put(closed)
+    unreachable = redis.asyncio.Redis(host="127.0.0.1", port=closed_port())
+    index = FailoverWindowIndex(
+        RedisWindowIndex(unreachable), store_index, metrics=metrics, probe_seconds=60
+    )
+    try:
+        for _ in range(3):
+            viewed = await index.snapshot(closed.id)
+            assert viewed is not None
+            assert viewed.status is Status.EXPIRED  # never shown open once the store closed it
+        assert index.degraded
+        assert metrics.gauges[FALLBACK_GAUGE] == 1
+    finally:
+        await index.close()

@@ -1,5 +1,9 @@
 """The index a process runs on when Redis is configured: Redis first, the store while it is down.
 
+The one index-down fallback: claims and status reads alike go to the store while Redis is
+unreachable, and every read after the first goes straight there (no connect retries paid per
+read) until a probe finds Redis answering again.
+
 Every row keeps `due_at` in the store whatever index serves, so the store's own index
 (`SqlWindowIndex`: row leases, `FOR UPDATE SKIP LOCKED`) can take over claims the moment Redis
 stops answering. Exactly-once does not depend on which index handed out a claim: closing a
@@ -22,7 +26,6 @@ import structlog
 
 from payment_window.adapters.redis_index import RedisWindowIndex
 from payment_window.adapters.redis_options import OUTAGE_ERRORS
-from payment_window.adapters.sql_index import SqlWindowIndex
 from payment_window.domain.ports import Claim, Metrics, WindowIndex, WindowSnapshot
 from payment_window.domain.session import PaymentSession
 
@@ -42,7 +45,7 @@ class FailoverWindowIndex:
     def __init__(
         self,
         primary: RedisWindowIndex,
-        fallback: SqlWindowIndex,
+        fallback: WindowIndex,
         *,
         rebuild: Rebuild | None = None,
         metrics: Metrics | None = None,

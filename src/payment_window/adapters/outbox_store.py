@@ -89,31 +89,21 @@ class SqlOutboxStore:
             )
 
     async def mark_failed(self, message_id: str, error: str, retry_at: datetime) -> None:
+        await self._record_failure(message_id, error, next_attempt_at=retry_at)
+
+    async def park(self, message_id: str, error: str, at: datetime) -> None:
+        """Set a message that kept failing aside: no relay claims it until it is redelivered."""
+        await self._record_failure(message_id, error, parked_at=at)
+
+    async def _record_failure(self, message_id: str, error: str, **then: datetime) -> None:
+        """Count a failed attempt and set when (or whether) the message is tried again."""
         async with self._engine.begin() as connection:
             # Guarded: a relay whose lease ran out must not undo another relay's delivery.
             await connection.execute(
                 update(outbox)
                 .where(outbox.c.id == message_id)
                 .where(outbox.c.delivered_at.is_(None))
-                .values(
-                    attempts=outbox.c.attempts + 1,
-                    last_error=error[:MAX_ERROR_LENGTH],
-                    next_attempt_at=retry_at,
-                )
-            )
-
-    async def park(self, message_id: str, error: str, at: datetime) -> None:
-        """Set a message that kept failing aside: no relay claims it until it is redelivered."""
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                update(outbox)
-                .where(outbox.c.id == message_id)
-                .where(outbox.c.delivered_at.is_(None))
-                .values(
-                    attempts=outbox.c.attempts + 1,
-                    last_error=error[:MAX_ERROR_LENGTH],
-                    parked_at=at,
-                )
+                .values(attempts=outbox.c.attempts + 1, last_error=error[:MAX_ERROR_LENGTH], **then)
             )
 
     async def redeliver(self, message_id: str, now: datetime) -> bool:

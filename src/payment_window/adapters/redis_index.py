@@ -32,7 +32,7 @@ from redis.asyncio.client import PubSub
 
 from payment_window.adapters.redis_reads import BatchedHashReads
 from payment_window.domain.ports import Claim, WindowSnapshot
-from payment_window.domain.session import PaymentSession, Status
+from payment_window.domain.session import PaymentSession, Status, close_reason
 
 KEEP_AFTER_CLOSE = timedelta(days=7)
 URL_PIECE = 64
@@ -168,7 +168,7 @@ def snapshot_from_fields(session_id: str, raw: Mapping[Any, Any]) -> WindowSnaps
         status=Status(values["s"]),
         expires_at=from_ms(int(values["e"])),
         version=int(values["v"]),
-        reason=values.get("r"),
+        reason=close_reason(values.get("r")),
         checkout_url="".join(piece for _, piece in pieces) or None,
     )
 

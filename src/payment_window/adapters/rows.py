@@ -6,11 +6,13 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_window.domain.errors import WindowUnreadable
 from payment_window.domain.events import AuditEntry, OutboxMessage
-from payment_window.domain.session import PaymentSession, Status
+from payment_window.domain.session import PaymentSession, Status, close_reason
 
 _SESSION_FIELDS = [f.name for f in fields(PaymentSession)]
 _AUDIT_FIELDS = [f.name for f in fields(AuditEntry)]
@@ -24,6 +26,7 @@ def session_from_row(row: Row[Any]) -> PaymentSession:
     data = {name: values[name] for name in _SESSION_FIELDS}
     try:
         data["status"] = Status(data["status"])
+        data["reason"] = close_reason(data["reason"])
     except ValueError as error:
         raise WindowUnreadable(str(data["id"]), str(error)) from None
     data["reminders_sent"] = tuple(data["reminders_sent"] or ())
@@ -65,3 +68,9 @@ def outbox_values(message: OutboxMessage, session_id: str | None, now: datetime)
         "next_attempt_at": now,
         "created_at": now,
     }
+
+
+def insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING on either backend."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_window.adapters.tables import UtcDateTime, payment_sessions
 from payment_window.domain.ports import Claim, WindowSnapshot
-from payment_window.domain.session import PaymentSession, Status
+from payment_window.domain.session import PaymentSession, Status, close_reason
 
 _t = payment_sessions
 
@@ -67,7 +67,7 @@ class SqlWindowIndex:
             status=Status(row.status),
             expires_at=row.expires_at,
             version=row.version,
-            reason=row.reason,
+            reason=close_reason(row.reason),
             checkout_url=row.checkout_url,
         )
 

@@ -228,10 +228,8 @@ class Out(BaseModel):
 
 
 class StatusOut(Out):
-    """A payment window as its viewer sees it (times in ISO 8601 UTC with `Z`).
-
-    The status route itself answers with `bodies.status_body` (its hot path skips pydantic);
-    the schema test checks the two agree."""
+    """A payment window as its viewer sees it (times in ISO 8601 UTC with `Z`): the one status
+    body (built by `bodies.status_out`) of every answer, live event and operations list."""
 
     session_id: str
     auction_id: str

@@ -28,7 +28,8 @@ class Status(StrEnum):
 
 
 class CloseReason(StrEnum):
-    """Why a session left `open` without being paid."""
+    """Why a window closed as it did: left `open` without being paid, or paid only after we
+    had closed it."""
 
     WINDOW_ELAPSED = "window_elapsed"
     ADMIN_TERMINATED = "admin_terminated"
@@ -37,14 +38,21 @@ class CloseReason(StrEnum):
     PAYMENT_FAILED = "payment_failed"
     # Stripe does not know the window's Checkout Session: nobody can pay through it.
     CHECKOUT_MISSING = "checkout_missing"
+    # Stripe took the money after we had closed the window (the window is `paid`).
+    PAID_AFTER_CLOSE = "paid_after_close"
 
 
 TERMINATED_REASONS = frozenset({CloseReason.ADMIN_TERMINATED, CloseReason.MAKER_TERMINATED})
-# The reason a paid window carries when Stripe took the money after we had closed it.
-PAID_AFTER_CLOSE = "paid_after_close"
+PAID_AFTER_CLOSE = CloseReason.PAID_AFTER_CLOSE
 
 
-def closed_event(reason: str | None) -> str:
+def close_reason(stored: str | None) -> CloseReason | None:
+    """The reason a stored window (row or index entry) carries; ValueError for one this
+    version does not know."""
+    return None if stored is None else CloseReason(stored)
+
+
+def closed_event(reason: CloseReason | None) -> str:
     """What viewers and the audit call a close: a person ended it, or it ran out."""
     return "terminated" if reason in TERMINATED_REASONS else "expired"
 
@@ -75,7 +83,7 @@ class PaymentSession:
     created_at: datetime
     updated_at: datetime
     status: Status = Status.OPEN
-    reason: str | None = None
+    reason: CloseReason | None = None
     checkout_session_id: str | None = None
     checkout_url: str | None = None
     checkout_expires_at: datetime | None = None
@@ -262,7 +270,7 @@ class PaymentSession:
     def expire(self, reason: CloseReason, now: datetime) -> PaymentSession:
         """Close the window unpaid."""
         moved = self._move_to(Status.EXPIRED, now)
-        return replace(moved, reason=reason.value, expired_at=now, confirmation_check_at=None)
+        return replace(moved, reason=reason, expired_at=now, confirmation_check_at=None)
 
     def record_payment(
         self,

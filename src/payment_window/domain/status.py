@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from payment_window.domain import window
-from payment_window.domain.session import Status
+from payment_window.domain.session import CloseReason, Status
 
 
 class Viewed(Protocol):
@@ -32,7 +32,7 @@ class Viewed(Protocol):
     @property
     def version(self) -> int: ...
     @property
-    def reason(self) -> str | None: ...
+    def reason(self) -> CloseReason | None: ...
     @property
     def checkout_url(self) -> str | None: ...
 
@@ -50,7 +50,7 @@ class WindowStatus:
     remaining_seconds: int
     server_time: datetime
     version: int
-    reason: str | None
+    reason: CloseReason | None
     checkout_url: str | None
 
     @classmethod
