@@ -13,7 +13,7 @@ import structlog
 
 from payment_window.domain import messages, stripe_calls, window
 from payment_window.domain.errors import CheckoutNotOpen, CheckoutRefused
-from payment_window.domain.ports import CheckoutGateway, CheckoutSession, Clock
+from payment_window.domain.ports import CheckoutGateway, CheckoutSession, CheckoutStatus, Clock
 from payment_window.domain.session import PaymentSession
 from payment_window.domain.window import STRIPE_CLOCK_MARGIN
 
@@ -109,7 +109,7 @@ class StripeCheckouts:
                 account=session.stripe_account,
             )
         except CheckoutNotOpen as refused:
-            if refused.status == "complete":
+            if refused.status == CheckoutStatus.COMPLETE:
                 return await self.gateway.retrieve(
                     session.checkout_session_id, account=session.stripe_account
                 )

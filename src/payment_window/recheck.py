@@ -6,7 +6,7 @@ from __future__ import annotations
 from payment_window.domain.ports import CheckoutSession, UnitOfWorkFactory, WindowIndex
 from payment_window.domain.session import CloseReason, PaymentSession
 from payment_window.pass_report import ACTOR, PassReport
-from payment_window.transitions import PAID, Transitions
+from payment_window.transitions import Transitions
 
 
 class ConfirmationRecheck:
@@ -31,7 +31,7 @@ class ConfirmationRecheck:
             current = await uow.sessions.get(session.id, for_update=True)
             if current is None or not current.confirmation_check_due(self._t.clock.now()):
                 changed = current
-            elif checkout is not None and checkout.payment_status in PAID:
+            elif checkout is not None and checkout.payment_status.settled:
                 changed = self._t.apply_payment(uow, current, checkout, ACTOR)
                 await uow.sessions.update(changed)
             elif checkout is None or checkout.status == "expired" or _payment_failed(checkout):
@@ -52,4 +52,5 @@ class ConfirmationRecheck:
 
 
 def _payment_failed(checkout: CheckoutSession) -> bool:
-    return checkout.payment_intent_status in ("requires_payment_method", "canceled")
+    intent = checkout.payment_intent_status
+    return intent is not None and intent.failed

@@ -35,8 +35,6 @@ from payment_window.index_repairs import IndexRepairs
 
 log = structlog.get_logger(__name__)
 
-PAID = frozenset({"paid", "no_payment_required"})
-
 
 class Transitions:
     """Records closes and payments inside the caller's transaction, with their audit entries
@@ -127,7 +125,7 @@ class Transitions:
         self, uow: UnitOfWork, session: PaymentSession, checkout: CheckoutSession, actor: str
     ) -> PaymentSession:
         """Stripe says the buyer completed checkout: record it instead of closing."""
-        confirmed = checkout.payment_status in PAID
+        confirmed = checkout.payment_status.settled
         paid = session.record_payment(
             self.clock.now(),
             confirmed=confirmed,

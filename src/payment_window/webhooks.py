@@ -24,10 +24,16 @@ import structlog
 
 from payment_window.domain import access
 from payment_window.domain.errors import InvalidWebhook
-from payment_window.domain.ports import CheckoutSession, UnitOfWork, UnitOfWorkFactory
+from payment_window.domain.ports import (
+    CheckoutSession,
+    CheckoutStatus,
+    PaymentStatus,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from payment_window.domain.session import CloseReason, PaymentSession, Status
 from payment_window.domain.webhook_rules import Action, action_for
-from payment_window.transitions import PAID, Transitions
+from payment_window.transitions import Transitions
 
 log = structlog.get_logger(__name__)
 
@@ -130,11 +136,11 @@ class StripeWebhooks:
     ) -> PaymentSession | None:
         """The change this event makes to the window as it stands, if any."""
         if event_type == ASYNC_SUCCEEDED:
-            checkout = replace(checkout, payment_status="paid")
+            checkout = replace(checkout, payment_status=PaymentStatus.PAID)
         action = action_for(
             event_type.removeprefix("checkout.session."),
             session.status,
-            paid=checkout.payment_status in PAID,
+            paid=checkout.payment_status.settled,
             current_checkout=checkout.id == session.checkout_session_id,
         )
         match action:
@@ -192,6 +198,11 @@ def is_thin_event(event: Mapping[str, Any]) -> bool:
     )
 
 
+_VALUES: dict[type[StrEnum], frozenset[str]] = {
+    kind: frozenset(member.value for member in kind) for kind in (CheckoutStatus, PaymentStatus)
+}
+
+
 def _parse(event: Mapping[str, Any]) -> tuple[str, str, CheckoutSession | None]:
     """The event's id, type and (for the Checkout Session events acted on) its session; 400
     when the body is no Stripe event or such a session lacks what deciding needs."""
@@ -210,10 +221,10 @@ def _parse(event: Mapping[str, Any]) -> tuple[str, str, CheckoutSession | None]:
     # (a missing payment_status must not read as some status), so it is refused, not guessed.
     status, payment_status = obj.get("status"), obj.get("payment_status")
     expires_at = obj.get("expires_at")
-    if not isinstance(status, str) or not status:
-        raise InvalidWebhook("the event's Checkout Session has no status")
-    if not isinstance(payment_status, str) or not payment_status:
-        raise InvalidWebhook("the event's Checkout Session has no payment_status")
+    if not isinstance(status, str) or status not in _VALUES[CheckoutStatus]:
+        raise InvalidWebhook("the event's Checkout Session has no known status")
+    if not isinstance(payment_status, str) or payment_status not in _VALUES[PaymentStatus]:
+        raise InvalidWebhook("the event's Checkout Session has no known payment_status")
     if not isinstance(expires_at, int) or isinstance(expires_at, bool):
         raise InvalidWebhook("the event's Checkout Session has no expires_at")
     try:
@@ -227,8 +238,8 @@ def _parse(event: Mapping[str, Any]) -> tuple[str, str, CheckoutSession | None]:
         CheckoutSession(
             id=checkout_id,
             url=url if isinstance(url, str) else None,
-            status=status,
-            payment_status=payment_status,
+            status=CheckoutStatus(status),
+            payment_status=PaymentStatus(payment_status),
             expires_at=expiry,
         ),
     )

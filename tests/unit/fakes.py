@@ -40,8 +40,11 @@ from payment_window.domain.events import AuditEntry, Destination, OutboxEnvelope
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.ports import (
     CheckoutSession,
+    CheckoutStatus,
     Claim,
     DeliveryFailed,
+    PaymentIntentStatus,
+    PaymentStatus,
     UnreadableWindow,
     WindowChange,
     WindowSnapshot,
@@ -488,28 +491,31 @@ class FakeStripe:
     def pay(self, checkout_session_id: str) -> None:
         """The buyer completes checkout and pays."""
         self.sessions[checkout_session_id] = replace(
-            self.sessions[checkout_session_id], status="complete", payment_status="paid"
+            self.sessions[checkout_session_id],
+            status=CheckoutStatus.COMPLETE,
+            payment_status=PaymentStatus.PAID,
         )
 
     def pay_later(self, checkout_session_id: str) -> None:
         """The buyer completes checkout with a delayed method (a bank debit): not paid yet."""
         self.sessions[checkout_session_id] = replace(
             self.sessions[checkout_session_id],
-            status="complete",
-            payment_status="unpaid",
-            payment_intent_status="processing",
+            status=CheckoutStatus.COMPLETE,
+            payment_status=PaymentStatus.UNPAID,
+            payment_intent_status=PaymentIntentStatus.PROCESSING,
         )
 
     def payment_fails(self, checkout_session_id: str) -> None:
         """The delayed payment of a completed checkout failed."""
         self.sessions[checkout_session_id] = replace(
-            self.sessions[checkout_session_id], payment_intent_status="requires_payment_method"
+            self.sessions[checkout_session_id],
+            payment_intent_status=PaymentIntentStatus.REQUIRES_PAYMENT_METHOD,
         )
 
     def expire_by_itself(self, checkout_session_id: str) -> None:
         """Stripe ends the session on its own (its `expires_at` passed, or it gave up)."""
         self.sessions[checkout_session_id] = replace(
-            self.sessions[checkout_session_id], status="expired"
+            self.sessions[checkout_session_id], status=CheckoutStatus.EXPIRED
         )
 
     def lose(self, checkout_session_id: str) -> None:
@@ -544,8 +550,8 @@ class FakeStripe:
             created = CheckoutSession(
                 id=checkout_id,
                 url=f"https://checkout.test/{checkout_id}",
-                status="open",
-                payment_status="unpaid",
+                status=CheckoutStatus.OPEN,
+                payment_status=PaymentStatus.UNPAID,
                 expires_at=expires_at,
             )
             self.sessions[checkout_id] = created
@@ -568,7 +574,7 @@ class FakeStripe:
             current = self.sessions[checkout_session_id]
             if current.status != "open":
                 raise CheckoutNotOpen(checkout_session_id, current.status)
-            expired = replace(current, status="expired")
+            expired = replace(current, status=CheckoutStatus.EXPIRED)
             self.sessions[checkout_session_id] = expired
             return expired
 

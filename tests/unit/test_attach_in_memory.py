@@ -15,7 +15,7 @@ from payment_window.domain.errors import (
     CheckoutNotFound,
     InvalidWindow,
 )
-from payment_window.domain.ports import CheckoutSession
+from payment_window.domain.ports import CheckoutSession, CheckoutStatus, PaymentStatus
 from payment_window.domain.session import Status
 from payment_window.service import OpenWindow
 
@@ -27,8 +27,8 @@ def made_elsewhere(world: World, **changes: object) -> CheckoutSession:
     fields: dict[str, object] = {
         "id": ELSEWHERE,
         "url": f"https://checkout.test/{ELSEWHERE}",
-        "status": "open",
-        "payment_status": "unpaid",
+        "status": CheckoutStatus.OPEN,
+        "payment_status": PaymentStatus.UNPAID,
         "expires_at": world.clock.now() + timedelta(hours=2),
         "amount_total": 4_200,
         "currency": "EUR",

@@ -16,7 +16,7 @@ from payment_window.domain.errors import (
     WindowOutlivesCheckout,
 )
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
-from payment_window.domain.ports import CheckoutSession
+from payment_window.domain.ports import CheckoutSession, CheckoutStatus, PaymentStatus
 from payment_window.domain.session import PaymentSession, Status
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -45,8 +45,8 @@ def a_checkout(**changes: object) -> CheckoutSession:
     checkout = CheckoutSession(
         id="cs_1",
         url="https://checkout.test/cs_1",
-        status="open",
-        payment_status="unpaid",
+        status=CheckoutStatus.OPEN,
+        payment_status=PaymentStatus.UNPAID,
         expires_at=NOW + timedelta(minutes=60),
         amount_total=5_000,
         currency="usd",
@@ -86,8 +86,8 @@ def test_a_session_fits_a_window_ending_within_it() -> None:
 @pytest.mark.parametrize(
     ("checkout", "ends", "error"),
     [
-        (a_checkout(status="complete"), NOW + timedelta(minutes=5), CheckoutNotOpen),
-        (a_checkout(status="expired"), NOW + timedelta(minutes=5), CheckoutNotOpen),
+        (a_checkout(status=CheckoutStatus.COMPLETE), NOW + timedelta(minutes=5), CheckoutNotOpen),
+        (a_checkout(status=CheckoutStatus.EXPIRED), NOW + timedelta(minutes=5), CheckoutNotOpen),
         (a_checkout(recovery_enabled=True), NOW + timedelta(minutes=5), CheckoutRecoveryEnabled),
         (a_checkout(), NOW + timedelta(minutes=61), WindowOutlivesCheckout),
     ],

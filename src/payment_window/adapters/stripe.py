@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import stripe
 import structlog
@@ -33,7 +33,14 @@ from payment_window.domain.errors import (
     InvalidWebhook,
     PaymentProviderUnavailable,
 )
-from payment_window.domain.ports import CheckoutSession, Metrics, StripeBudget
+from payment_window.domain.ports import (
+    CheckoutSession,
+    CheckoutStatus,
+    Metrics,
+    PaymentIntentStatus,
+    PaymentStatus,
+    StripeBudget,
+)
 from payment_window.domain.session import PaymentSession
 
 log = structlog.get_logger(__name__)
@@ -202,7 +209,7 @@ class StripeGateway:
                 raise CheckoutNotOpen(checkout_session_id, status.group(1)) from error
             # Stripe reworded its message: ask for the status instead.
             current = await self.retrieve(checkout_session_id, account=account)
-            if current.status == "open":
+            if current.status is CheckoutStatus.OPEN:
                 raise PaymentProviderUnavailable(
                     f"Stripe refused to expire open session {checkout_session_id}"
                 ) from error
@@ -271,8 +278,8 @@ def _to_checkout(session: stripe.checkout.Session) -> CheckoutSession:
     return CheckoutSession(
         id=session.id,
         url=session.url,
-        status=str(session.status),
-        payment_status=str(session.payment_status),
+        status=_known(CheckoutStatus, session.status, "status"),
+        payment_status=_known(PaymentStatus, session.payment_status, "payment_status"),
         expires_at=datetime.fromtimestamp(session.expires_at, UTC),
         payment_intent_status=_intent_status(session.payment_intent),
         amount_total=getattr(session, "amount_total", None),
@@ -281,7 +288,24 @@ def _to_checkout(session: stripe.checkout.Session) -> CheckoutSession:
     )
 
 
-def _intent_status(intent: object) -> str | None:
-    """The status of an expanded PaymentIntent; None when only its id came back."""
+_Known = TypeVar("_Known", CheckoutStatus, PaymentStatus)
+
+
+def _known(kind: type[_Known], value: object, field: str) -> _Known:
+    """One of the values Stripe documents for `field`; any other is an answer we cannot act on."""
+    try:
+        return kind(str(value))
+    except ValueError:
+        raise PaymentProviderUnavailable(
+            f"Stripe answered a Checkout Session {field} we do not know: {value!r}"
+        ) from None
+
+
+def _intent_status(intent: object) -> PaymentIntentStatus | None:
+    """The status of an expanded PaymentIntent; None when only its id came back (or Stripe
+    named a status it has not documented: it is advice, and unknown advice is none)."""
     status = getattr(intent, "status", None)
-    return status if isinstance(status, str) else None
+    try:
+        return PaymentIntentStatus(status) if isinstance(status, str) else None
+    except ValueError:
+        return None

@@ -4,10 +4,49 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from payment_window.domain.session import PaymentSession
 from payment_window.domain.stripe_calls import CallClass
+
+
+class CheckoutStatus(StrEnum):
+    """A Checkout Session's `status`, as Stripe documents it."""
+
+    OPEN = "open"
+    COMPLETE = "complete"
+    EXPIRED = "expired"
+
+
+class PaymentStatus(StrEnum):
+    """A Checkout Session's `payment_status`, as Stripe documents it."""
+
+    PAID = "paid"
+    UNPAID = "unpaid"
+    NO_PAYMENT_REQUIRED = "no_payment_required"
+
+    @property
+    def settled(self) -> bool:
+        """The buyer owes nothing more: the money arrived, or none was asked for."""
+        return self is not PaymentStatus.UNPAID
+
+
+class PaymentIntentStatus(StrEnum):
+    """A PaymentIntent's `status`, as Stripe documents it."""
+
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    REQUIRES_CAPTURE = "requires_capture"
+    CANCELED = "canceled"
+    SUCCEEDED = "succeeded"
+
+    @property
+    def failed(self) -> bool:
+        """A delayed payment that will not arrive: the buyer must pay again, or cannot."""
+        return self in (PaymentIntentStatus.REQUIRES_PAYMENT_METHOD, PaymentIntentStatus.CANCELED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,12 +55,12 @@ class CheckoutSession:
 
     id: str
     url: str | None
-    status: str  # open | complete | expired
-    payment_status: str  # paid | unpaid | no_payment_required
+    status: CheckoutStatus
+    payment_status: PaymentStatus
     expires_at: datetime
     # The PaymentIntent's status when Stripe was asked for it: tells a delayed payment that
-    # failed (requires_payment_method, canceled) from one still processing.
-    payment_intent_status: str | None = None
+    # failed from one still processing.
+    payment_intent_status: PaymentIntentStatus | None = None
     # What attaching a window to a session made elsewhere needs to know of it.
     amount_total: int | None = None
     currency: str | None = None
