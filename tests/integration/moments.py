@@ -23,3 +23,11 @@ async def until_index_time(container: Container, moment: datetime, seconds: floa
     while (now := await container.index.now()) <= moment:
         assert time.monotonic() < give_up, f"the index's clock stayed at {now}, before {moment}"
         await asyncio.sleep(POLL_SECONDS)
+
+
+async def until_next_due(container: Container, seconds: float = 10.0) -> None:
+    """Return once the earliest moment on the index's schedule (a deadline, a retry after a
+    backoff, a re-check) has passed on the index's clock."""
+    next_due = await container.index.next_due()
+    assert next_due is not None, "nothing is scheduled"
+    await until_index_time(container, next_due, seconds)
