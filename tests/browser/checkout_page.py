@@ -140,6 +140,17 @@ class Api:
         )
         assert response.status_code == 200, response.text
 
+    def wait_until_due(self, session_id: str, timeout_s: float = 10) -> None:
+        """Wait until the server's clock (the one that decides) has passed the window's deadline,
+        read from its own status answers rather than guessed from this process's clock."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            body = self.status(session_id)
+            if parse_iso(body["serverTime"]) > parse_iso(body["expiresAt"]):
+                return
+            assert time.monotonic() < deadline, f"{session_id} is still not due: {body}"
+            time.sleep(0.05)
+
     def wait_for_viewer(self, session_id: str, timeout_s: float = 10) -> None:
         """Wait until the server listens for the window's changes on behalf of a page's event
         stream (it subscribes to the window's Redis channel before it sends the first byte), so
