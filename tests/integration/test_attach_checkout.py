@@ -104,7 +104,7 @@ async def test_an_attached_window_on_a_connected_account_is_expired_there_by_the
     )
     assert response.status_code == 201, response.text
     stripe.reset_calls()
-    await until_next_due(api.container)  # the deadline
+    await until_next_due(api.container.index)  # the deadline
 
     report = await expiry_task(api.container).run_pass()
 

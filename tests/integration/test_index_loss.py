@@ -35,7 +35,7 @@ async def test_after_a_flush_the_next_pass_restores_every_open_window_and_they_e
         assert first.reindexed == len(windows) and first.expired == 0
         assert await container.index.pending_count() == len(windows)
 
-        await until_index_time(container, soon)
+        await until_index_time(container.index, soon)
         second = await task.run_pass()
 
         assert second.expired == len(windows)

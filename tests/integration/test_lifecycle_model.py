@@ -721,7 +721,7 @@ async def test_extending_a_window_past_its_deadline_is_409_window_elapsed(
         ends = api.container.clock.now() + timedelta(seconds=1.5)
         opened = await api.open_window(expiresAt=ends.isoformat().replace("+00:00", "Z"))
         deadline = datetime.fromisoformat(opened["expiresAt"].replace("Z", "+00:00"))
-        await until_index_time(api.container, deadline)
+        await until_index_time(api.container.index, deadline)
 
         response = await api.client.post(
             f"/payments/window/{opened['sessionId']}/override",

@@ -56,7 +56,7 @@ async def expire_through_worker(api: Api, count: int) -> list[str]:
     bodies = [await api.open_window(expiresAt=due) for _ in range(count)]
     opened = [body["sessionId"] for body in bodies]
     last = max(datetime.fromisoformat(body["expiresAt"].replace("Z", "+00:00")) for body in bodies)
-    await until_index_time(api.container, last)
+    await until_index_time(api.container.index, last)
     report = await api.container.expiry_task().run_pass(sweep=True)
     assert report.as_dict()["expired"] == count, report
     return opened

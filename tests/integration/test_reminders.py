@@ -38,7 +38,7 @@ async def until_reminders_due(container: Container, windows: list[PaymentSession
     """Wait for the deciding clock to pass every window's reminder moment as first planned."""
     planned = [window.next_reminder_at for window in windows]
     assert all(planned)
-    await until_index_time(container, max(moment for moment in planned if moment))
+    await until_index_time(container.index, max(moment for moment in planned if moment))
 
 
 async def reminders_sent(container: Container) -> dict[str, int]:

@@ -70,7 +70,9 @@ async def test_prune_deletes_what_has_had_its_time_and_keeps_the_rest(api: Api) 
             update(idempotency_keys).values(created_at=now - timedelta(hours=25))
         )  # its 24 hours are over
     audit_before = await _count(api, audit_log)
-    await until_index_time(api.container, now + KEPT)  # the delivered rows have had their time
+    await until_index_time(
+        api.container.index, now + KEPT
+    )  # the delivered rows have had their time
 
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "payment_window", "prune",

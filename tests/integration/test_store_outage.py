@@ -116,7 +116,7 @@ async def test_windows_due_during_a_store_outage_close_within_seconds_of_its_ret
             # The deadlines pass during the outage; the worker claims them from Redis and the
             # store fails under it, pass after pass: wait until two passes failed after the
             # last deadline.
-            await until_index_time(container, max(window.expires_at for window in due))
+            await until_index_time(container.index, max(window.expires_at for window in due))
             failed_before = loop_failures(logs)
             await until_loop_failures(logs, failed_before + 2, seconds=60)
         assert not running.done(), "the worker loop ended during the outage"

@@ -228,7 +228,7 @@ async def test_the_worker_expires_a_direct_charge_window_on_its_account(
     )
     checkout_id = (await window_row(api, body["sessionId"])).checkout_session_id
     stripe.reset_calls()
-    await until_next_due(api.container)  # the deadline
+    await until_next_due(api.container.index)  # the deadline
 
     report = await expiry_task(api.container).run_pass()
 
@@ -266,14 +266,14 @@ async def test_a_pending_direct_payment_is_rechecked_on_its_account(
     checkout_id = (await window_row(api, body["sessionId"])).checkout_session_id
     stripe.complete(checkout_id, paid=False)  # a bank debit, still processing
     stripe.reset_calls()
-    await until_next_due(api.container)  # the deadline
+    await until_next_due(api.container.index)  # the deadline
 
     # At the deadline Stripe refuses to expire a complete session: the buyer paid (pending).
     await expiry_task(api.container).run_pass()
     pending = await window_row(api, body["sessionId"])
     assert pending.status.value == "awaiting_payment_confirmation"
     stripe.app.store.settle_delayed_payment(checkout_id, succeeded=True)
-    await until_next_due(api.container)  # the re-check
+    await until_next_due(api.container.index)  # the re-check
 
     report = await expiry_task(api.container).run_pass()
 
@@ -389,7 +389,7 @@ async def test_paid_on_an_old_link_the_worker_expires_the_current_one_on_the_acc
     row = await window_row(api, session_id)
     assert row.expire_checkout_id == current and row.expiry_attempts == 1
     assert stripe.session(current)["status"] == "open"
-    await until_next_due(api.container)  # the retry, after its backoff
+    await until_next_due(api.container.index)  # the retry, after its backoff
 
     retried = await expiry_task(api.container).run_pass()
 
