@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Locator, Page, Request, Route, expect
 
+from payment_window.adapters.changes import changes_channel
 from payment_window.api.auth import mint_token
 from payment_window.config import Settings
 
@@ -137,6 +139,29 @@ class Api:
             headers={"Content-Type": "application/json", "Stripe-Signature": f"t={at},v1={mac}"},
         )
         assert response.status_code == 200, response.text
+
+    def wait_until_due(self, session_id: str, timeout_s: float = 10) -> None:
+        """Wait until the server's clock (the one that decides) has passed the window's deadline,
+        read from its own status answers rather than guessed from this process's clock."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            body = self.status(session_id)
+            if parse_iso(body["serverTime"]) > parse_iso(body["expiresAt"]):
+                return
+            assert time.monotonic() < deadline, f"{session_id} is still not due: {body}"
+            time.sleep(0.05)
+
+    def wait_for_viewer(self, session_id: str, timeout_s: float = 10) -> None:
+        """Wait until the server listens for the window's changes on behalf of a page's event
+        stream (it subscribes to the window's Redis channel before it sends the first byte), so
+        that a change made now reaches the page."""
+        assert self.settings.redis_url, "the live server's change feed is Redis pub/sub"
+        channel = changes_channel(self.settings.redis_prefix, session_id)
+        deadline = time.monotonic() + timeout_s
+        with redis.Redis.from_url(self.settings.redis_url) as client:
+            while client.pubsub_numsub(channel)[0][1] < 1:
+                assert time.monotonic() < deadline, f"no viewer of {session_id} subscribed"
+                time.sleep(0.02)
 
     def expire_due(self) -> None:
         """One pass of the expiry task, as the schedule runs it: `payment-window expire-due`."""

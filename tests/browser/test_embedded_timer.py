@@ -92,7 +92,7 @@ def test_an_extension_arrives_live_and_the_host_hears_it(
     host_page.goto(marketplace.url(window["sessionId"]))
     timer = host_page.get_by_role("timer")
     expect(timer).to_have_text(re.compile(r"^29 mins"))
-    host_page.wait_for_timeout(400)  # the event stream connects
+    api.wait_for_viewer(window["sessionId"])
 
     extended = api.override(window["sessionId"], action="extend", minutes=60)
     assert extended.status_code == 200, extended.text
@@ -114,7 +114,7 @@ def test_closing_is_announced_once_and_the_countdown_goes(
     host_page.goto(marketplace.url(window["sessionId"]))
     timer = host_page.get_by_role("timer")
     expect(timer).to_have_text(re.compile(r"^29 mins"))
-    host_page.wait_for_timeout(400)
+    api.wait_for_viewer(window["sessionId"])
 
     terminated = api.override(window["sessionId"], action="terminate")
     assert terminated.status_code == 200, terminated.text
@@ -162,7 +162,7 @@ def test_german_words_numbers_and_announcements(
     expect(timer).to_have_text(re.compile(r"^44 Min\., \d+ Sek\.$"))
     expect(host_page.locator("#pay-by-line")).to_have_text(re.compile(r"^Bezahlen bis "))
     expect(host_page.locator("#warning")).to_contain_text("Weniger als eine Stunde übrig.")
-    host_page.wait_for_timeout(400)
+    api.wait_for_viewer(window["sessionId"])
     extended = api.override(window["sessionId"], action="extend", minutes=30)
     assert extended.status_code == 200, extended.text
     expect(host_page.get_by_role("status")).to_have_text(
@@ -234,7 +234,7 @@ def test_a_rotated_checkout_session_reaches_the_host(
     host_page.goto(marketplace.url(window["sessionId"]))
     timer = host_page.get_by_role("timer")
     expect(timer).to_have_text(re.compile(r"^22 hrs 59 mins$"))
-    host_page.wait_for_timeout(400)
+    api.wait_for_viewer(window["sessionId"])
 
     extended = api.override(window["sessionId"], action="extend", minutes=120)
     assert extended.status_code == 200, extended.text

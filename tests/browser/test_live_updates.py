@@ -51,7 +51,7 @@ def test_real_event_stream_carries_extension_and_termination(open_page: OpenPage
     window = checkout.api.open_window(windowMinutes=30)
     checkout.open(window["sessionId"])
     expect(checkout.countdown).to_have_text(re.compile(r"^29 mins"))
-    checkout.page.wait_for_timeout(300)  # let the stream connect
+    checkout.api.wait_for_viewer(window["sessionId"])
 
     extended = checkout.api.override(window["sessionId"], action="extend", minutes=60)
     assert extended.status_code == 200, extended.text

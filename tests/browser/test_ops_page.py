@@ -7,22 +7,16 @@ order, never about how many rows there are.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from checkout_page import Api
+from checkout_page import Api, iso
 from conftest import screenshot_path
+from devstripe.testing import RunningStripe
 from playwright.sync_api import Locator, Page, expect
-
-from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
-from payment_window.config import Settings
-from payment_window.domain.session import PaymentSession
-from payment_window.service import new_session_id
 
 pytestmark = pytest.mark.browser
 
@@ -43,41 +37,23 @@ def _order(page: Page, session_ids: list[str]) -> list[str]:
     return [sid for sid in shown if sid in session_ids]
 
 
-def _seed_overdue(settings: Settings, maker_id: str, minutes_late: list[int]) -> list[str]:
-    """Open windows already past their deadline (the API cannot open those): straight to the
-    store, on a thread of its own so its event loop never meets Playwright's."""
-    ids: list[str] = []
-
-    async def seed() -> None:
-        engine = create_engine(settings)
-        try:
-            now = datetime.now(UTC)
-            async with SqlUnitOfWorkFactory(engine)() as uow:
-                for number, late in enumerate(minutes_late):
-                    session = PaymentSession(
-                        id=new_session_id(),
-                        auction_id=f"auc-late-{uuid.uuid4().hex[:6]}",
-                        maker_id=maker_id,
-                        buyer_id=f"buyer-late-{number}",
-                        amount=4_200,
-                        currency="eur",
-                        expires_at=now - timedelta(minutes=late),
-                        created_at=now - timedelta(days=1),
-                        updated_at=now,
-                    )
-                    await uow.sessions.add(session)
-                    ids.append(session.id)
-                await uow.sessions.record_expiry_failure(
-                    ids[0], "PaymentProviderUnavailable: Stripe: An unknown error occurred"
-                )
-                await uow.commit()
-        finally:
-            await engine.dispose()
-
-    worker = threading.Thread(target=lambda: asyncio.run(seed()))
-    worker.start()
-    worker.join(timeout=30)
-    return ids
+def _overdue(api: Api, stripe: RunningStripe, maker_id: str, count: int) -> list[str]:
+    """Windows past their deadline and still open, the way that happens: opened through the
+    API with a deadline two seconds out, then an expiry pass whose Stripe calls fail (a 500)
+    records the failure and leaves them open, to be retried."""
+    soon = datetime.now(UTC) + timedelta(seconds=2)
+    windows = [
+        api.open_window(makerId=maker_id, buyerId=f"buyer-late-{number}", expiresAt=iso(soon))
+        for number in range(count)
+    ]
+    for window in windows:
+        api.wait_until_due(window["sessionId"])
+        checkout_id = window["checkoutUrl"].rstrip("/").rsplit("/", 1)[-1]
+        stripe.fail_next(1, status=500, path=f"{checkout_id}/expire")
+    api.expire_due()
+    for window in windows:
+        assert api.status(window["sessionId"])["status"] == "open"
+    return [window["sessionId"] for window in windows]
 
 
 def test_the_page_shows_the_summary_and_every_window(ops_page: Page, api: Api) -> None:
@@ -218,11 +194,12 @@ def test_the_page_has_the_checkout_pages_security_headers(api: Api) -> None:
         assert ops.headers[header] == checkout.headers[header], header
 
 
-def test_screenshot_of_the_operations_page(ops_page: Page, api: Api, tmp_path: Path) -> None:
+def test_screenshot_of_the_operations_page(
+    ops_page: Page, api: Api, stripe_server: RunningStripe, tmp_path: Path
+) -> None:
     """A few windows in every state an operator cares about (`make docs` keeps it as
     docs/ops-page.png)."""
-    settings = api.settings
-    _seed_overdue(settings, "maker-north", [3, 27])
+    _overdue(api, stripe_server, "maker-north", 2)
     for maker, minutes in (("maker-south", 35), ("maker-east", 125), ("maker-north", 600)):
         api.open_window(makerId=maker, windowMinutes=minutes)
     # A buyer who let two windows close unpaid: their record shows beside each of their windows.

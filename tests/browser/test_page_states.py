@@ -7,7 +7,6 @@ Each view is checked by axe and photographed (`make docs` keeps the pictures in 
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -105,7 +104,7 @@ def _closed(api: Api, stripe: RunningStripe, reason: str) -> dict[str, Any]:
         if reason == "checkout_missing":
             # Stripe no longer knows the window's Checkout Session.
             stripe.app.store.forget(window["checkoutUrl"].rstrip("/").rsplit("/", 1)[-1])
-        time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.5)
+        api.wait_until_due(window["sessionId"])
         api.expire_due()
     body = api.status(window["sessionId"])
     assert (body["status"], body["reason"]) == ("expired", reason), body

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from devstripe.events import event_for, signature_header
 from devstripe.testing import RunningStripe
 from sqlalchemy import func, select
 
@@ -85,6 +86,15 @@ async def seed_windows(
     for start in range(0, count, 200):
         await asyncio.gather(*(container.index.put(s) for s in sessions[start : start + 200]))
     return sessions
+
+
+async def buyer_pays(container: Container, stripe: RunningStripe, window: PaymentSession) -> None:
+    """The buyer pays at the local Stripe, and Stripe's signed `checkout.session.completed`
+    reaches the service's webhook use case (the settings need a `stripe_webhook_secret`)."""
+    assert window.checkout_session_id and container.settings.stripe_webhook_secret
+    secret = container.settings.stripe_webhook_secret.get_secret_value().split(",")[0]
+    payload = event_for(stripe.complete(window.checkout_session_id), "checkout.session.completed")
+    await container.webhooks.handle(payload, signature_header(payload, secret))
 
 
 async def count_rows(container: Container, table_name: str) -> int:

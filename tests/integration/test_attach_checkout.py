@@ -3,7 +3,6 @@ platform and on a connected account, through the API and the real worker."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +12,7 @@ import httpx
 import pytest
 from api_harness import Api, api_settings, assert_error_shape, running_api
 from devstripe.testing import RunningStripe
+from moments import until_next_due
 
 from payment_window.config import Settings
 
@@ -103,7 +103,7 @@ async def test_an_attached_window_on_a_connected_account_is_expired_there_by_the
     )
     assert response.status_code == 201, response.text
     stripe.reset_calls()
-    await asyncio.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.3)
+    await until_next_due(api.container.index)  # the deadline
 
     report = await api.container.expiry_task().run_pass()
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import pytest
 import structlog
 from conftest import with_stripe
 from devstripe.testing import RunningStripe
+from moments import until_next_due
 from seeding import count_rows, seed_windows
 from sqlalchemy import select, text
 
@@ -192,7 +192,7 @@ async def test_during_a_stripe_outage_windows_stay_open_and_indexed_then_all_exp
         expired += (await container.expiry_task().run_pass()).expired
         if expired == len(windows):
             break
-        await asyncio.sleep(0.25)
+        await until_next_due(container.index)  # the retry, after its backoff
     assert expired == len(windows)
     assert await count_rows(container, "audit_log") == len(windows)
 
@@ -209,7 +209,7 @@ async def test_rate_limits_and_dropped_connections_delay_but_lose_nothing(
         expired += (await container.expiry_task().run_pass()).expired
         if expired == len(windows):
             break
-        await asyncio.sleep(0.25)
+        await until_next_due(container.index)  # the retry, after its backoff
 
     assert expired == len(windows)
     assert await count_rows(container, "audit_log") == len(windows)
@@ -257,7 +257,7 @@ async def test_one_windows_stripe_failure_does_not_hold_back_the_others_closed_w
         expired += (await container.expiry_task().run_pass()).expired
         if expired:
             break
-        await asyncio.sleep(0.25)
+        await until_next_due(container.index)  # the retry, after its backoff
     assert (await stored(container, failing.id)).status is Status.EXPIRED
     assert await count_rows(container, "audit_log") == len(windows)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import redis.asyncio
 from conftest import with_stripe
 from devstripe.testing import RunningStripe
+from moments import until_index_time
 from seeding import seed_windows
 
 from payment_window.bootstrap import bootstrap
@@ -35,7 +35,7 @@ async def test_after_a_flush_the_next_pass_restores_every_open_window_and_they_e
         assert first.reindexed == len(windows) and first.expired == 0
         assert await container.index.pending_count() == len(windows)
 
-        await asyncio.sleep(max(0.0, (soon - container.clock.now()).total_seconds()) + 0.05)
+        await until_index_time(container.index, soon)
         second = await task.run_pass()
 
         assert second.expired == len(windows)

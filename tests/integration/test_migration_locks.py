@@ -141,11 +141,19 @@ async def test_the_next_migration_applies_while_the_service_answers_under_load(
             statuses.extend([created.status_code, read.status_code])
             slowest = max(slowest, time.monotonic() - began)
 
+    async def until_answered(count: int) -> None:
+        """Until `count` more answers came: the load is running, on whichever side of the
+        migration the test is."""
+        target, deadline = len(statuses) + count, time.monotonic() + 30
+        while len(statuses) < target:
+            assert time.monotonic() < deadline, f"the load stalled at {len(statuses)} answers"
+            await asyncio.sleep(0.02)
+
     loaders = [asyncio.create_task(load()) for _ in range(4)]
     try:
-        await asyncio.sleep(0.5)
+        await until_answered(8)
         await asyncio.to_thread(migrate, before_head, "head")
-        await asyncio.sleep(0.5)
+        await until_answered(8)
     finally:
         stop.set()
         await asyncio.gather(*loaders)

@@ -4,7 +4,6 @@ and a slow receiver next to the expiry path. Messages come from the API and the 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -18,6 +17,7 @@ import pytest
 from api_harness import Api, api_settings, running_api
 from devstripe.testing import RunningStripe
 from liveserver import ThreadServer
+from moments import until_index_time
 from outboxsupport import ManualClock, outbox_rows
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -53,8 +53,10 @@ async def expire_through_worker(api: Api, count: int) -> list[str]:
     """Open `count` windows through the API, let them fall due, run the expiry pass."""
     deadline = datetime.now(UTC) + timedelta(seconds=3)
     due = deadline.isoformat().replace("+00:00", "Z")
-    opened = [(await api.open_window(expiresAt=due))["sessionId"] for _ in range(count)]
-    await asyncio.sleep((deadline - datetime.now(UTC)).total_seconds() + 0.2)
+    bodies = [await api.open_window(expiresAt=due) for _ in range(count)]
+    opened = [body["sessionId"] for body in bodies]
+    last = max(datetime.fromisoformat(body["expiresAt"].replace("Z", "+00:00")) for body in bodies)
+    await until_index_time(api.container.index, last)
     report = await api.container.expiry_task().run_pass(sweep=True)
     assert report.as_dict()["expired"] == count, report
     return opened

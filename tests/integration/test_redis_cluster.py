@@ -207,12 +207,15 @@ async def test_index_operations_work_across_the_cluster_slots(
     assert await index.pending_count() == 0
 
     # Wake-ups travel over cluster pub/sub (PUBLISH is broadcast to every node).
+    # A wake sent before the waiter's subscription is in place is not heard (by design: a
+    # worker reads the schedule after subscribing), so wake until one is heard.
     waiter = asyncio.create_task(index.wait_for_wake(10.0))
-    await asyncio.sleep(0.5)  # the subscription is in place
     started = time.monotonic()
-    await index.wake()
-    await asyncio.wait_for(waiter, 5)
-    assert time.monotonic() - started < 5
+    while not waiter.done():
+        assert time.monotonic() - started < 5, "no wake-up reached the waiter"
+        await index.wake()
+        await asyncio.wait([waiter], timeout=0.1)
+    await waiter  # ended by a wake-up: its own timeout is 10 s
 
 
 async def test_the_stripe_budget_limiter_works_on_the_cluster(

@@ -14,17 +14,20 @@ import pytest
 from api_harness import Api, api_settings, running_api
 from conftest import settings_env
 from devstripe.testing import RunningStripe
+from moments import until_index_time
 from sqlalchemy import func, select, update
 
 from payment_window.adapters.tables import audit_log, idempotency_keys, outbox, stripe_events
 from payment_window.config import Environment, Settings
 from payment_window.domain.events import Destination
 
+KEPT = timedelta(seconds=1)
+
 
 @pytest.fixture
 async def api(pg_settings: Settings, stripe: RunningStripe) -> AsyncIterator[Api]:
     # Delivered rows are kept one second here (168 hours by default).
-    settings = api_settings(pg_settings, stripe, outbox_retention_hours=1 / 3600)
+    settings = api_settings(pg_settings, stripe, outbox_retention_hours=KEPT / timedelta(hours=1))
     async with running_api(settings) as running:
         yield running
 
@@ -67,7 +70,9 @@ async def test_prune_deletes_what_has_had_its_time_and_keeps_the_rest(api: Api) 
             update(idempotency_keys).values(created_at=now - timedelta(hours=25))
         )  # its 24 hours are over
     audit_before = await _count(api, audit_log)
-    await asyncio.sleep(1.2)
+    await until_index_time(
+        api.container.index, now + KEPT
+    )  # the delivered rows have had their time
 
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "payment_window", "prune",

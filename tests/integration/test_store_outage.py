@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 
 import pytest
+import structlog
 from conftest import with_stripe
 from devstripe.testing import RunningStripe
+from moments import until_index_time
 from seeding import seed_windows
 from sqlalchemy import select, update
 from statsd import StatsdServer
@@ -85,6 +87,17 @@ async def wait_closed(container: Container, ids: list[str], seconds: float) -> N
     pytest.fail(f"windows still open {seconds} s later: {await closed_at(container, ids)}")
 
 
+def loop_failures(logs: list[dict[str, object]]) -> int:
+    return sum(1 for entry in logs if entry["event"] == "expiry_loop_failed")
+
+
+async def until_loop_failures(logs: list[dict[str, object]], count: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while loop_failures(logs) < count:
+        assert time.monotonic() < deadline, f"{loop_failures(logs)} failed passes, not {count}"
+        await asyncio.sleep(0.1)
+
+
 @pytest.mark.parametrize("fault", ["cut", "freeze"])
 async def test_windows_due_during_a_store_outage_close_within_seconds_of_its_return(
     container: Container, proxy: TcpProxy, stripe: RunningStripe, fault: str
@@ -98,10 +111,14 @@ async def test_windows_due_during_a_store_outage_close_within_seconds_of_its_ret
             container, stripe, 25, deadline=now + timedelta(seconds=2), spread=timedelta(seconds=2)
         )
         # cut: PostgreSQL is gone (failover, restart); freeze: it stops answering (SIGSTOP).
-        getattr(proxy, fault)()
-        # The deadlines pass during the outage; the worker claims them from Redis and the
-        # store fails under it, pass after pass.
-        await asyncio.sleep(9)
+        with structlog.testing.capture_logs() as logs:
+            getattr(proxy, fault)()
+            # The deadlines pass during the outage; the worker claims them from Redis and the
+            # store fails under it, pass after pass: wait until two passes failed after the
+            # last deadline.
+            await until_index_time(container.index, max(window.expires_at for window in due))
+            failed_before = loop_failures(logs)
+            await until_loop_failures(logs, failed_before + 2, seconds=60)
         assert not running.done(), "the worker loop ended during the outage"
         proxy.restore()
         returned = container.clock.now()

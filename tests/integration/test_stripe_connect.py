@@ -17,6 +17,7 @@ from api_harness import Api, api_settings, assert_error_shape, running_api
 from devstripe.events import signature_header
 from devstripe.testing import RunningStripe
 from httpcapture import CaptureServer
+from moments import until_next_due
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -226,7 +227,7 @@ async def test_the_worker_expires_a_direct_charge_window_on_its_account(
     )
     checkout_id = (await window_row(api, body["sessionId"])).checkout_session_id
     stripe.reset_calls()
-    await asyncio.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.3)
+    await until_next_due(api.container.index)  # the deadline
 
     report = await api.container.expiry_task().run_pass()
 
@@ -264,14 +265,14 @@ async def test_a_pending_direct_payment_is_rechecked_on_its_account(
     checkout_id = (await window_row(api, body["sessionId"])).checkout_session_id
     stripe.complete(checkout_id, paid=False)  # a bank debit, still processing
     stripe.reset_calls()
-    await asyncio.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.3)
+    await until_next_due(api.container.index)  # the deadline
 
     # At the deadline Stripe refuses to expire a complete session: the buyer paid (pending).
     await api.container.expiry_task().run_pass()
     pending = await window_row(api, body["sessionId"])
     assert pending.status.value == "awaiting_payment_confirmation"
     stripe.app.store.settle_delayed_payment(checkout_id, succeeded=True)
-    await asyncio.sleep(0.2)
+    await until_next_due(api.container.index)  # the re-check
 
     report = await api.container.expiry_task().run_pass()
 
@@ -387,7 +388,7 @@ async def test_paid_on_an_old_link_the_worker_expires_the_current_one_on_the_acc
     row = await window_row(api, session_id)
     assert row.expire_checkout_id == current and row.expiry_attempts == 1
     assert stripe.session(current)["status"] == "open"
-    await asyncio.sleep(2.1)
+    await until_next_due(api.container.index)  # the retry, after its backoff
 
     retried = await api.container.expiry_task().run_pass()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from moments import until_index_time
 from redis.crc import key_slot
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -200,10 +201,11 @@ async def test_window_comes_back_when_its_lease_ends(world: World) -> None:
 
 async def test_released_claim_leaves_the_schedule(world: World) -> None:
     session = await world.open_window(await world.index.now() - timedelta(seconds=1))
+    lease_ends = await world.index.now() + timedelta(seconds=0.3)
     await world.index.claim_due(10, 0.3)
 
     await world.index.release(session.id)
-    await asyncio.sleep(0.5)
+    await until_index_time(world.index, lease_ends)  # a lease not released would end here
 
     assert await world.index.claim_due(10, 30) == []
     assert session.id not in await world.index.scheduled_ids()
@@ -230,10 +232,11 @@ async def test_window_extended_while_claimed_is_due_only_at_its_new_deadline(
 ) -> None:
     now = await world.index.now()
     session = await world.open_window(now - timedelta(seconds=1))
+    lease_ends = await world.index.now() + timedelta(seconds=0.3)
     assert len(await world.index.claim_due(10, 0.3)) == 1
 
     longer = await world.save(extended(session, now + LONG))
-    await asyncio.sleep(0.5)  # the claimer's lease ends without a release
+    await until_index_time(world.index, lease_ends)  # the claimer's lease ends without a release
 
     assert await world.index.claim_due(10, 30) == []
     next_due = await world.index.next_due()
