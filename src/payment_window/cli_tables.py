@@ -57,8 +57,7 @@ async def maker_policy(
     row (False: the settings' defaults apply, as the API's GET says)."""
     # The deployment's own clock (not the operator's): the change is stamped like any other.
     async with running(settings) as container:
-        async with container.uow() as uow:
-            own = await uow.policies.get(maker_id)
+        own = await container.windows.own_policy(maker_id, OPERATOR)
         if not changes:
             return own or default_policy(settings), own is not None
         changed = replace(own or default_policy(settings), **changes)  # type: ignore[arg-type]

@@ -101,10 +101,15 @@ class PaymentWindows:
         return WindowStatus.of(viewed, now)
 
     async def policy_for(self, maker_id: str, viewer: Actor) -> ExtensionPolicy:
+        """The maker's policy, or the configured defaults when none was set."""
+        return await self.own_policy(maker_id, viewer) or self._t.default_policy
+
+    async def own_policy(self, maker_id: str, viewer: Actor) -> ExtensionPolicy | None:
+        """The policy set for this maker; None when the defaults apply."""
         if not access.may_read_policy(viewer, maker_id):
             raise OverrideNotAllowed("only admins and the maker may read a maker's policy")
         async with self._uow() as uow:
-            return await self._t.policy_for(uow, maker_id)
+            return await uow.policies.get(maker_id)
 
     async def set_policy(self, maker_id: str, policy: ExtensionPolicy, actor: Actor) -> None:
         """Replace the maker's policy (admins only); the change is audited: who, before, after."""
