@@ -59,6 +59,7 @@ from payment_window.domain.ports import (
     WindowIndex,
 )
 from payment_window.expiry import ExpiryTask
+from payment_window.expiry_loop import ExpiryLoop
 from payment_window.index_repairs import IndexRepairs
 from payment_window.operations import Operations
 from payment_window.outbox import OutboxRelay, RelayGroup
@@ -66,7 +67,6 @@ from payment_window.reconcile import reconcile
 from payment_window.service import PaymentWindows
 from payment_window.transitions import Transitions
 from payment_window.webhooks import StripeWebhooks
-from payment_window.worker import Worker
 
 log = structlog.get_logger(__name__)
 
@@ -125,10 +125,10 @@ class Container:
             rebuild=self.rebuild_index,
         )
 
-    def expiry_loop(self, task: ExpiryTask) -> Worker:
+    def expiry_loop(self, task: ExpiryTask) -> ExpiryLoop:
         """The long-running expiry: `task`'s passes back to back, sleeping until the next
         deadline (`task.stop()` ends it)."""
-        return Worker(
+        return ExpiryLoop(
             task,
             self.index,
             max_sleep_seconds=self.settings.worker_max_sleep_seconds,

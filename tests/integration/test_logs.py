@@ -31,7 +31,7 @@ REQUEST_ID = "req-logs-0001"
 # Recognisable, and never printed whole anywhere the tests look.
 STRIPE_KEY = "sk_test_SECRET" + secrets.token_hex(12)
 # Lines about a pass or the index as a whole, not about one window (keep in step with expiry.py,
-# expiry_group.py and worker.py).
+# expiry_group.py and expiry_loop.py).
 PASS_EVENTS = {
     "expiry_pass",
     "expiry_loop_failed",

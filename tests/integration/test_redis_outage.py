@@ -32,8 +32,8 @@ from payment_window.api.app import create_app
 from payment_window.api.auth import mint_token
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
+from payment_window.expiry_loop import ExpiryLoop
 from payment_window.runner import reconcile_index
-from payment_window.worker import Worker
 
 pytestmark = pytest.mark.slow
 
@@ -167,7 +167,7 @@ async def test_an_in_process_worker_rides_out_a_redis_that_stops_answering(
         await reconcile_index(settings)
         container = await bootstrap(settings)
         task = container.expiry_task()
-        worker = Worker(task, container.index, max_sleep_seconds=0.5)
+        worker = ExpiryLoop(task, container.index, max_sleep_seconds=0.5)
         running = asyncio.create_task(worker.run())
         try:
             now = container.clock.now()

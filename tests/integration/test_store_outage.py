@@ -27,8 +27,8 @@ from test_expiry_workers import assert_each_expired_exactly_once
 from payment_window.adapters.tables import audit_log, outbox, payment_sessions
 from payment_window.bootstrap import Container, bootstrap
 from payment_window.config import Settings
+from payment_window.expiry_loop import ExpiryLoop
 from payment_window.runner import reconcile_index
-from payment_window.worker import Worker
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +103,7 @@ async def test_windows_due_during_a_store_outage_close_within_seconds_of_its_ret
     container: Container, proxy: TcpProxy, stripe: RunningStripe, fault: str
 ) -> None:
     task = container.expiry_task()
-    worker = Worker(task, container.index, max_sleep_seconds=0.5)
+    worker = ExpiryLoop(task, container.index, max_sleep_seconds=0.5)
     running = asyncio.create_task(worker.run())
     try:
         now = container.clock.now()

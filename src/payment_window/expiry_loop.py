@@ -1,4 +1,4 @@
-"""The long-running expiry worker: passes back to back, sleeping until the next due moment or a
+"""The long-running expiry loop (what the `worker` command runs): passes back to back, sleeping until the next due moment or a
 wake-up, through outages of the index or the store."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ log = structlog.get_logger(__name__)
 GAUGE_EVERY_SECONDS = 15.0
 
 
-class Worker:
+class ExpiryLoop:
     """The long-running form: passes back to back, sleeping until the next deadline."""
 
     def __init__(
