@@ -1,5 +1,5 @@
-"""The long-running expiry loop (what the `worker` command runs): passes back to back, sleeping until the next due moment or a
-wake-up, through outages of the index or the store."""
+"""The long-running expiry loop (what the `worker` command runs): passes back to back, sleeping
+until the next due moment or a wake-up, through outages of the index or the store."""
 
 from __future__ import annotations
 
