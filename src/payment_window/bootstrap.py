@@ -30,6 +30,7 @@ from payment_window.adapters.ratelimit import (
 )
 from payment_window.adapters.read_model import SqlReadModel
 from payment_window.adapters.redis_index import RedisWindowIndex
+from payment_window.adapters.retention import SqlRetention
 from payment_window.adapters.sinks import create_sinks, create_webhook_sinks
 from payment_window.adapters.store import SqlUnitOfWorkFactory, create_engine
 from payment_window.adapters.store_probe import SqlStoreProbe
@@ -53,6 +54,7 @@ from payment_window.domain.ports import (
     RateLimiter,
     Reachable,
     ReadModel,
+    Retention,
     Sink,
     StripeBudget,
     UnitOfWorkFactory,
@@ -84,6 +86,7 @@ class Container:
     idempotency_keys: SqlIdempotencyKeys
     webhook_endpoints: SqlWebhookEndpoints
     store_probe: Reachable
+    retention: Retention
     index: WindowIndex
     gateway: CheckoutGateway
     metrics: Metrics
@@ -327,6 +330,7 @@ def build_container(settings: Settings, **given: Unpack[Outside]) -> Container:
         idempotency_keys=SqlIdempotencyKeys(engine),
         webhook_endpoints=webhook_endpoints,
         store_probe=SqlStoreProbe(engine),
+        retention=SqlRetention(engine),
         index=index,
         gateway=gateway,
         metrics=metrics,

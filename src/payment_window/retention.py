@@ -15,7 +15,6 @@ from datetime import timedelta
 
 import structlog
 
-from payment_window.adapters.retention import SqlRetention
 from payment_window.bootstrap import Container
 
 log = structlog.get_logger(__name__)
@@ -39,7 +38,7 @@ async def prune(container: Container) -> PruneReport:
     """One retention pass over the store."""
     settings = container.settings
     now = container.clock.now()
-    retention = SqlRetention(container.engine)
+    retention = container.retention
     report = PruneReport(
         outbox=await retention.delete_finished_outbox(
             now - timedelta(hours=settings.outbox_retention_hours)

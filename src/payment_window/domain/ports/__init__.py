@@ -19,6 +19,7 @@ from payment_window.domain.ports.reads import ReadModel
 from payment_window.domain.ports.runtime import Clock, Metrics, Reachable
 from payment_window.domain.ports.store import (
     PolicyRepository,
+    Retention,
     SessionRepository,
     StripeEventRepository,
     UnitOfWork,
@@ -54,6 +55,7 @@ __all__ = [
     "RateLimiter",
     "Reachable",
     "ReadModel",
+    "Retention",
     "SessionRepository",
     "Sink",
     "StripeBudget",

@@ -146,3 +146,13 @@ class UnreadableWindow:
     buyer_id: str
     status: str
     problem: str
+
+
+class Retention(Protocol):
+    """Deletes what the store keeps only for a while; each returns how many rows went."""
+
+    async def delete_finished_outbox(self, before: datetime) -> int: ...
+
+    async def delete_stripe_events(self, before: datetime) -> int: ...
+
+    async def delete_idempotency_keys(self, before: datetime) -> int: ...
