@@ -11,7 +11,7 @@ from typing import Protocol
 
 import structlog
 
-from payment_window.domain import messages, stripe_calls, window
+from payment_window.domain import stripe_calls, times, window
 from payment_window.domain.errors import CheckoutNotOpen, CheckoutRefused
 from payment_window.domain.ports import CheckoutGateway, CheckoutSession, CheckoutStatus, Clock
 from payment_window.domain.session import PaymentSession
@@ -85,8 +85,8 @@ class StripeCheckouts:
             log.warning(
                 "checkout_expiry_replanned",
                 session_id=session.id,
-                refused=messages.iso(expires_at),
-                planned=messages.iso(again),
+                refused=times.iso(expires_at),
+                planned=times.iso(again),
             )
             created = await self.gateway.create(
                 session, again, idempotency_key=f"{idempotency_key}:replanned"

@@ -35,6 +35,7 @@ from payment_window.domain.buyers import (
 from payment_window.domain.errors import DomainError, OverrideNotAllowed, SessionNotFound
 from payment_window.domain.ports import Clock, ReadModel, WebhookEndpointsView
 from payment_window.domain.session import PaymentSession
+from payment_window.domain.times import read_aware_utc
 from payment_window.domain.views import AuditRecord, EndpointStatus, Summary, WindowFilter
 
 MAX_PAGE = 200
@@ -70,9 +71,7 @@ def decode_cursor(cursor: str, query: WindowFilter) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, session_id, fingerprint = json.loads(raw)
-        parsed = datetime.fromisoformat(at)
-        # In UTC at once: a time with no UTC form (year 10000 once shifted) is no cursor of ours.
-        expires_at = parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+        expires_at = read_aware_utc(at)
     except (binascii.Error, ValueError, TypeError, OverflowError, RecursionError):
         raise InvalidCursor("the cursor is not one this service handed out") from None
     if (

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 
-from payment_window.domain import access, messages, stripe_calls
+from payment_window.domain import access, messages, stripe_calls, times
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.errors import (
     OverrideNotAllowed,
@@ -104,8 +104,8 @@ class WindowOverrides:
                     "role": actor.role.value,
                     "minutes": minutes,
                     "reason": reason,
-                    "previousExpiresAt": messages.iso(session.expires_at),
-                    "expiresAt": messages.iso(extended.expires_at),
+                    "previousExpiresAt": times.iso(session.expires_at),
+                    "expiresAt": times.iso(extended.expires_at),
                     "checkoutSessionId": extended.checkout_session_id,
                 },
             ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from payment_window.domain import messages
+from payment_window.domain import messages, times
 from payment_window.domain.ports import UnitOfWork
 from payment_window.domain.session import PaymentSession
 from payment_window.pass_report import ACTOR
@@ -31,7 +31,7 @@ class Reminders:
                 "reminder_sent",
                 ACTOR,
                 session.status,
-                {"reminderMinutes": offset, "expiresAt": messages.iso(session.expires_at)},
+                {"reminderMinutes": offset, "expiresAt": times.iso(session.expires_at)},
             ),
             [messages.on_reminder(reminded, offset, now)],
         )

@@ -3,7 +3,7 @@ out; the old one is then expired, so the buyer pays through the newest link only
 
 from __future__ import annotations
 
-from payment_window.domain import messages
+from payment_window.domain import times
 from payment_window.domain.ports import UnitOfWorkFactory, WindowIndex
 from payment_window.domain.session import PaymentSession
 from payment_window.pass_report import ACTOR, PassReport
@@ -47,7 +47,7 @@ class CheckoutRotation:
                         {
                             "previousCheckoutSessionId": current.checkout_session_id,
                             "checkoutSessionId": rotated.checkout_session_id,
-                            "checkoutExpiresAt": messages.iso(rotated.checkout_expires_at),
+                            "checkoutExpiresAt": times.iso(rotated.checkout_expires_at),
                         },
                     )
                 )

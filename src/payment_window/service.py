@@ -14,7 +14,7 @@ from datetime import datetime
 
 import structlog
 
-from payment_window.domain import access, messages, money, window
+from payment_window.domain import access, money, times, window
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.attach import check_attachable
 from payment_window.domain.connect import Connect, checked_connect
@@ -170,7 +170,7 @@ class PaymentWindows:
             )
             raise
         await self._t.after_commit.announce(session, "opened")
-        log.info("payment_window_opened", session_id=session.id, expires_at=messages.iso(ends))
+        log.info("payment_window_opened", session_id=session.id, expires_at=times.iso(ends))
         return session
 
     async def _attach(self, request: OpenWindow, checkout_id: str, actor: Actor) -> PaymentSession:
@@ -218,7 +218,7 @@ class PaymentWindows:
             session_id=session.id,
             checkout_session_id=checkout.id,
             stripe_account=account,
-            expires_at=messages.iso(ends),
+            expires_at=times.iso(ends),
         )
         return session
 
@@ -271,7 +271,7 @@ class PaymentWindows:
                     actor.label,
                     None,
                     {
-                        "expiresAt": messages.iso(session.expires_at),
+                        "expiresAt": times.iso(session.expires_at),
                         "checkoutSessionId": session.checkout_session_id,
                         "attached": session.attached or None,
                         "stripeAccount": session.connect_account_id,

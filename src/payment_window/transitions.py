@@ -17,7 +17,7 @@ import structlog
 
 from payment_window.after_commit import AfterCommit
 from payment_window.checkouts import StripeCheckouts, StripeTime
-from payment_window.domain import messages
+from payment_window.domain import messages, times
 from payment_window.domain.events import AuditEntry
 from payment_window.domain.policy import ExtensionPolicy
 from payment_window.domain.ports import (
@@ -90,7 +90,7 @@ class Transitions:
                 {
                     "reason": reason.value,
                     "note": note,
-                    "expiresAt": messages.iso(session.expires_at),
+                    "expiresAt": times.iso(session.expires_at),
                     "checkoutSessionId": session.checkout_session_id,
                 },
             ),

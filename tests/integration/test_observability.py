@@ -32,9 +32,9 @@ from payment_window.config import Settings
 from payment_window.domain.access import Actor, Role
 from payment_window.domain.errors import WindowNotOpen
 from payment_window.domain.events import Destination
-from payment_window.domain.messages import iso
 from payment_window.domain.ports import Claim
 from payment_window.domain.session import PaymentSession, Status
+from payment_window.domain.times import iso
 from payment_window.outbox import OutboxRelay, status
 
 ADMIN = Actor("ops-1", Role.ADMIN)

@@ -13,8 +13,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from payment_window.config import Settings
 from payment_window.domain.events import OutboxEnvelope
-from payment_window.domain.messages import iso
 from payment_window.domain.ports import DeliveryFailed
+from payment_window.domain.times import iso
 
 if TYPE_CHECKING:
     from mypy_boto3_sns.client import SNSClient

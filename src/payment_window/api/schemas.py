@@ -25,6 +25,7 @@ from payment_window.domain.connect import Charge, Connect
 from payment_window.domain.money import MAX_AMOUNT
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
 from payment_window.domain.session import MAX_EXTENSION_MINUTES_PER_REQUEST, Status
+from payment_window.domain.times import read_aware_utc
 from payment_window.service import OpenWindow
 
 # Printable: PostgreSQL refuses NUL in text, and control characters have no business in an id.
@@ -46,18 +47,10 @@ def aware_utc_time(value: object) -> datetime:
     """The one reading of a time a client sends (body or query): an ISO 8601 string with a
     zone, no Unix numbers or digit strings, in UTC; a time with no UTC form (year 0 or 10000
     once shifted) is refused."""
-    if not isinstance(value, str):
-        raise ValueError(f"must be {TIME_HINT}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"must be {TIME_HINT}") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"must be {TIME_HINT}")
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("must be a time between years 1 and 9999 in UTC") from None
+    parsed = read_aware_utc(value)
+    if parsed is None:
+        raise ValueError(f"must be {TIME_HINT}, between years 1 and 9999 in UTC")
+    return parsed
 
 
 IsoDateTime = Annotated[AwareDatetime, BeforeValidator(aware_utc_time)]

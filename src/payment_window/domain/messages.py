@@ -6,22 +6,14 @@ outbox id when delivered so consumers can deduplicate.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from payment_window.domain.events import Destination, OutboxMessage
 from payment_window.domain.policy import ExtensionPolicy, OnExpiry
 from payment_window.domain.ports import UnreadableWindow
 from payment_window.domain.session import CloseReason, PaymentSession, closed_event
-
-
-def iso(moment: datetime | None) -> str | None:
-    """ISO 8601 UTC with a `Z`, the one time format on the wire."""
-    if moment is None:
-        return None
-    # isoformat truncates to milliseconds as strftime would, at a fraction of its cost (the
-    # status read formats two times per answer).
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+from payment_window.domain.times import iso
 
 
 def _subject(session: PaymentSession) -> dict[str, Any]:

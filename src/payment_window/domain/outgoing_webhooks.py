@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from payment_window.domain.events import Destination, OutboxEnvelope, OutboxMessage
-from payment_window.domain.messages import iso
+from payment_window.domain.times import iso
 
 PREFIX = "webhook:"
 # A failing message is retried with backoff for this long, then parked (and alerted).
