@@ -1,9 +1,12 @@
-"""Windows that are already due, made the way the service makes them (Stripe session first)."""
+"""Windows that are already due, made the way the service makes them (Stripe session first),
+and windows of long ago, made by a service whose clock and Stripe run in the past."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from devstripe.events import event_for, signature_header
@@ -11,9 +14,11 @@ from devstripe.testing import RunningStripe
 from sqlalchemy import func, select
 
 from payment_window.adapters.tables import audit_log, outbox, payment_sessions
-from payment_window.bootstrap import Container
-from payment_window.domain.session import PaymentSession
-from payment_window.service import new_session_id
+from payment_window.bootstrap import Container, bootstrap
+from payment_window.config import Settings
+from payment_window.domain.access import Actor, Role
+from payment_window.domain.session import CloseReason, PaymentSession, Status
+from payment_window.service import OpenWindow, new_session_id
 
 
 async def seed_windows(
@@ -86,6 +91,76 @@ async def seed_windows(
     for start in range(0, count, 200):
         await asyncio.gather(*(container.index.put(s) for s in sessions[start : start + 200]))
     return sessions
+
+
+class ShiftedClock:
+    """This host's clock set `behind` back, and moved forward when told: the clock of a
+    service running in the past. It keeps ticking, so a local Stripe started on it and the
+    service's measure of Stripe's clock (from the `Date` of its answers) agree with it."""
+
+    def __init__(self, behind: timedelta) -> None:
+        self._offset = -behind
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    def timestamp(self) -> float:
+        """For the local Stripe, which reads its clock as epoch seconds."""
+        return self.now().timestamp()
+
+    def advance(self, delta: timedelta) -> None:
+        self._offset += delta
+
+
+@dataclass
+class PastService:
+    """A service running in the past, with the local Stripe it talks to."""
+
+    container: Container
+    clock: ShiftedClock
+    stripe: RunningStripe
+
+
+@asynccontextmanager
+async def running_in_the_past(settings: Settings, days_ago: int) -> AsyncIterator[PastService]:
+    """A second service on the store of `settings`, its clock and a local Stripe of its own
+    `days_ago` days back: Stripe refuses sessions that end in its past, so the shared one
+    cannot make a window of 100 days ago."""
+    clock = ShiftedClock(timedelta(days=days_ago))
+    with RunningStripe(clock=clock.timestamp) as stripe:
+        container = await bootstrap(
+            settings.model_copy(update={"stripe_api_base": stripe.url}), clock=clock
+        )
+        try:
+            yield PastService(container, clock, stripe)
+        finally:
+            await container.close()
+
+
+async def old_unpaid_window(settings: Settings, buyer_id: str, days_ago: int) -> PaymentSession:
+    """A window opened `days_ago` days ago and closed unpaid at its deadline, reached as the
+    service reaches one: opened through the use case with a Checkout Session, closed (at
+    Stripe first) by the expiry pass once the clock passed the deadline."""
+    async with running_in_the_past(settings, days_ago) as past:
+        opened = await past.container.windows.open(
+            OpenWindow(
+                auction_id=f"auc-old-{days_ago}",
+                maker_id="maker-1",
+                buyer_id=buyer_id,
+                amount=2_000,
+                currency="usd",
+            ),
+            Actor("marketplace", Role.SERVICE),
+        )
+        past.clock.advance(opened.expires_at - past.clock.now() + timedelta(seconds=1))
+        await past.container.expiry_task().run_pass()
+        async with past.container.uow() as uow:
+            closed = await uow.sessions.get(opened.id)
+        assert opened.checkout_session_id is not None
+        assert past.stripe.session(opened.checkout_session_id)["status"] == "expired"
+    assert closed is not None and closed.checkout_session_id == opened.checkout_session_id
+    assert (closed.status, closed.reason) == (Status.EXPIRED, CloseReason.WINDOW_ELAPSED)
+    return closed
 
 
 async def buyer_pays(container: Container, stripe: RunningStripe, window: PaymentSession) -> None:

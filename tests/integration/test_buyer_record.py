@@ -1,11 +1,11 @@
 """A buyer's payment record and the repeat non-payers, reached the way users reach them: windows
 opened through the API, paid through Stripe's signed webhook, terminated by an admin and by a
-maker, closed by the expiry pass; then read over HTTP, over PostgreSQL and the local Stripe."""
+maker, closed by the expiry pass (the old ones by a second service whose clock and Stripe run
+days back); then read over HTTP, over PostgreSQL and the local Stripe."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,12 +14,11 @@ from api_harness import Api, api_settings, assert_error_shape, running_api
 from devstripe.events import event_for, signature_header
 from devstripe.testing import RunningStripe
 from pydantic import SecretStr
-from seeding import seed_windows
+from seeding import old_unpaid_window, seed_windows
 
 from payment_window.api.schemas import BuyerRecordOut
 from payment_window.config import Settings
-from payment_window.domain.session import CloseReason, PaymentSession, Status
-from payment_window.service import new_session_id
+from payment_window.domain.session import CloseReason
 
 WEBHOOK_SECRET = "whsec_buyer_record_0123456789"
 NO_REASONS = {reason.value: 0 for reason in CloseReason}
@@ -81,27 +80,6 @@ async def _summary(api: Api, **params: Any) -> dict[str, Any]:
     return body
 
 
-async def _old_unpaid_window(api: Api, buyer_id: str, days_ago: int) -> PaymentSession:
-    """A window opened and closed unpaid `days_ago` days ago: no API opens one in the past."""
-    opened_at = datetime.now(UTC) - timedelta(days=days_ago)
-    session = PaymentSession(
-        id=new_session_id(),
-        auction_id=f"auc-old-{days_ago}",
-        maker_id="maker-1",
-        buyer_id=buyer_id,
-        amount=2_000,
-        currency="usd",
-        expires_at=opened_at + timedelta(days=1),
-        created_at=opened_at,
-        updated_at=opened_at,
-    ).expire(CloseReason.WINDOW_ELAPSED, opened_at + timedelta(days=1))
-    async with api.container.uow() as uow:
-        await uow.sessions.add(replace(session, status=Status.OPEN, version=1))
-        await uow.sessions.update(session)
-        await uow.commit()
-    return session
-
-
 async def test_the_record_counts_what_happened_to_a_buyers_windows(
     api: Api, stripe: RunningStripe
 ) -> None:
@@ -128,7 +106,7 @@ async def test_the_record_counts_what_happened_to_a_buyers_windows(
     await _terminate(api, last_admin["sessionId"], api.admin)
     after_last = datetime.now(UTC)
     # Opened 100 days ago: outside the default 90 days, inside 120.
-    old = await _old_unpaid_window(api, repeat, days_ago=100)
+    old = await old_unpaid_window(api.container.settings, repeat, days_ago=100)
 
     for _ in range(2):
         await _pay(api, stripe, (await api.open_window(buyerId=good))["sessionId"])
@@ -256,7 +234,7 @@ async def test_bad_buyer_ids_and_periods_are_refused_with_422(
 
 
 async def test_the_longest_period_reaches_back_ten_years(api: Api) -> None:
-    old = await _old_unpaid_window(api, "by-ancient", days_ago=3000)
+    old = await old_unpaid_window(api.container.settings, "by-ancient", days_ago=3000)
     record = await _record(api, "by-ancient", days=3650)
     assert record["unpaid"] == 1 and record["lastUnpaid"]["sessionId"] == old.id
     assert (await _record(api, "by-ancient"))["opened"] == 0
