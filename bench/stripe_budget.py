@@ -56,8 +56,11 @@ BUDGET = float(os.environ.get("BENCH_BUDGET_RPS", "20"))
 STORM_SECONDS = float(os.environ.get("BENCH_STORM_SECONDS", "3"))
 CREATES = 12
 LEAD = 5.0
-TARGET_CREATE_RATIO = 2.0  # p50 during the burst / p50 alone
-TARGET_CREATE_EXTRA_MS = 150.0  # worst create during the burst over worst alone: ~one slot
+# Issue 24: a burst of expiries never delays a create by more than one budget slot. Its p50
+# during the burst may exceed its p50 alone by one slot (1 / budget) and 10 ms of measuring.
+SLOT_MS = 1000.0 / BUDGET
+TARGET_CREATE_DELAY_MS = SLOT_MS + 10.0
+TARGET_CREATE_EXTRA_MS = 150.0  # worst create during the burst over worst alone
 # With a storm, nothing closes while it lasts and the pace then grows back by a twentieth of the
 # budget a second (from under half): the drain may take the floor, the storm and that recovery.
 RECOVERY_SECONDS = 10.0
@@ -174,8 +177,9 @@ async def main() -> dict[str, Any]:
         with_creates = await one_run(processes, redis_url, stripe_url, storm=False)
         with_storm = await one_run(processes, redis_url, stripe_url, storm=True)
     extra = with_creates["create_ms_during_burst"]["max"] - with_creates["create_ms_alone"]["max"]
+    delay = with_creates["create_ms_during_burst"]["p50"] - with_creates["create_ms_alone"]["p50"]
     met = (
-        with_creates["create_ratio"] <= TARGET_CREATE_RATIO
+        delay <= TARGET_CREATE_DELAY_MS
         and extra <= TARGET_CREATE_EXTRA_MS
         and with_creates["busiest_second_calls"] <= BUDGET + 1
         and with_storm["drain_seconds"]
@@ -187,9 +191,11 @@ async def main() -> dict[str, Any]:
         "creates": with_creates,
         "storm": with_storm,
         "ratio": with_creates["create_ratio"],
+        "create_delay_ms": round(delay, 1),
         "storm_ratio": with_storm["drain_ratio"],
-        "target": f"create p50 during a burst within {TARGET_CREATE_RATIO}x alone and its worst "
-        f"within {TARGET_CREATE_EXTRA_MS:.0f} ms of alone; no second over the budget; a "
+        "target": f"create p50 during a burst at most one budget slot ({SLOT_MS:.0f} ms, +10 ms) "
+        f"over its p50 alone and its worst within {TARGET_CREATE_EXTRA_MS:.0f} ms of alone; no "
+        "second over the budget (+1 call); a "
         f"{STORM_SECONDS:.0f} s 429 storm drains within floor + storm + "
         f"{RECOVERY_SECONDS:.0f} s of AIMD recovery",
         "met": met,
