@@ -1,9 +1,9 @@
 """Waiting for a moment on the clock that decides, instead of sleeping a guessed time.
 
-The expiry pass judges due-ness and leases by the index's clock (Redis's `TIME` or PostgreSQL's
-`now()`), which a test cannot move. A fixed sleep sized by this process's clock plus a margin is
-too long on a quiet machine and too short on a loaded or skewed one; polling the deciding clock
-until the moment has passed is exact on both.
+Deployed processes judge due-ness and leases by the index's clock (Redis's `TIME` or
+PostgreSQL's `now()`), which a test of real processes cannot move. A fixed sleep sized by this
+process's clock plus a margin is too long on a quiet machine and too short on a loaded or skewed
+one; polling the deciding clock until the moment has passed is exact on both.
 """
 
 from __future__ import annotations

@@ -178,3 +178,14 @@ async def count_rows(container: Container, table_name: str) -> int:
     ]
     async with container.engine.connect() as connection:
         return int((await connection.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def closed_at(container: Container, ids: list[str]) -> dict[str, datetime | None]:
+    """When each of these windows was closed (None: still open), read from the store."""
+    async with container.engine.connect() as connection:
+        rows = await connection.execute(
+            select(payment_sessions.c.id, payment_sessions.c.expired_at).where(
+                payment_sessions.c.id.in_(ids)
+            )
+        )
+        return {row.id: row.expired_at for row in rows}

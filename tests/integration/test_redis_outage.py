@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,7 @@ from conftest import with_stripe
 from devstripe.testing import RunningStripe
 from liveserver import ThreadServer
 from redisserver import RedisServer
-from seeding import seed_windows
+from seeding import closed_at, seed_windows
 from sqlalchemy import select
 from statsd import Metric, StatsdServer
 from test_expiry_workers import Workers, assert_each_expired_exactly_once
@@ -58,16 +58,6 @@ async def container(outage_settings: Settings) -> AsyncIterator[Container]:
     built = await bootstrap(outage_settings)
     yield built
     await built.close()
-
-
-async def closed_at(container: Container, ids: list[str]) -> dict[str, datetime | None]:
-    async with container.engine.connect() as connection:
-        rows = await connection.execute(
-            select(payment_sessions.c.id, payment_sessions.c.expired_at).where(
-                payment_sessions.c.id.in_(ids)
-            )
-        )
-        return {row.id: row.expired_at for row in rows}
 
 
 async def wait_closed(container: Container, ids: list[str], seconds: float) -> None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import structlog
 from conftest import with_stripe
 from devstripe.testing import RunningStripe
 from moments import until_index_time
-from seeding import seed_windows
+from seeding import closed_at, seed_windows
 from sqlalchemy import select, update
 from statsd import StatsdServer
 from tcpproxy import TcpProxy
@@ -63,16 +63,6 @@ async def container(proxied_settings: Settings) -> AsyncIterator[Container]:
     built = await bootstrap(proxied_settings)
     yield built
     await built.close()
-
-
-async def closed_at(container: Container, ids: list[str]) -> dict[str, datetime | None]:
-    async with container.engine.connect() as connection:
-        rows = await connection.execute(
-            select(payment_sessions.c.id, payment_sessions.c.expired_at).where(
-                payment_sessions.c.id.in_(ids)
-            )
-        )
-        return {row.id: row.expired_at for row in rows}
 
 
 async def wait_closed(container: Container, ids: list[str], seconds: float) -> None:
